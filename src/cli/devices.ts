@@ -1,0 +1,23 @@
+// `devices`: what adapters Dawn sees and what they offer an LLM.
+import { describeAdapter, enumerateAdapters, LLM_LIMITS } from '../gpu/adapters.js';
+
+export async function runDevices(options: { json: boolean }): Promise<void> {
+  const adapters = await enumerateAdapters();
+  const described = adapters.map((a, i) => describeAdapter(a, i));
+  if (options.json) {
+    process.stdout.write(`${JSON.stringify(described, null, 2)}\n`);
+    return;
+  }
+  for (const d of described) {
+    process.stdout.write(`[${d.index}] ${d.description || d.device}\n`);
+    process.stdout.write(`    vendor: ${d.vendor}  architecture: ${d.architecture}  device: ${d.device}\n`);
+    process.stdout.write(`    backend: ${d.backend}${d.isFallbackAdapter ? ' (software fallback adapter)' : ''}\n`);
+    for (const name of LLM_LIMITS) process.stdout.write(`    ${name}: ${formatLimit(d.limits[name])}\n`);
+    process.stdout.write(`    features: ${d.features.join(', ')}\n`);
+  }
+}
+
+function formatLimit(n: number): string {
+  if (n >= 1 << 20) return `${n} (${(n / (1 << 20)).toFixed(0)} MiB)`;
+  return String(n);
+}

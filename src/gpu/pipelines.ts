@@ -1,0 +1,102 @@
+// Compute pipelines cached by shader source, entry point and override constants. Compilation
+// errors are thrown with the kernel's name and the WGSL line they point at.
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describeCompilationErrors, GpuError } from './errors.js';
+
+export type OverrideConstants = Record<string, number>;
+
+export interface PipelineSpec {
+  /** Kernel name: labels the pipeline so GPU errors can name it. */
+  kernel: string;
+  /** WGSL source. Use loadShader() for files in shaders/. */
+  code: string;
+  entryPoint?: string;
+  constants?: OverrideConstants;
+}
+
+export class PipelineCache {
+  private readonly cache = new Map<string, Promise<GPUComputePipeline>>();
+  private readonly modules = new Map<string, GPUShaderModule>();
+
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly features: ReadonlySet<string>,
+  ) {}
+
+  get size(): number {
+    return this.cache.size;
+  }
+
+  /** The compiled pipeline for spec; concurrent callers share one compilation. */
+  get(spec: PipelineSpec): Promise<GPUComputePipeline> {
+    const constants = spec.constants ?? {};
+    const key = JSON.stringify([spec.code, spec.entryPoint ?? 'main', Object.entries(constants).sort()]);
+    let pipeline = this.cache.get(key);
+    if (!pipeline) {
+      pipeline = this.compile(spec, constants);
+      pipeline.catch(() => this.cache.delete(key));
+      this.cache.set(key, pipeline);
+    }
+    return pipeline;
+  }
+
+  private async compile(spec: PipelineSpec, constants: OverrideConstants): Promise<GPUComputePipeline> {
+    const code = withEnables(spec.code, this.features);
+    let module = this.modules.get(code);
+    if (!module) {
+      this.device.pushErrorScope('validation');
+      module = this.device.createShaderModule({ label: spec.kernel, code });
+      const info = await module.getCompilationInfo();
+      const scoped = await this.device.popErrorScope();
+      const message = describeCompilationErrors(spec.kernel, code, info.messages);
+      if (message) throw new GpuError(message, spec.kernel);
+      if (scoped) throw new GpuError(`shader module for kernel "${spec.kernel}" is invalid: ${scoped.message}`, spec.kernel);
+      this.modules.set(code, module);
+    }
+    this.device.pushErrorScope('validation');
+    const pipeline = this.device.createComputePipeline({
+      label: spec.kernel,
+      layout: 'auto',
+      compute: { module, entryPoint: spec.entryPoint ?? 'main', constants },
+    });
+    const error = await this.device.popErrorScope();
+    if (error) throw new GpuError(`pipeline for kernel "${spec.kernel}" is invalid: ${error.message}`, spec.kernel);
+    return pipeline;
+  }
+}
+
+/**
+ * Shaders write `// requires: f16` or `// requires: subgroups` instead of `enable` lines, so one file can
+ * declare what it needs; we add the enable directives the device supports.
+ */
+function withEnables(code: string, features: ReadonlySet<string>): string {
+  const enables: string[] = [];
+  if (/^\s*\/\/\s*requires:.*\bf16\b/m.test(code)) {
+    if (!features.has('shader-f16')) throw new GpuError('this kernel needs the shader-f16 feature, which the device lacks');
+    enables.push('enable f16;');
+  }
+  if (/^\s*\/\/\s*requires:.*\bsubgroups\b/m.test(code)) {
+    if (!features.has('subgroups')) throw new GpuError('this kernel needs the subgroups feature, which the device lacks');
+    enables.push('enable subgroups;');
+  }
+  return enables.length ? `${enables.join(' ')}\n${code}` : code;
+}
+
+const shaderCache = new Map<string, string>();
+
+/** Reads shaders/<name>.wgsl. Works from src/ (tsx) and from dist/ (compiled). */
+export function loadShader(name: string): string {
+  let code = shaderCache.get(name);
+  if (code === undefined) {
+    code = readFileSync(join(shaderDir(), `${name}.wgsl`), 'utf8');
+    shaderCache.set(name, code);
+  }
+  return code;
+}
+
+export function shaderDir(): string {
+  // src/gpu/pipelines.ts and dist/gpu/pipelines.js both sit two levels below the project root.
+  return join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'shaders');
+}

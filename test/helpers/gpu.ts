@@ -1,0 +1,78 @@
+// Shared helpers for GPU tests: one device per test file, random data, closeness checks, and
+// running a single kernel call end to end.
+import { openDefaultDevice, UniformArena, type GpuDevice } from '../../src/gpu/index.js';
+
+let shared: Promise<GpuDevice> | null = null;
+
+/** The test file's device (created once; kept referenced so Dawn stays alive). */
+export function testDevice(): Promise<GpuDevice> {
+  shared ??= openDefaultDevice();
+  return shared;
+}
+
+/** Records `record` into one compute pass, submits it and waits for completion. */
+export async function runPass(gpu: GpuDevice, record: (pass: GPUComputePassEncoder, uniforms: UniformArena) => void): Promise<void> {
+  const uniforms = new UniformArena(gpu.device);
+  const encoder = gpu.device.createCommandEncoder();
+  const pass = encoder.beginComputePass();
+  record(pass, uniforms);
+  pass.end();
+  uniforms.flush();
+  gpu.device.queue.submit([encoder.finish()]);
+  await gpu.sync();
+  uniforms.destroy();
+}
+
+/** Deterministic pseudo-random numbers (mulberry32) so failures reproduce. */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function randomF32(n: number, seed: number, scale = 1): Float32Array {
+  const r = rng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = (r() * 2 - 1) * scale;
+  return out;
+}
+
+/** Largest |a-b| / (atol + rtol*|b|) over all elements; <= 1 means close. */
+export function closeness(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol: number, atol = rtol): number {
+  if (actual.length !== expected.length) throw new Error(`length ${actual.length} != ${expected.length}`);
+  let worst = 0;
+  for (let i = 0; i < actual.length; i++) {
+    const e = expected[i]!;
+    const ratio = Math.abs(actual[i]! - e) / (atol + rtol * Math.abs(e));
+    if (!(ratio <= worst)) worst = Number.isNaN(ratio) ? Infinity : Math.max(worst, ratio);
+  }
+  return worst;
+}
+
+export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol: number, atol = rtol, what = 'values'): void {
+  const worst = closeness(actual, expected, rtol, atol);
+  if (worst > 1) {
+    let at = 0;
+    for (let i = 0; i < actual.length; i++) {
+      const r = Math.abs(actual[i]! - expected[i]!) / (atol + rtol * Math.abs(expected[i]!));
+      if (!(r <= 1)) { at = i; break; }
+    }
+    throw new Error(`${what} differ beyond tolerance (rtol ${rtol}, atol ${atol}): worst ratio ${worst.toFixed(2)}, first at [${at}]: got ${actual[at]}, want ${expected[at]}`);
+  }
+}
+
+/** Awaits `promise` and checks that it rejects with a message matching `pattern`. */
+export async function assertRejects(promise: Promise<unknown>, pattern: RegExp): Promise<void> {
+  try {
+    await promise;
+  } catch (err) {
+    if (!pattern.test((err as Error).message)) throw new Error(`rejected with "${(err as Error).message}", expected ${pattern}`);
+    return;
+  }
+  throw new Error(`expected a rejection matching ${pattern}`);
+}
