@@ -4,6 +4,18 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { runDevices } from './cli/devices.js';
+import { withEngineOptions } from './cli/engine-options.js';
+
+function withSampling<T>(y: import('yargs').Argv<T>) {
+  return y
+    .option('max-tokens', { type: 'number', default: 256, describe: 'max tokens to generate' })
+    .option('temperature', { type: 'number', describe: '0 = greedy (default: generation_config.json, greedy unless do_sample)' })
+    .option('top-p', { type: 'number' })
+    .option('top-k', { type: 'number' })
+    .option('min-p', { type: 'number' })
+    .option('repetition-penalty', { type: 'number' })
+    .option('seed', { type: 'number', describe: 'RNG seed for reproducible sampling' });
+}
 
 await yargs(hideBin(process.argv))
   .scriptName('webgpu-llm')
@@ -13,6 +25,61 @@ await yargs(hideBin(process.argv))
     'list GPU adapters with the limits and features that matter for LLMs',
     (y) => y.option('json', { type: 'boolean', default: false, describe: 'machine-readable output' }),
     async (argv) => runDevices({ json: argv.json }),
+  )
+  .command(
+    'serve <model>',
+    'serve the OpenAI-compatible API (and LMDeploy\'s /v1/chat/interactive)',
+    (y) =>
+      withEngineOptions(y)
+        .option('server-name', { type: 'string', default: '0.0.0.0', describe: 'address to listen on' })
+        .option('server-port', { type: 'number', default: 23333 })
+        .option('model-name', { type: 'string', describe: 'the name clients use in "model" (default: the model id or folder name)' })
+        .option('api-keys', { type: 'string', array: true, default: [] as string[], describe: 'accepted bearer keys; none = no auth' })
+        .option('allow-origins', { type: 'string', array: true, default: [] as string[], describe: 'CORS origins ("*" for any)' })
+        .option('max-sessions', { type: 'number', default: 256, describe: 'max live /v1/chat/interactive sessions' })
+        .option('session-idle-seconds', { type: 'number', default: 1800, describe: 'interactive sessions idle this long are ended' }),
+    async (argv) => {
+      const { runServe } = await import('./cli/serve.js');
+      await runServe({ ...argv, model: argv.model as string });
+    },
+  )
+  .command(
+    'generate <model>',
+    'generate text for one prompt, streamed to stdout',
+    (y) =>
+      withSampling(withEngineOptions(y))
+        .option('prompt', { type: 'string', default: '', describe: 'the prompt; empty starts from BOS alone' })
+        .option('chat', { type: 'boolean', default: false, describe: 'wrap the prompt in the chat template as a user message' })
+        .option('ignore-eos', { type: 'boolean', default: false }),
+    async (argv) => {
+      const { runGenerate } = await import('./cli/generate.js');
+      await runGenerate({ ...argv, model: argv.model as string });
+    },
+  )
+  .command(
+    'chat <model>',
+    'chat with the model in the terminal (streaming)',
+    (y) => withSampling(withEngineOptions(y)).option('system', { type: 'string', describe: 'system prompt' }),
+    async (argv) => {
+      const { runChat } = await import('./cli/chat.js');
+      await runChat({ ...argv, model: argv.model as string });
+    },
+  )
+  .command(
+    'api_client <url>',
+    'interactive terminal client for a running server (or one-shot with --prompt)',
+    (y) =>
+      y
+        .positional('url', { type: 'string', demandOption: true })
+        .option('prompt', { type: 'string', describe: 'send one message, print the answer and exit' })
+        .option('api-key', { type: 'string' })
+        .option('model', { type: 'string', describe: 'model name (default: the first of /v1/models)' })
+        .option('max-tokens', { type: 'number', default: 256 })
+        .option('temperature', { type: 'number' }),
+    async (argv) => {
+      const { runApiClient } = await import('./cli/api-client.js');
+      await runApiClient({ ...argv, url: argv.url as string });
+    },
   )
   .demandCommand(1, 'name a command; see --help')
   .strict()

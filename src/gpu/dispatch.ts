@@ -1,61 +1,65 @@
-// The one way kernels record work: bind buffers in binding order, write uniforms into a per-step
+// The one way kernels record work: bind buffers in binding order, write uniforms into a per-batch
 // arena, and dispatch. Kernel wrappers call dispatch(); they never build bind groups themselves.
 
 /** A buffer, or a byte range of one, bound at the binding of its position in the list. */
 export type Binding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
 
 const UNIFORM_ALIGN = 256;
+const PAGE_BYTES = 64 * 1024;
+
+interface Page {
+  buffer: GPUBuffer;
+  host: Uint8Array;
+  used: number;
+}
 
 /**
- * Uniform parameters for a batch of dispatches. Each alloc() takes a 256-byte-aligned slice of one
- * host array; flush() writes it to the GPU with a single writeBuffer before the batch is submitted.
- * Because queue writes are ordered with submits, the arena can be reused for the next batch at once.
+ * Uniform parameters for a batch of dispatches. Each alloc() takes a 256-byte-aligned slice of a
+ * host-side page; flush() writes the used pages to the GPU (one writeBuffer each) before the batch is
+ * submitted. Queue writes are ordered with submits, so the arena can be refilled for the next batch at once.
  */
 export class UniformArena {
-  private buffer: GPUBuffer;
-  private host: Uint8Array;
-  private used = 0;
+  private readonly pages: Page[] = [];
+  private current = 0;
 
-  constructor(
-    private readonly device: GPUDevice,
-    private capacity = 64 * 1024,
-  ) {
-    this.buffer = this.create(capacity);
-    this.host = new Uint8Array(capacity);
-  }
-
-  private create(capacity: number): GPUBuffer {
-    return this.device.createBuffer({ label: 'uniform-arena', size: capacity, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
-  }
+  constructor(private readonly device: GPUDevice) {}
 
   /** Copies `data` into the arena and returns the binding that reads it. */
   alloc(data: ArrayBufferView): Binding {
-    const size = Math.ceil(data.byteLength / 16) * 16;
-    if (this.used + size > this.capacity) this.grow(this.used + size);
-    const offset = this.used;
-    this.host.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), offset);
-    this.used = Math.ceil((offset + size) / UNIFORM_ALIGN) * UNIFORM_ALIGN;
-    return { buffer: this.buffer, offset, size };
-  }
-
-  private grow(needed: number): void {
-    // Growing mid-batch would orphan earlier bindings, so the old buffer stays alive until flush.
-    if (this.used > 0) throw new Error(`uniform arena overflow (${needed} > ${this.capacity} bytes): flush() more often or construct a larger arena`);
-    this.capacity = Math.max(needed, this.capacity * 2);
-    this.buffer.destroy();
-    this.buffer = this.create(this.capacity);
-    this.host = new Uint8Array(this.capacity);
+    const size = Math.ceil(Math.max(data.byteLength, 16) / 16) * 16;
+    if (size > PAGE_BYTES) throw new Error(`uniform block of ${size} bytes exceeds the ${PAGE_BYTES}-byte arena page`);
+    let page = this.pages[this.current];
+    if (page && page.used + size > PAGE_BYTES) {
+      this.current++;
+      page = this.pages[this.current];
+    }
+    if (!page) {
+      page = {
+        buffer: this.device.createBuffer({ label: 'uniform-arena', size: PAGE_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST }),
+        host: new Uint8Array(PAGE_BYTES),
+        used: 0,
+      };
+      this.pages[this.current] = page;
+    }
+    const offset = page.used;
+    page.host.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), offset);
+    page.used = Math.ceil((offset + size) / UNIFORM_ALIGN) * UNIFORM_ALIGN;
+    return { buffer: page.buffer, offset, size };
   }
 
   /** Writes everything allocated since the last flush and starts over. Call before queue.submit. */
   flush(): void {
-    if (this.used === 0) return;
-    this.device.queue.writeBuffer(this.buffer, 0, this.host, 0, this.used);
-    this.used = 0;
+    for (const page of this.pages) {
+      if (page.used === 0) continue;
+      this.device.queue.writeBuffer(page.buffer, 0, page.host, 0, page.used);
+      page.used = 0;
+    }
+    this.current = 0;
   }
 
   destroy(): void {
-    this.buffer.destroy();
+    for (const page of this.pages) page.buffer.destroy();
+    this.pages.length = 0;
   }
 }
 
@@ -67,9 +71,9 @@ export function dispatch(
   workgroups: readonly [number, number?, number?],
 ): void {
   const entries: GPUBindGroupEntry[] = bindings.map((b, binding) =>
-    'buffer' in b && !(b instanceof GPUBuffer)
-      ? { binding, resource: { buffer: b.buffer, offset: b.offset ?? 0, size: b.size } }
-      : { binding, resource: { buffer: b as GPUBuffer } },
+    b instanceof GPUBuffer
+      ? { binding, resource: { buffer: b } }
+      : { binding, resource: { buffer: b.buffer, offset: b.offset ?? 0, size: b.size } },
   );
   const bindGroup = device.createBindGroup({ label: pipeline.label, layout: pipeline.getBindGroupLayout(0), entries });
   pass.setPipeline(pipeline);

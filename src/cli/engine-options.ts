@@ -1,0 +1,96 @@
+// The engine flags shared by serve, generate and chat, and their translation into EngineOptions.
+// This module (with the other cli/ files) is the only code that reads argv and env.
+import type { Argv } from 'yargs';
+import { DEFAULT_ENGINE_OPTIONS, type EngineOptions } from '../engine/engine.js';
+
+export function withEngineOptions<T>(y: Argv<T>) {
+  return y
+    .positional('model', { type: 'string', demandOption: true, describe: 'model folder (config.json, *.safetensors, tokenizer.json) or a Hugging Face id' })
+    .option('revision', { type: 'string', describe: 'Hugging Face revision (branch, tag or commit) when <model> is an id', default: 'main' })
+    .option('devices', { type: 'string', describe: 'comma-separated adapter indices, one tensor-parallel shard each (see `devices`)' })
+    .option('tp', { type: 'number', describe: 'tensor parallelism: use the first N adapters (same as --devices 0,1,..,N-1)' })
+    .option('dtype', { choices: ['f16', 'f32'] as const, default: DEFAULT_ENGINE_OPTIONS.dtype, describe: 'weight dtype on the GPU (bf16 checkpoints are converted)' })
+    .option('session-len', { type: 'number', describe: 'max prompt + output tokens per sequence (default: the model\'s max_position_embeddings, at most 32768)' })
+    .option('max-batch-size', { type: 'number', default: DEFAULT_ENGINE_OPTIONS.maxBatchSize, describe: 'max sequences decoded together' })
+    .option('max-prefill-tokens', { type: 'number', default: DEFAULT_ENGINE_OPTIONS.maxNumBatchedTokens, describe: 'token budget per step; longer prompts are prefilled in chunks' })
+    .option('block-size', { type: 'number', default: DEFAULT_ENGINE_OPTIONS.blockSize, describe: 'tokens per KV-cache block' })
+    .option('cache-max-entry-count', { type: 'number', default: DEFAULT_ENGINE_OPTIONS.cacheMaxEntryCount, describe: 'fraction of GPU memory left after weights given to the KV cache' })
+    .option('kv-cache-blocks', { type: 'number', describe: 'KV-cache size in blocks (overrides --cache-max-entry-count)' })
+    .option('gpu-memory', { type: 'string', describe: 'GPU memory budget per device, e.g. 24GiB (WebGPU cannot query free memory; default 2GiB on a software adapter, 16GiB otherwise)' })
+    .option('max-waiting', { type: 'number', default: DEFAULT_ENGINE_OPTIONS.maxWaiting, describe: 'waiting-queue limit; more requests get 429' })
+    .option('enable-prefix-caching', { type: 'boolean', default: true, describe: 'share KV blocks of identical prompt prefixes' })
+    .option('chat-template', { type: 'string', describe: 'file with a Jinja chat template overriding tokenizer_config.json\'s' })
+    .option('log-level', { choices: ['debug', 'info', 'warn', 'error'] as const, default: 'info' as const });
+}
+
+export interface EngineArgs {
+  model: string;
+  revision: string;
+  devices?: string;
+  tp?: number;
+  dtype: 'f16' | 'f32';
+  sessionLen?: number;
+  maxBatchSize: number;
+  maxPrefillTokens: number;
+  blockSize: number;
+  cacheMaxEntryCount: number;
+  kvCacheBlocks?: number;
+  gpuMemory?: string;
+  maxWaiting: number;
+  enablePrefixCaching: boolean;
+  chatTemplate?: string;
+}
+
+export function parseDevices(devices: string | undefined, tp: number | undefined): number[] {
+  if (devices !== undefined && tp !== undefined) {
+    const list = parseList(devices);
+    if (list.length !== tp) throw new Error(`--devices lists ${list.length} devices but --tp is ${tp}; give one of them`);
+    return list;
+  }
+  if (devices !== undefined) return parseList(devices);
+  if (tp !== undefined) {
+    if (!Number.isInteger(tp) || tp < 1) throw new Error(`--tp must be a positive integer, got ${tp}`);
+    return Array.from({ length: tp }, (_, i) => i);
+  }
+  return [0];
+}
+
+function parseList(devices: string): number[] {
+  const list = devices.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  if (list.length === 0 || list.some((n) => !Number.isInteger(n) || n < 0)) {
+    throw new Error(`--devices must be comma-separated adapter indices like 0 or 0,1; got "${devices}"`);
+  }
+  return list;
+}
+
+export function parseBytes(text: string): number {
+  const m = /^\s*([\d.]+)\s*(b|kb|kib|mb|mib|gb|gib|tb|tib)?\s*$/i.exec(text);
+  if (!m) throw new Error(`cannot read "${text}" as a size; use e.g. 24GiB or 512MiB`);
+  const unit = (m[2] ?? 'b').toLowerCase();
+  const scale: Record<string, number> = { b: 1, kb: 1e3, kib: 1024, mb: 1e6, mib: 1024 ** 2, gb: 1e9, gib: 1024 ** 3, tb: 1e12, tib: 1024 ** 4 };
+  return Math.floor(Number(m[1]) * scale[unit]!);
+}
+
+export async function toEngineOptions(args: EngineArgs, modelDir: string, extra: { modelName?: string; progress?: boolean } = {}): Promise<EngineOptions> {
+  const devices = parseDevices(args.devices, args.tp);
+  const { readFile } = await import('node:fs/promises');
+  return {
+    modelDir,
+    modelName: extra.modelName,
+    devices,
+    // Repeating an index is how one adapter emulates several shards; ask for it explicitly on the command line.
+    allowRepeatedDevices: new Set(devices).size !== devices.length,
+    dtype: args.dtype,
+    blockSize: args.blockSize,
+    maxBatchSize: args.maxBatchSize,
+    sessionLen: args.sessionLen,
+    maxNumBatchedTokens: args.maxPrefillTokens,
+    cacheMaxEntryCount: args.cacheMaxEntryCount,
+    kvCacheBlocks: args.kvCacheBlocks,
+    gpuMemoryBytes: args.gpuMemory ? parseBytes(args.gpuMemory) : undefined,
+    maxWaiting: args.maxWaiting,
+    enablePrefixCaching: args.enablePrefixCaching,
+    chatTemplate: args.chatTemplate ? await readFile(args.chatTemplate, 'utf8') : undefined,
+    progress: extra.progress ?? true,
+  };
+}

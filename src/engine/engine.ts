@@ -1,0 +1,296 @@
+// The engine: owns the step loop (schedule -> execute -> update), the only code that drives the GPU.
+// Everything above it talks to the EngineClient interface.
+import { randomUUID } from 'node:crypto';
+import { openDevices, type GpuDevice } from '../gpu/index.js';
+import { KvCacheManager } from '../kv/kv-manager.js';
+import { loadModelConfig, type ModelConfig } from '../model/config.js';
+import { ModelRunner } from '../model/runner.js';
+import type { SamplingRow } from '../sampling/params.js';
+import { Request } from '../scheduler/request.js';
+import { Scheduler, type RequestUpdate } from '../scheduler/scheduler.js';
+import { Tokenizer } from '../tokenizer/tokenizer.js';
+import { AsyncQueue } from './async-queue.js';
+import { EngineUnavailableError, InvalidRequestError } from './errors.js';
+import { OutputProcessor } from './output-processor.js';
+import type { EngineClient, EngineHealth, EngineStats, GenerateDelta, GenerateRequest } from './types.js';
+import { log } from './log.js';
+
+export interface EngineOptions {
+  modelDir: string;
+  modelName?: string;
+  /** Adapter indices, one device (shard) each. */
+  devices: number[];
+  /** Allow one adapter index several times (tests emulate shards this way). */
+  allowRepeatedDevices?: boolean;
+  dtype: 'f16' | 'f32';
+  blockSize: number;
+  maxBatchSize: number;
+  /** Prompt + output limit per sequence; default: the model's max_position_embeddings (capped at 32768). */
+  sessionLen?: number;
+  maxNumBatchedTokens: number;
+  cacheMaxEntryCount: number;
+  kvCacheBlocks?: number;
+  gpuMemoryBytes?: number;
+  maxWaiting: number;
+  enablePrefixCaching: boolean;
+  chatTemplate?: string;
+  progress?: boolean;
+}
+
+export const DEFAULT_ENGINE_OPTIONS = {
+  dtype: 'f16',
+  blockSize: 64,
+  maxBatchSize: 32,
+  maxNumBatchedTokens: 512,
+  cacheMaxEntryCount: 0.8,
+  maxWaiting: 1024,
+  enablePrefixCaching: true,
+} as const satisfies Partial<EngineOptions>;
+
+interface RequestState {
+  request: Request;
+  queue: AsyncQueue<GenerateDelta>;
+  output: OutputProcessor;
+}
+
+export class Engine implements EngineClient {
+  private readonly states = new Map<string, RequestState>();
+  private loopRunning = false;
+  private accepting = true;
+  private fatal: Error | null = null;
+  private idleWaiters: (() => void)[] = [];
+  private readonly counters = { promptTokensTotal: 0, generationTokensTotal: 0, requestsFinishedTotal: 0 };
+  private stepCount = 0;
+
+  private constructor(
+    readonly modelName: string,
+    readonly sessionLen: number,
+    readonly config: ModelConfig,
+    readonly tokenizer: Tokenizer,
+    readonly runner: ModelRunner,
+    readonly kv: KvCacheManager,
+    readonly scheduler: Scheduler,
+    readonly devices: GpuDevice[],
+  ) {
+    for (const gpu of devices) {
+      gpu.onLost((err) => this.failAll(err));
+    }
+  }
+
+  get codec(): Tokenizer {
+    return this.tokenizer;
+  }
+
+  static async create(options: EngineOptions): Promise<Engine> {
+    const config = await loadModelConfig(options.modelDir);
+    const tokenizer = await Tokenizer.fromModelDir(options.modelDir, { chatTemplate: options.chatTemplate });
+    const sessionLen = options.sessionLen ?? Math.min(config.maxPositionEmbeddings, 32768);
+    const devices = await openDevices(options.devices, { allowRepeatedAdapters: options.allowRepeatedDevices });
+    try {
+      const runner = await ModelRunner.load(options.modelDir, config, devices, {
+        dtype: options.dtype,
+        blockSize: options.blockSize,
+        maxNumSeqs: options.maxBatchSize,
+        maxModelLen: sessionLen,
+        maxNumBatchedTokens: options.maxNumBatchedTokens,
+        cacheMaxEntryCount: options.cacheMaxEntryCount,
+        kvCacheBlocks: options.kvCacheBlocks,
+        gpuMemoryBytes: options.gpuMemoryBytes,
+        progress: options.progress,
+      });
+      const kv = new KvCacheManager({ numBlocks: runner.numBlocks, blockSize: options.blockSize, enablePrefixCaching: options.enablePrefixCaching });
+      const scheduler = new Scheduler(
+        { maxNumSeqs: options.maxBatchSize, maxNumBatchedTokens: runner.maxTokensPerStep, maxModelLen: sessionLen, maxWaiting: options.maxWaiting },
+        kv,
+      );
+      const name = options.modelName ?? options.modelDir.replace(/\/+$/, '').split('/').pop() ?? 'model';
+      log('engine', `model=${name} arch=${config.hfArchitecture} layers=${config.numLayers} tp=${devices.length} dtype=${options.dtype} ` +
+        `kv_blocks=${runner.numBlocks}x${options.blockSize} session_len=${sessionLen} max_tokens_per_step=${runner.maxTokensPerStep}`);
+      return new Engine(name, sessionLen, config, tokenizer, runner, kv, scheduler, devices);
+    } catch (err) {
+      for (const gpu of devices) gpu.destroy();
+      throw err;
+    }
+  }
+
+  /** Token ids that always end generation unless ignore_eos: the model's and the tokenizer's eos ids. */
+  get eosTokenIds(): number[] {
+    return [...new Set([...this.config.eosTokenIds, ...this.tokenizer.eosTokenIds])];
+  }
+
+  generate(req: GenerateRequest, signal?: AbortSignal): AsyncIterable<GenerateDelta> {
+    if (this.fatal) throw new EngineUnavailableError(this.fatal.message);
+    if (!this.accepting) throw new EngineUnavailableError('the server is shutting down');
+    const numPrompt = req.promptTokenIds.length;
+    if (numPrompt === 0) throw new InvalidRequestError('the prompt is empty: it must have at least one token', 'prompt');
+    if (numPrompt >= this.sessionLen) {
+      throw new InvalidRequestError(
+        `the prompt has ${numPrompt} tokens; the session length is ${this.sessionLen} tokens, leaving no room to generate`,
+        'prompt',
+      );
+    }
+    if (req.maxTokens !== null && !(req.maxTokens >= 1)) throw new InvalidRequestError(`max_tokens must be at least 1, got ${req.maxTokens}`, 'max_tokens');
+    const vocab = this.config.vocabSize;
+    const bad = req.promptTokenIds.find((t) => !Number.isInteger(t) || t < 0 || t >= vocab);
+    if (bad !== undefined) throw new InvalidRequestError(`prompt token id ${bad} is outside the vocabulary [0, ${vocab})`, 'prompt');
+    const requestId = req.requestId ?? randomUUID();
+    if (this.states.has(requestId)) throw new InvalidRequestError(`request id ${requestId} is already running`);
+    const stopTokenIds = [...new Set([...(req.ignoreEos ? [] : this.eosTokenIds), ...req.stopTokenIds])];
+    const maxTokens = Math.min(req.maxTokens ?? Infinity, this.sessionLen - numPrompt);
+    const request = new Request({ requestId, promptTokenIds: [...req.promptTokenIds], sampling: req.sampling, maxTokens, stopTokenIds });
+    this.scheduler.addRequest(request);
+    const state: RequestState = {
+      request,
+      queue: new AsyncQueue<GenerateDelta>(),
+      output: new OutputProcessor(this.tokenizer, req.promptTokenIds, {
+        stop: req.stop,
+        skipSpecialTokens: req.skipSpecialTokens,
+        wantLogprobs: req.sampling.logprobs !== null,
+        stopTokenIds: request.stopTokenIds,
+      }),
+    };
+    this.states.set(requestId, state);
+    this.counters.promptTokensTotal += numPrompt;
+    void this.runLoop();
+    return this.stream(state, signal);
+  }
+
+  private async *stream(state: RequestState, signal?: AbortSignal): AsyncGenerator<GenerateDelta> {
+    const id = state.request.requestId;
+    const onAbort = () => this.abort(id);
+    if (signal?.aborted) onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const delta of state.queue) yield delta;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      // The consumer stopped early (disconnect, break): free the request's blocks now.
+      if (this.states.has(id)) this.abort(id);
+    }
+  }
+
+  abort(requestId: string): void {
+    const state = this.states.get(requestId);
+    if (!state) return;
+    this.scheduler.finishRequest(requestId, 'abort');
+    this.finish(state, { text: '', tokenIds: [], finishReason: 'abort' });
+  }
+
+  private finish(state: RequestState, delta: Pick<GenerateDelta, 'text' | 'tokenIds' | 'finishReason' | 'logprobs'>): void {
+    state.queue.push({ requestId: state.request.requestId, ...delta, usage: this.usage(state.request) });
+    state.queue.close();
+    this.states.delete(state.request.requestId);
+    this.counters.requestsFinishedTotal++;
+    this.notifyIfIdle();
+  }
+
+  private usage(r: Request) {
+    return { promptTokens: r.promptTokenIds.length, completionTokens: r.outputTokenIds.length, cachedTokens: r.numCachedTokens };
+  }
+
+  private async runLoop(): Promise<void> {
+    if (this.loopRunning) return;
+    this.loopRunning = true;
+    try {
+      while (this.scheduler.hasWork && !this.fatal) {
+        const progressed = await this.step();
+        // Let HTTP handlers enqueue and consumers read between steps.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        if (!progressed) await new Promise<void>((resolve) => setTimeout(resolve, 5));
+      }
+    } catch (err) {
+      this.failAll(err as Error);
+    } finally {
+      this.loopRunning = false;
+      this.notifyIfIdle();
+    }
+  }
+
+  /** One engine step. Returns false when nothing could be scheduled. */
+  private async step(): Promise<boolean> {
+    const output = this.scheduler.schedule();
+    if (output.sequences.length === 0) return false;
+    this.stepCount++;
+    const rows = new Map<string, SamplingRow>();
+    for (const seq of output.sequences) {
+      if (!seq.sample) continue;
+      const r = this.scheduler.getRequest(seq.requestId)!;
+      rows.set(seq.requestId, { params: r.sampling, promptTokenIds: r.promptTokenIds, outputTokenIds: r.outputTokenIds, step: r.outputTokenIds.length });
+    }
+    const runnerOutput = await this.runner.execute(output, rows);
+    const updates = this.scheduler.update(output, runnerOutput);
+    for (const u of updates) this.emit(u);
+    if (output.preemptedRequestIds.length) {
+      log('sched', `step=${this.stepCount} scheduled=${output.numScheduledTokens} preempted=${output.preemptedRequestIds.length}`, 'debug');
+    }
+    return true;
+  }
+
+  private emit(update: RequestUpdate): void {
+    const state = this.states.get(update.requestId);
+    if (!state) return;
+    this.counters.generationTokensTotal += update.newTokenIds.length;
+    const processed = state.output.process(update.newTokenIds, update.sample, update.finishReason);
+    let finishReason = update.finishReason;
+    if (processed.stoppedByString && finishReason === null) {
+      this.scheduler.finishRequest(update.requestId, 'stop');
+      finishReason = 'stop';
+    }
+    const delta = { text: processed.text, tokenIds: update.newTokenIds, logprobs: processed.logprobs, finishReason };
+    if (finishReason !== null) this.finish(state, delta);
+    else state.queue.push({ requestId: update.requestId, ...delta, usage: this.usage(state.request) });
+  }
+
+  private failAll(err: Error): void {
+    this.fatal ??= err;
+    log('engine', `fatal: ${err.message}`, 'error');
+    for (const [id, state] of this.states) {
+      this.scheduler.finishRequest(id, 'abort');
+      state.queue.fail(new EngineUnavailableError(err.message));
+      this.states.delete(id);
+    }
+    this.notifyIfIdle();
+  }
+
+  private notifyIfIdle(): void {
+    if (this.states.size > 0 || this.loopRunning) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Resolves when no request is in flight. */
+  whenIdle(): Promise<void> {
+    if (this.states.size === 0 && !this.loopRunning) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  stats(): EngineStats {
+    return {
+      numRunning: this.scheduler.numRunning,
+      numWaiting: this.scheduler.numWaiting,
+      kvCacheUsage: this.kv.usage,
+      numKvBlocks: this.kv.numBlocks,
+      numFreeKvBlocks: this.kv.numFreeBlocks,
+      prefixCacheQueries: this.kv.prefixCacheQueries,
+      prefixCacheHits: this.kv.prefixCacheHits,
+      promptTokensTotal: this.counters.promptTokensTotal,
+      generationTokensTotal: this.counters.generationTokensTotal,
+      numPreemptionsTotal: this.scheduler.numPreemptionsTotal,
+      requestsFinishedTotal: this.counters.requestsFinishedTotal,
+    };
+  }
+
+  health(): EngineHealth {
+    if (this.fatal) return { ready: false, reason: this.fatal.message };
+    if (!this.accepting) return { ready: false, reason: 'shutting down' };
+    return { ready: true };
+  }
+
+  async shutdown(): Promise<void> {
+    this.accepting = false;
+    await this.whenIdle();
+    this.runner.destroy();
+    for (const gpu of this.devices) gpu.destroy();
+  }
+}

@@ -1,0 +1,30 @@
+// Host-side all-reduce over shards: read every shard's partial sums (all readbacks in flight at once),
+// add them on the host, write the total back to every shard. WebGPU devices cannot see each other's
+// memory, so this is the only exchange available; its latency decides how tensor parallelism scales.
+import type { GpuDevice } from '../gpu/index.js';
+
+export class AllReducer {
+  totalMs = 0;
+  numCalls = 0;
+  bytesPerCall = 0;
+  private sum32 = new Float32Array(0);
+
+  constructor(private readonly devices: readonly GpuDevice[]) {}
+
+  /** buffers[i] lives on devices[i]; afterwards each holds the elementwise sum of the first `count` floats. */
+  async sum(buffers: readonly GPUBuffer[], count: number): Promise<void> {
+    const t0 = performance.now();
+    const parts = await Promise.all(this.devices.map((gpu, i) => gpu.readF32(buffers[i]!, count)));
+    if (this.sum32.length < count) this.sum32 = new Float32Array(count);
+    const total = this.sum32.subarray(0, count);
+    total.set(parts[0]!);
+    for (let p = 1; p < parts.length; p++) {
+      const part = parts[p]!;
+      for (let i = 0; i < count; i++) total[i]! += part[i]!;
+    }
+    this.devices.forEach((gpu, i) => gpu.write(buffers[i]!, total));
+    this.totalMs += performance.now() - t0;
+    this.numCalls++;
+    this.bytesPerCall = count * 4;
+  }
+}
