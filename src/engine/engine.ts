@@ -5,6 +5,7 @@ import { openDevices, type GpuDevice } from '../gpu/index.js';
 import { KvCacheManager } from '../kv/kv-manager.js';
 import { loadModelConfig, type ModelConfig } from '../model/config.js';
 import { ModelRunner } from '../model/runner.js';
+import { shardLayout } from '../model/sharding.js';
 import type { SamplingRow } from '../sampling/params.js';
 import { Request } from '../scheduler/request.js';
 import { Scheduler, type RequestUpdate } from '../scheduler/scheduler.js';
@@ -85,6 +86,8 @@ export class Engine implements EngineClient {
     const config = await loadModelConfig(options.modelDir);
     const tokenizer = await Tokenizer.fromModelDir(options.modelDir, { chatTemplate: options.chatTemplate });
     const sessionLen = options.sessionLen ?? Math.min(config.maxPositionEmbeddings, 32768);
+    // Check the tensor-parallel layout before touching any GPU, so a bad --tp fails fast.
+    shardLayout(config, options.devices.length, 0);
     const devices = await openDevices(options.devices, { allowRepeatedAdapters: options.allowRepeatedDevices });
     try {
       const runner = await ModelRunner.load(options.modelDir, config, devices, {
@@ -209,7 +212,12 @@ export class Engine implements EngineClient {
   /** One engine step. Returns false when nothing could be scheduled. */
   private async step(): Promise<boolean> {
     const output = this.scheduler.schedule();
-    if (output.sequences.length === 0) return false;
+    if (output.sequences.length === 0) {
+      // The scheduler may still have finished requests (e.g. one that can never fit the KV pool).
+      const updates = this.scheduler.update(output, { samples: new Map() });
+      for (const u of updates) this.emit(u);
+      return updates.length > 0;
+    }
     this.stepCount++;
     const rows = new Map<string, SamplingRow>();
     for (const seq of output.sequences) {
