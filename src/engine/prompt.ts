@@ -5,12 +5,13 @@ import { DEFAULT_SAMPLING, type SamplingParams } from '../sampling/params.js';
 import type { ChatMessage, TextCodec } from './types.js';
 
 /**
- * The prompt token ids for a chat: the template's text encoded without adding BOS again, as HF's
- * apply_chat_template(tokenize=True) does (templates write bos_token themselves).
+ * The prompt token ids for a chat. Templates usually write bos_token themselves; the tokenizer adds
+ * BOS only when the rendered text does not already start with it, so models whose template (or our
+ * plain fallback for base models) omits it still get exactly one.
  */
 export function chatPromptTokenIds(codec: TextCodec, messages: readonly ChatMessage[]): number[] {
   const text = codec.applyChatTemplate(messages, { addGenerationPrompt: true });
-  return codec.encode(text, { addSpecialTokens: false });
+  return codec.encode(text, { addSpecialTokens: true });
 }
 
 /** The prompt token ids for plain text: BOS (when the model uses one) followed by the text; '' gives BOS alone. */
