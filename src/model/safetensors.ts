@@ -1,0 +1,367 @@
+// Safetensors reading without loading whole files: parse each file's header (8-byte little-endian length +
+// JSON), then read one tensor's byte range at a time with FileHandle.read at its offset. Offsets are plain
+// numbers (exact below 2^53), so files over 4 GB work. Also the f32 <-> f16/bf16 conversions, and a
+// tensor-by-tensor writer for tests and benches.
+import { open, readFile, type FileHandle } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+
+export type SafetensorsDtype = 'F32' | 'F16' | 'BF16';
+
+export interface TensorInfo {
+  name: string;
+  dtype: SafetensorsDtype;
+  shape: number[];
+  /** Absolute path of the file holding the tensor. */
+  file: string;
+  /** Absolute byte offset of the tensor's data in `file`. */
+  byteOffset: number;
+  byteLength: number;
+}
+
+const BYTES_PER_ELEMENT: Readonly<Record<string, number>> = {
+  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1,
+  F8_E4M3: 1, F8_E5M2: 1,
+};
+const SUPPORTED_DTYPES: ReadonlySet<string> = new Set(['F32', 'F16', 'BF16']);
+/** Real headers are well under 1 MB; a bigger "length" means this is not a safetensors file. */
+const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+/** Node rejects single reads of 2 GiB or more. */
+const MAX_READ_BYTES = 1 << 30;
+
+if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw new Error('safetensors.ts assumes a little-endian host');
+
+export class SafetensorsReader {
+  /** Bytes of tensor data read so far (headers excluded): lets tests check that a read touches only its tensor. */
+  numTensorBytesRead = 0;
+
+  private constructor(
+    readonly modelDir: string,
+    readonly tensors: ReadonlyMap<string, TensorInfo>,
+    private readonly unsupportedDtypeByName: ReadonlyMap<string, string>,
+    private readonly handleByFile: Map<string, FileHandle>,
+  ) {}
+
+  /** Opens model.safetensors.index.json (sharded) or else model.safetensors in `modelDir`. */
+  static async open(modelDir: string): Promise<SafetensorsReader> {
+    const files = await listSafetensorsFiles(modelDir);
+    const handleByFile = new Map<string, FileHandle>();
+    const tensors = new Map<string, TensorInfo>();
+    const unsupported = new Map<string, string>();
+    try {
+      for (const file of files.paths) {
+        const handle = await open(file, 'r');
+        handleByFile.set(file, handle);
+        for (const entry of await parseHeader(handle, file)) {
+          if (tensors.has(entry.name) || unsupported.has(entry.name)) {
+            throw new Error(`tensor "${entry.name}" appears in more than one safetensors file (second: ${file})`);
+          }
+          if (SUPPORTED_DTYPES.has(entry.dtype)) tensors.set(entry.name, entry as TensorInfo);
+          else unsupported.set(entry.name, entry.dtype);
+        }
+      }
+      if (files.fileByName) checkIndexAgainstHeaders(files.fileByName, tensors, unsupported, modelDir);
+    } catch (err) {
+      await Promise.all([...handleByFile.values()].map((h) => h.close()));
+      throw err;
+    }
+    return new SafetensorsReader(modelDir, tensors, unsupported, handleByFile);
+  }
+
+  has(name: string): boolean {
+    return this.tensors.has(name) || this.unsupportedDtypeByName.has(name);
+  }
+
+  /** Reads one tensor converted to f32, or to f16 bits (Uint16Array; BF16 goes through f32 with RNE rounding). */
+  async read(name: string, as: 'f32'): Promise<Float32Array>;
+  async read(name: string, as: 'f16'): Promise<Uint16Array>;
+  async read(name: string, as: 'f32' | 'f16'): Promise<Float32Array | Uint16Array>;
+  async read(name: string, as: 'f32' | 'f16'): Promise<Float32Array | Uint16Array> {
+    const info = this.info(name);
+    const bytes = await this.readBytes(info);
+    return as === 'f32' ? bytesToF32(bytes, info.dtype) : bytesToF16(bytes, info.dtype);
+  }
+
+  info(name: string): TensorInfo {
+    const info = this.tensors.get(name);
+    if (info) return info;
+    const dtype = this.unsupportedDtypeByName.get(name);
+    if (dtype !== undefined) {
+      throw new Error(`tensor "${name}" has dtype ${dtype}; only F32, F16 and BF16 are supported (quantized checkpoints are not)`);
+    }
+    throw new Error(`tensor "${name}" is not in the safetensors files of ${this.modelDir}`);
+  }
+
+  async close(): Promise<void> {
+    const handles = [...this.handleByFile.values()];
+    this.handleByFile.clear();
+    await Promise.all(handles.map((h) => h.close()));
+  }
+
+  private async readBytes(info: TensorInfo): Promise<Uint8Array> {
+    const handle = this.handleByFile.get(info.file);
+    if (!handle) throw new Error(`SafetensorsReader for ${this.modelDir} is closed`);
+    // A fresh ArrayBuffer (not Buffer's shared pool) keeps the data 4-byte aligned for Float32Array views.
+    const bytes = new Uint8Array(new ArrayBuffer(info.byteLength));
+    await readFully(handle, bytes, info.byteOffset, info.file);
+    this.numTensorBytesRead += info.byteLength;
+    return bytes;
+  }
+}
+
+async function listSafetensorsFiles(modelDir: string): Promise<{ paths: string[]; fileByName?: Map<string, string> }> {
+  const indexPath = join(modelDir, 'model.safetensors.index.json');
+  let indexText: string | undefined;
+  try {
+    indexText = await readFile(indexPath, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  if (indexText === undefined) {
+    const single = join(modelDir, 'model.safetensors');
+    try {
+      await (await open(single, 'r')).close();
+    } catch {
+      throw new Error(
+        `no model.safetensors or model.safetensors.index.json in ${modelDir}: the model must be in Hugging Face safetensors format`,
+      );
+    }
+    return { paths: [single] };
+  }
+  let index: unknown;
+  try {
+    index = JSON.parse(indexText);
+  } catch (err) {
+    throw new Error(`${indexPath} is not valid JSON: ${(err as Error).message}`);
+  }
+  const weightMap = (index as { weight_map?: unknown } | null)?.weight_map;
+  if (weightMap === null || typeof weightMap !== 'object') throw new Error(`${indexPath} has no weight_map object`);
+  const fileByName = new Map<string, string>();
+  for (const [name, file] of Object.entries(weightMap as Record<string, unknown>)) {
+    if (typeof file !== 'string' || basename(file) !== file) throw new Error(`${indexPath}: weight_map["${name}"] must be a file name, got ${JSON.stringify(file)}`);
+    fileByName.set(name, join(modelDir, file));
+  }
+  return { paths: [...new Set(fileByName.values())], fileByName };
+}
+
+function checkIndexAgainstHeaders(
+  fileByName: Map<string, string>,
+  tensors: Map<string, TensorInfo>,
+  unsupported: Map<string, string>,
+  modelDir: string,
+): void {
+  for (const [name, file] of fileByName) {
+    const info = tensors.get(name);
+    if (!info && !unsupported.has(name)) throw new Error(`model.safetensors.index.json in ${modelDir} maps "${name}" to ${basename(file)}, but that file has no such tensor`);
+    if (info && info.file !== file) throw new Error(`model.safetensors.index.json maps "${name}" to ${basename(file)}, but it is in ${basename(info.file)}`);
+  }
+}
+
+interface HeaderEntry extends Omit<TensorInfo, 'dtype'> { dtype: string }
+
+async function parseHeader(handle: FileHandle, file: string): Promise<HeaderEntry[]> {
+  const fileSize = (await handle.stat()).size;
+  const notSafetensors = (why: string) => new Error(`${file} is not a valid safetensors file: ${why}`);
+  if (fileSize < 8) throw notSafetensors(`only ${fileSize} bytes`);
+  const lengthBytes = new Uint8Array(8);
+  await readFully(handle, lengthBytes, 0, file);
+  const headerLength = Number(new DataView(lengthBytes.buffer).getBigUint64(0, true));
+  if (headerLength > MAX_HEADER_BYTES || 8 + headerLength > fileSize) {
+    throw notSafetensors(`header length ${headerLength} does not fit in the file (${fileSize} bytes); is it truncated?`);
+  }
+  const headerBytes = new Uint8Array(headerLength);
+  await readFully(handle, headerBytes, 8, file);
+  let header: unknown;
+  try {
+    header = JSON.parse(new TextDecoder().decode(headerBytes));
+  } catch (err) {
+    throw notSafetensors(`header is not JSON (${(err as Error).message})`);
+  }
+  if (header === null || typeof header !== 'object' || Array.isArray(header)) throw notSafetensors('header is not a JSON object');
+  const dataStart = 8 + headerLength;
+  const entries: HeaderEntry[] = [];
+  for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
+    if (name === '__metadata__') continue;
+    const { dtype, shape, data_offsets: offsets } = (raw ?? {}) as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    if (typeof dtype !== 'string' || !(dtype in BYTES_PER_ELEMENT)) throw notSafetensors(`tensor "${name}" has unknown dtype ${JSON.stringify(dtype)}`);
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) throw notSafetensors(`tensor "${name}" has a bad shape ${JSON.stringify(shape)}`);
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isInteger(o) && o >= 0) || offsets[1] < offsets[0]) {
+      throw notSafetensors(`tensor "${name}" has bad data_offsets ${JSON.stringify(offsets)}`);
+    }
+    const numElements = (shape as number[]).reduce((a, b) => a * b, 1);
+    const byteLength = offsets[1] - offsets[0];
+    if (byteLength !== numElements * BYTES_PER_ELEMENT[dtype]!) {
+      throw notSafetensors(`tensor "${name}" ${dtype}[${shape.join(', ')}] needs ${numElements * BYTES_PER_ELEMENT[dtype]!} bytes but data_offsets span ${byteLength}`);
+    }
+    if (dataStart + offsets[1] > fileSize) throw notSafetensors(`tensor "${name}" ends at byte ${dataStart + offsets[1]}, past the end of the file (${fileSize}); is it truncated?`);
+    entries.push({ name, dtype, shape: shape as number[], file, byteOffset: dataStart + offsets[0], byteLength });
+  }
+  return entries;
+}
+
+async function readFully(handle: FileHandle, into: Uint8Array, position: number, file: string): Promise<void> {
+  let done = 0;
+  while (done < into.byteLength) {
+    const length = Math.min(into.byteLength - done, MAX_READ_BYTES);
+    const { bytesRead } = await handle.read(into, done, length, position + done);
+    if (bytesRead === 0) throw new Error(`${file}: unexpected end of file at byte ${position + done}`);
+    done += bytesRead;
+  }
+}
+
+// ---- dtype conversions -------------------------------------------------------------------------------
+
+let f16ToF32Table: Float32Array | undefined;
+
+/** All 65536 half-precision values as f32 (256 KB, built once): conversion becomes a lookup. */
+function halfTable(): Float32Array {
+  if (f16ToF32Table) return f16ToF32Table;
+  const table = new Float32Array(65536);
+  for (let h = 0; h < 65536; h++) {
+    const sign = h & 0x8000 ? -1 : 1;
+    const exp = (h >> 10) & 0x1f;
+    const frac = h & 0x3ff;
+    if (exp === 0) table[h] = sign * frac * 2 ** -24;
+    else if (exp === 31) table[h] = frac ? NaN : sign * Infinity;
+    else table[h] = sign * (1 + frac / 1024) * 2 ** (exp - 15);
+  }
+  return (f16ToF32Table = table);
+}
+
+export function f16BitsToF32(bits: Uint16Array): Float32Array {
+  const table = halfTable();
+  const out = new Float32Array(bits.length);
+  for (let i = 0; i < bits.length; i++) out[i] = table[bits[i]!]!;
+  return out;
+}
+
+/** Round-to-nearest-even f32 -> f16 bits, with subnormals, overflow to inf and NaN kept (numpy's algorithm). */
+export function f32BitsToF16Bits(f: number): number {
+  const sign = (f >>> 16) & 0x8000;
+  const exp = f & 0x7f800000;
+  if (exp >= 0x47800000) {
+    if (exp === 0x7f800000 && (f & 0x7fffff) !== 0) return sign | 0x7e00 | ((f & 0x7fffff) >>> 13);
+    return sign | 0x7c00;
+  }
+  if (exp <= 0x38000000) {
+    if (exp < 0x33000000) return sign;
+    const e = exp >>> 23;
+    let sig = (0x800000 + (f & 0x7fffff)) >>> (113 - e);
+    // Round half to even; bits shifted out above also count toward "more than half".
+    if ((sig & 0x3fff) !== 0x1000 || (f & 0x7ff) !== 0) sig += 0x1000;
+    return sign + (sig >>> 13);
+  }
+  let sig = f & 0x7fffff;
+  if ((sig & 0x3fff) !== 0x1000) sig += 0x1000;
+  return sign + ((exp - 0x38000000) >>> 13) + (sig >>> 13);
+}
+
+export function f32ToF16Bits(values: Float32Array): Uint16Array {
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const out = new Uint16Array(values.length);
+  for (let i = 0; i < bits.length; i++) out[i] = f32BitsToF16Bits(bits[i]!);
+  return out;
+}
+
+/** Round-to-nearest-even f32 -> bf16 bits (NaN stays NaN). */
+export function f32ToBf16Bits(values: Float32Array): Uint16Array {
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  const out = new Uint16Array(values.length);
+  for (let i = 0; i < bits.length; i++) {
+    const b = bits[i]!;
+    out[i] = (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
+  }
+  return out;
+}
+
+export function bf16BitsToF32(bits: Uint16Array): Float32Array {
+  const out = new Uint32Array(bits.length);
+  for (let i = 0; i < bits.length; i++) out[i] = bits[i]! << 16;
+  return new Float32Array(out.buffer);
+}
+
+function bytesToF32(bytes: Uint8Array, dtype: SafetensorsDtype): Float32Array {
+  if (dtype === 'F32') return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+  const halves = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
+  return dtype === 'F16' ? f16BitsToF32(halves) : bf16BitsToF32(halves);
+}
+
+function bytesToF16(bytes: Uint8Array, dtype: SafetensorsDtype): Uint16Array {
+  if (dtype === 'F16') return new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
+  return f32ToF16Bits(bytesToF32(bytes, dtype));
+}
+
+function encode(data: Float32Array, dtype: SafetensorsDtype): Uint8Array {
+  const encoded = dtype === 'F32' ? data : dtype === 'F16' ? f32ToF16Bits(data) : f32ToBf16Bits(data);
+  return new Uint8Array(encoded.buffer, encoded.byteOffset, encoded.byteLength);
+}
+
+// ---- writing -----------------------------------------------------------------------------------------
+
+export interface TensorSpec {
+  name: string;
+  dtype: SafetensorsDtype;
+  shape: number[];
+}
+
+/** Writes a safetensors file from f32 data (converted to each tensor's dtype). For tests and benches. */
+export async function writeSafetensors(
+  path: string,
+  tensors: { name: string; dtype: SafetensorsDtype; shape: number[]; data: Float32Array }[],
+  metadata?: Record<string, string>,
+): Promise<void> {
+  await writeSafetensorsStreaming(path, tensors, (_spec, i) => tensors[i]!.data, metadata);
+}
+
+/**
+ * Writes a safetensors file asking `produce` for one tensor's f32 data at a time, so a large synthetic model
+ * never has to sit in memory whole. Returns the number of bytes written.
+ */
+export async function writeSafetensorsStreaming(
+  path: string,
+  specs: readonly TensorSpec[],
+  produce: (spec: TensorSpec, index: number) => Float32Array | Promise<Float32Array>,
+  metadata?: Record<string, string>,
+): Promise<number> {
+  const header: Record<string, unknown> = {};
+  if (metadata) header.__metadata__ = metadata;
+  let offset = 0;
+  for (const spec of specs) {
+    if (spec.name in header) throw new Error(`writeSafetensors: duplicate tensor name "${spec.name}"`);
+    const byteLength = numElements(spec.shape) * BYTES_PER_ELEMENT[spec.dtype]!;
+    header[spec.name] = { dtype: spec.dtype, shape: spec.shape, data_offsets: [offset, offset + byteLength] };
+    offset += byteLength;
+  }
+  let headerText = JSON.stringify(header);
+  headerText += ' '.repeat((8 - ((8 + Buffer.byteLength(headerText)) % 8)) % 8); // align data to 8 bytes, as the format recommends
+  const headerBytes = Buffer.from(headerText, 'utf8');
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(headerBytes.length));
+
+  const handle = await open(path, 'w');
+  try {
+    let position = await writeFully(handle, prefix, 0);
+    position = await writeFully(handle, headerBytes, position);
+    for (const [i, spec] of specs.entries()) {
+      const data = await produce(spec, i);
+      const expected = numElements(spec.shape);
+      if (data.length !== expected) throw new Error(`writeSafetensors: tensor "${spec.name}" [${spec.shape.join(', ')}] needs ${expected} values, got ${data.length}`);
+      position = await writeFully(handle, encode(data, spec.dtype), position);
+    }
+  } finally {
+    await handle.close();
+  }
+  return 8 + headerBytes.length + offset;
+}
+
+async function writeFully(handle: FileHandle, bytes: Uint8Array, position: number): Promise<number> {
+  let done = 0;
+  while (done < bytes.byteLength) {
+    const { bytesWritten } = await handle.write(bytes, done, Math.min(bytes.byteLength - done, MAX_READ_BYTES), position + done);
+    done += bytesWritten;
+  }
+  return position + done;
+}
+
+function numElements(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
