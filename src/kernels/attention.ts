@@ -1,0 +1,167 @@
+// Paged attention over the KV cache for prefill, decode and mixed batches in one dispatch family.
+// The wrapper picks the query tiling (decode: one token per tile so GQA heads share K/V; otherwise
+// several tokens per tile so K/V loads are reused across query rows) and, for long contexts, splits the
+// keys over workgroups (flash-decoding) and merges the partials in a second pass.
+import assert from 'node:assert/strict';
+import { dispatch, grid1d, loadShader, type Binding, type GpuDevice, type UniformArena } from '../gpu/index.js';
+
+/** Query rows (token, head) per workgroup; must match ROWS in shaders/attention.wgsl. */
+const ROWS_PER_WORKGROUP = 8;
+const MAX_HEAD_DIM = 256;
+/** Contexts longer than this are split over workgroups. */
+const SPLIT_THRESHOLD = 1024;
+/** Preferred keys per split: a multiple of the shader's 64-key chunk. */
+export const ATTENTION_SPLIT_LEN = 512;
+const KEY_CHUNK = 64;
+/** Splitting stops adding workgroups once a dispatch has about this many: enough to fill a large GPU. */
+const TARGET_WORKGROUPS = 2048;
+/** Upper bound on partial-result scratch; fewer splits are used when a batch would need more. */
+const MAX_SCRATCH_BYTES = 64 * 1024 * 1024;
+const MAX_WORKGROUPS_PER_DIM = 65535;
+
+export interface AttentionArgs {
+  qkv: Binding;
+  rowStride: number;
+  qOffset: number;
+  /** f32 [numTokens, numHeads*headDim] contiguous. */
+  out: Binding;
+  kCache: Binding;
+  vCache: Binding;
+  blockTables: Binding;
+  maxBlocksPerSeq: number;
+  tokenSeq: Binding;
+  tokenPos: Binding;
+  numTokens: number;
+  numSeqs: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  blockSize: number;
+  /** Usually 1/sqrt(headDim). */
+  scale: number;
+  /** 0 = none; else the token at pos attends to keys in [pos - window + 1, pos]. */
+  slidingWindow: number;
+  /** Largest tokenPos + 1 in this batch: picks split-KV for long decode. */
+  maxContextLen: number;
+}
+
+/** How one attend() call is laid out over workgroups; exported for tests and benchmarks. */
+export interface AttentionPlan {
+  tokensPerTile: number;
+  headsPerRowGroup: number;
+  numHeadGroups: number;
+  numTiles: number;
+  numSplits: number;
+  /** Keys per split (the last split also takes any keys past numSplits * splitLen). */
+  splitLen: number;
+}
+
+/** Query tiling and KV split count for a batch; attend() uses it, tests and benches may inspect it. */
+export function planAttention(args: Pick<AttentionArgs, 'numTokens' | 'numSeqs' | 'numHeads' | 'numKvHeads' | 'headDim' | 'maxContextLen'>, maxScratchBytes = MAX_SCRATCH_BYTES): AttentionPlan {
+  const groupSize = args.numHeads / args.numKvHeads;
+  const headsPerRowGroup = Math.min(groupSize, ROWS_PER_WORKGROUP);
+  const numHeadGroups = Math.ceil(groupSize / headsPerRowGroup);
+  // A pure decode batch has one token per sequence: tiles of several tokens would mix sequences.
+  const isDecode = args.numTokens === args.numSeqs;
+  const tokensPerTile = isDecode ? 1 : Math.max(1, Math.floor(ROWS_PER_WORKGROUP / headsPerRowGroup));
+  const numTiles = Math.ceil(args.numTokens / tokensPerTile);
+  // Split long contexts (flash-decoding) only as far as the GPU needs more workgroups and the
+  // partial results fit the scratch budget; prefill batches usually have enough tiles already.
+  let numSplits = 1;
+  if (args.maxContextLen > SPLIT_THRESHOLD) {
+    const baseWorkgroups = numTiles * args.numKvHeads * numHeadGroups;
+    const bytesPerSplit = args.numTokens * args.numHeads * (args.headDim + 2) * 4;
+    numSplits = Math.min(
+      Math.ceil(args.maxContextLen / ATTENTION_SPLIT_LEN),
+      Math.ceil(TARGET_WORKGROUPS / baseWorkgroups),
+      Math.floor(maxScratchBytes / bytesPerSplit),
+      MAX_WORKGROUPS_PER_DIM,
+    );
+    numSplits = Math.max(1, numSplits);
+  }
+  // Fewer splits than preferred share the context evenly rather than overloading the last one.
+  const splitLen = Math.ceil(args.maxContextLen / numSplits / KEY_CHUNK) * KEY_CHUNK;
+  return { tokensPerTile, headsPerRowGroup, numHeadGroups, numTiles, numSplits, splitLen: Math.max(KEY_CHUNK, splitLen) };
+}
+
+export class AttentionKernel {
+  private partialAcc: GPUBuffer;
+  private partialMl: GPUBuffer;
+  /** Outgrown scratch buffers: passes recorded earlier may still use them, so they live until destroy(). */
+  private readonly retired: GPUBuffer[] = [];
+
+  private constructor(
+    private readonly gpu: GpuDevice,
+    private readonly attendPipeline: GPUComputePipeline,
+    private readonly reducePipeline: GPUComputePipeline,
+  ) {
+    this.partialAcc = this.createScratch('attention-partial-acc', 256);
+    this.partialMl = this.createScratch('attention-partial-ml', 256);
+  }
+
+  static async create(gpu: GpuDevice): Promise<AttentionKernel> {
+    const code = loadShader('attention');
+    const [attend, reduce] = await Promise.all([
+      gpu.pipelines.get({ kernel: 'attention.attend', code, entryPoint: 'attend' }),
+      gpu.pipelines.get({ kernel: 'attention.reduce_splits', code, entryPoint: 'reduce_splits' }),
+    ]);
+    return new AttentionKernel(gpu, attend, reduce);
+  }
+
+  /** Causal paged attention of every token's q heads over its sequence's cached keys and values. */
+  attend(pass: GPUComputePassEncoder, uniforms: UniformArena, args: AttentionArgs): void {
+    this.validate(args);
+    if (args.numTokens === 0) return;
+    const plan = planAttention(args, Math.min(MAX_SCRATCH_BYTES, this.gpu.limits.maxStorageBufferBindingSize));
+    assert(plan.numTiles <= MAX_WORKGROUPS_PER_DIM, `attention: ${args.numTokens} tokens need ${plan.numTiles} tiles; split the batch below ${MAX_WORKGROUPS_PER_DIM * plan.tokensPerTile} tokens`);
+    const numPartials = args.numTokens * args.numHeads * plan.numSplits;
+    if (plan.numSplits > 1) this.ensureScratch(numPartials * args.headDim * 4, numPartials * 8);
+
+    const params = new ArrayBuffer(80);
+    new Uint32Array(params, 0, 16).set([
+      args.numTokens, args.rowStride, args.qOffset, args.numHeads,
+      args.numKvHeads, args.headDim, args.blockSize, args.maxBlocksPerSeq,
+      args.numHeads / args.numKvHeads, plan.headsPerRowGroup, plan.numHeadGroups, plan.tokensPerTile,
+      args.slidingWindow, plan.numSplits, plan.splitLen, 0,
+    ]);
+    new Float32Array(params, 64, 1)[0] = args.scale;
+    const paramsBinding = uniforms.alloc(new Uint8Array(params));
+    const shared = [this.partialAcc, this.partialMl, args.out, paramsBinding];
+    const attendBindings = [...shared, args.qkv, args.kCache, args.vCache, args.blockTables, args.tokenSeq, args.tokenPos];
+    dispatch(this.gpu.device, pass, this.attendPipeline, attendBindings, [plan.numTiles, args.numKvHeads * plan.numHeadGroups, plan.numSplits]);
+    if (plan.numSplits > 1) {
+      dispatch(this.gpu.device, pass, this.reducePipeline, shared, grid1d(args.numTokens * args.numHeads));
+    }
+  }
+
+  /** Frees its scratch buffers. */
+  destroy(): void {
+    for (const b of [this.partialAcc, this.partialMl, ...this.retired]) b.destroy();
+    this.retired.length = 0;
+  }
+
+  private validate(args: AttentionArgs): void {
+    const { numHeads, numKvHeads, headDim } = args;
+    assert(numKvHeads > 0 && numHeads % numKvHeads === 0, `attention: numHeads ${numHeads} must be a multiple of numKvHeads ${numKvHeads}`);
+    assert(headDim % 4 === 0 && headDim > 0 && headDim <= MAX_HEAD_DIM, `attention: headDim ${headDim} must be a multiple of 4 in [4, ${MAX_HEAD_DIM}]`);
+    assert(args.qOffset + numHeads * headDim <= args.rowStride, 'attention: q heads run past rowStride');
+    assert(args.blockSize > 0 && args.maxBlocksPerSeq > 0, 'attention: blockSize and maxBlocksPerSeq must be positive');
+    assert(Number.isInteger(args.slidingWindow) && args.slidingWindow >= 0, 'attention: slidingWindow must be a non-negative integer (0 = none)');
+  }
+
+  private ensureScratch(accBytes: number, mlBytes: number): void {
+    if (this.partialAcc.size < accBytes) {
+      this.retired.push(this.partialAcc);
+      this.partialAcc = this.createScratch('attention-partial-acc', accBytes * 2);
+    }
+    if (this.partialMl.size < mlBytes) {
+      this.retired.push(this.partialMl);
+      this.partialMl = this.createScratch('attention-partial-ml', mlBytes * 2);
+    }
+  }
+
+  private createScratch(label: string, bytes: number): GPUBuffer {
+    const cap = Math.min(MAX_SCRATCH_BYTES, this.gpu.limits.maxStorageBufferBindingSize);
+    return this.gpu.createBuffer(label, Math.min(bytes, cap), GPUBufferUsage.STORAGE);
+  }
+}

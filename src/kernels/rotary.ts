@@ -1,0 +1,57 @@
+// Rotary position embedding (HF Llama rotate_half layout) applied in place to the q and k heads of the
+// fused qkv activation. The host supplies inv_freq, so rope_scaling variants live in the model layer.
+import assert from 'node:assert/strict';
+import { dispatch, grid1d, loadShader, type Binding, type GpuDevice, type UniformArena } from '../gpu/index.js';
+
+const WORKGROUP_SIZE = 64;
+
+export interface RotaryArgs {
+  qkv: Binding;
+  numTokens: number;
+  rowStride: number;
+  qOffset: number;
+  numHeads: number;
+  kOffset: number;
+  numKvHeads: number;
+  headDim: number;
+  /** <= headDim, even; dims >= rotaryDim pass through (partial rotary). */
+  rotaryDim: number;
+  /** u32 [numTokens]: absolute position of each token. */
+  positions: Binding;
+  /** f32 [rotaryDim / 2], computed on the host from rope_theta and rope_scaling. */
+  invFreq: Binding;
+  /** Multiplies cos and sin (yarn's mscale); 1 otherwise. */
+  attentionScaling: number;
+}
+
+export class RotaryKernel {
+  private constructor(
+    private readonly gpu: GpuDevice,
+    private readonly pipeline: GPUComputePipeline,
+  ) {}
+
+  static async create(gpu: GpuDevice): Promise<RotaryKernel> {
+    const pipeline = await gpu.pipelines.get({ kernel: 'rotary', code: loadShader('rotary') });
+    return new RotaryKernel(gpu, pipeline);
+  }
+
+  /** Rotates pairs (i, i + rotaryDim/2) of every q and k head of every token by pos * invFreq[i]. */
+  apply(pass: GPUComputePassEncoder, uniforms: UniformArena, args: RotaryArgs): void {
+    const { numTokens, rowStride, qOffset, numHeads, kOffset, numKvHeads, headDim, rotaryDim } = args;
+    assert(rotaryDim > 0 && rotaryDim % 2 === 0 && rotaryDim <= headDim, `rotary: rotaryDim ${rotaryDim} must be even and in (0, headDim=${headDim}]`);
+    assert(qOffset + numHeads * headDim <= rowStride && kOffset + numKvHeads * headDim <= rowStride, 'rotary: q or k heads run past rowStride');
+    if (numTokens === 0) return;
+    const params = new ArrayBuffer(48);
+    new Uint32Array(params, 0, 8).set([numTokens, rowStride, qOffset, numHeads, kOffset, numKvHeads, headDim, rotaryDim / 2]);
+    new Float32Array(params, 32, 1)[0] = args.attentionScaling;
+    const numThreads = numTokens * (numHeads + numKvHeads) * (rotaryDim / 2);
+    dispatch(this.gpu.device, pass, this.pipeline, [args.qkv, args.positions, args.invFreq, uniforms.alloc(new Uint8Array(params))], grid1d(Math.ceil(numThreads / WORKGROUP_SIZE)));
+  }
+}
+
+/** Plain (unscaled) RoPE frequencies: theta^(-2i/rotaryDim), i < rotaryDim/2, rounded to f32 as HF does. */
+export function defaultInvFreq(rotaryDim: number, theta: number): Float32Array {
+  const out = new Float32Array(rotaryDim / 2);
+  for (let i = 0; i < out.length; i++) out[i] = 1 / theta ** ((2 * i) / rotaryDim);
+  return out;
+}

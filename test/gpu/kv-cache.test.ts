@@ -1,0 +1,66 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { KvCacheKernel, PADDING_SLOT } from '../../src/kernels/kv-cache.js';
+import { randomF32, rng, runPass, testDevice } from '../helpers/gpu.js';
+
+interface Case {
+  numTokens: number;
+  numKvHeads: number;
+  headDim: number;
+  blockSize: number;
+  numBlocks: number;
+  /** Columns before k, between k and v, and after v in each qkv row. */
+  gaps: [number, number, number];
+  padEvery?: number;
+}
+
+async function runCase(c: Case, seed: number): Promise<void> {
+  const gpu = await testDevice();
+  const kernel = await KvCacheKernel.create(gpu);
+  const rowLen = c.numKvHeads * c.headDim;
+  const kOffset = c.gaps[0];
+  const vOffset = kOffset + rowLen + c.gaps[1];
+  const rowStride = vOffset + rowLen + c.gaps[2];
+  const qkv = randomF32(c.numTokens * rowStride, seed);
+  // Distinct random slots scattered over all blocks; some tokens are padding.
+  const r = rng(seed + 100);
+  const numSlots = c.numBlocks * c.blockSize;
+  const slots = Array.from({ length: numSlots }, (_, i) => i);
+  for (let i = slots.length - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [slots[i], slots[j]] = [slots[j]!, slots[i]!];
+  }
+  const slotMapping = Uint32Array.from({ length: c.numTokens }, (_, t) => (c.padEvery && t % c.padEvery === c.padEvery - 1 ? PADDING_SLOT : slots[t]!));
+  const kInit = randomF32(numSlots * rowLen, seed + 1);
+  const vInit = randomF32(numSlots * rowLen, seed + 2);
+  const kCache = gpu.upload('k-cache', kInit);
+  const vCache = gpu.upload('v-cache', vInit);
+  await runPass(gpu, (pass, u) =>
+    kernel.write(pass, u, { qkv: gpu.upload('qkv', qkv), numTokens: c.numTokens, rowStride, kOffset, vOffset, numKvHeads: c.numKvHeads, headDim: c.headDim, kCache, vCache, slotMapping: gpu.upload('slots', slotMapping) }),
+  );
+  const wantK = kInit.slice();
+  const wantV = vInit.slice();
+  for (let t = 0; t < c.numTokens; t++) {
+    const slot = slotMapping[t]!;
+    if (slot === PADDING_SLOT) continue;
+    wantK.set(qkv.subarray(t * rowStride + kOffset, t * rowStride + kOffset + rowLen), slot * rowLen);
+    wantV.set(qkv.subarray(t * rowStride + vOffset, t * rowStride + vOffset + rowLen), slot * rowLen);
+  }
+  // A copy is exact: every element of both caches, written or not, must match bit for bit.
+  assert.equal(await gpu.readF32(kCache, wantK.length), wantK, 'k cache');
+  assert.equal(await gpu.readF32(vCache, wantV.length), wantV, 'v cache');
+}
+
+test('random slots across blocks; untouched slots stay untouched', async () => {
+  await runCase({ numTokens: 37, numKvHeads: 2, headDim: 64, blockSize: 16, numBlocks: 7, gaps: [5, 3, 1] }, 1);
+});
+
+test('MQA, odd head dim, block size 1, padding tokens skipped', async () => {
+  await runCase({ numTokens: 13, numKvHeads: 1, headDim: 36, blockSize: 1, numBlocks: 20, gaps: [0, 0, 0], padEvery: 4 }, 2);
+});
+
+test('a single decode token with 8 kv heads of 128', async () => {
+  await runCase({ numTokens: 1, numKvHeads: 8, headDim: 128, blockSize: 32, numBlocks: 3, gaps: [128 * 32, 0, 2] }, 3);
+});
+
+test.run();
