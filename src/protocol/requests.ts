@@ -1,0 +1,112 @@
+// Request schemas: the one definition that ajv validates with and /openapi.json publishes.
+import { MAX_SAFE_SEED, nullable, samplingProperties, stringOrStringList, type JsonSchema } from './schema.js';
+
+export const MAX_TOP_LOGPROBS_WIRE = 20;
+/** Longest text accepted in one prompt or message; the body limit usually bites first. */
+const MAX_TEXT = 4 * 1024 * 1024;
+/** Larger values are capped to the session length anyway; beyond int32 they are only mistakes. */
+const MAX_OUTPUT_TOKENS = 2 ** 31 - 1;
+const tokenId: JsonSchema = { type: 'integer', minimum: 0, maximum: 2 ** 31 - 1 };
+
+export const completionRequestSchema: JsonSchema = {
+  title: 'CompletionRequest',
+  type: 'object',
+  required: ['prompt'],
+  properties: {
+    prompt: {
+      description: 'A string, a list of token ids, or a list of either (each prompt gets its own n choices).',
+      anyOf: [
+        { type: 'string', maxLength: MAX_TEXT },
+        { type: 'array', items: tokenId, minItems: 1 },
+        { type: 'array', items: { type: 'string', maxLength: MAX_TEXT }, minItems: 1, maxItems: 64 },
+        { type: 'array', items: { type: 'array', items: tokenId, minItems: 1 }, minItems: 1, maxItems: 64 },
+      ],
+    },
+    max_tokens: nullable({ type: 'integer', minimum: 1, maximum: MAX_OUTPUT_TOKENS, description: 'Default 16; capped to the session length.' }),
+    logprobs: nullable({ type: 'integer', minimum: 0, maximum: MAX_TOP_LOGPROBS_WIRE }),
+    echo: nullable({ type: 'boolean' }),
+    ...samplingProperties,
+  },
+};
+
+const contentPart: JsonSchema = {
+  type: 'object',
+  required: ['type'],
+  properties: {
+    type: { const: 'text', description: 'Only text parts are supported.' },
+    text: { type: 'string', maxLength: MAX_TEXT },
+  },
+  // Checked after `type`, so an image part is reported as "must be 'text'", not as a missing text.
+  if: { properties: { type: { const: 'text' } } },
+  then: { required: ['text'] },
+};
+
+export const chatMessageSchema: JsonSchema = {
+  type: 'object',
+  required: ['role'],
+  properties: {
+    role: { enum: ['system', 'developer', 'user', 'assistant', 'tool'] },
+    content: nullable({
+      anyOf: [{ type: 'string', maxLength: MAX_TEXT }, { type: 'array', items: contentPart, maxItems: 256 }],
+    }),
+    name: { type: 'string', maxLength: 256 },
+  },
+};
+
+export const chatCompletionRequestSchema: JsonSchema = {
+  title: 'ChatCompletionRequest',
+  type: 'object',
+  required: ['messages'],
+  properties: {
+    messages: { type: 'array', items: chatMessageSchema, minItems: 1, maxItems: 4096 },
+    max_tokens: nullable({ type: 'integer', minimum: 1, maximum: MAX_OUTPUT_TOKENS, description: 'Deprecated alias of max_completion_tokens.' }),
+    max_completion_tokens: nullable({ type: 'integer', minimum: 1, maximum: MAX_OUTPUT_TOKENS, description: 'Default: the rest of the session.' }),
+    logprobs: nullable({ type: 'boolean' }),
+    top_logprobs: nullable({ type: 'integer', minimum: 0, maximum: MAX_TOP_LOGPROBS_WIRE }),
+    ...samplingProperties,
+  },
+};
+
+export const interactiveRequestSchema: JsonSchema = {
+  title: 'InteractiveRequest',
+  description: "LMDeploy's /v1/chat/interactive request (the shape lmdeploy's APIClient.chat_interactive_v1 sends).",
+  type: 'object',
+  required: ['prompt'],
+  properties: {
+    prompt: {
+      description: "This turn's user text, or a list of chat messages.",
+      anyOf: [{ type: 'string', maxLength: MAX_TEXT }, { type: 'array', items: chatMessageSchema, maxItems: 4096 }],
+    },
+    session_id: nullable({ type: 'integer', minimum: -1, maximum: MAX_SAFE_SEED, description: '-1: a new session.' }),
+    interactive_mode: nullable({ type: 'boolean', description: 'true: keep the history for the next turn.' }),
+    stream: nullable({ type: 'boolean', description: 'Newline-delimited JSON objects, one per step.' }),
+    stop: nullable(stringOrStringList),
+    request_output_len: nullable({ type: 'integer', minimum: 0, maximum: MAX_OUTPUT_TOKENS, description: 'Default: the rest of the session.' }),
+    top_p: nullable({ type: 'number', exclusiveMinimum: 0, maximum: 1 }),
+    top_k: nullable({ type: 'integer', minimum: 0, maximum: 1_000_000 }),
+    temperature: nullable({ type: 'number', minimum: 0, maximum: 2 }),
+    repetition_penalty: nullable({ type: 'number', exclusiveMinimum: 0, maximum: 10 }),
+    ignore_eos: nullable({ type: 'boolean' }),
+    skip_special_tokens: nullable({ type: 'boolean' }),
+    cancel: nullable({ type: 'boolean', description: "true: abort the session's running turn." }),
+    adapter_name: nullable({ type: 'string', maxLength: 256, description: 'Ignored (no LoRA adapters).' }),
+    seed: nullable({ type: 'integer', minimum: -MAX_SAFE_SEED, maximum: MAX_SAFE_SEED }),
+    min_p: nullable({ type: 'number', minimum: 0, maximum: 1 }),
+  },
+};
+
+export const encodeRequestSchema: JsonSchema = {
+  title: 'EncodeRequest',
+  type: 'object',
+  required: ['input'],
+  properties: {
+    input: {
+      anyOf: [
+        { type: 'string', maxLength: MAX_TEXT },
+        { type: 'array', items: { type: 'string', maxLength: MAX_TEXT }, maxItems: 1024 },
+      ],
+    },
+    add_bos: nullable({ type: 'boolean', description: 'Default true.' }),
+    do_preprocess: nullable({ type: 'boolean', description: 'Ignored (LMDeploy compatibility).' }),
+  },
+};

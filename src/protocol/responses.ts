@@ -1,0 +1,123 @@
+// Response schemas, published in /openapi.json (responses are built by code, not validated).
+import { errorResponseSchema, usageSchema, type JsonSchema } from './schema.js';
+
+const finishReason: JsonSchema = { enum: ['stop', 'length', 'abort', null] };
+const tokenIds: JsonSchema = { type: 'array', items: { type: 'integer' } };
+
+const completionLogprobs: JsonSchema = {
+  type: ['object', 'null'],
+  properties: {
+    tokens: { type: 'array', items: { type: 'string' } },
+    token_logprobs: { type: 'array', items: { type: ['number', 'null'] } },
+    top_logprobs: { type: 'array', items: { type: ['object', 'null'], additionalProperties: { type: 'number' } } },
+    text_offset: { type: 'array', items: { type: 'integer' } },
+  },
+};
+
+const chatTopLogprob: JsonSchema = {
+  type: 'object',
+  properties: { token: { type: 'string' }, logprob: { type: 'number' }, bytes: tokenIds },
+};
+
+const chatLogprobs: JsonSchema = {
+  type: ['object', 'null'],
+  properties: {
+    content: {
+      type: 'array',
+      items: { ...chatTopLogprob, properties: { ...(chatTopLogprob.properties as object), top_logprobs: { type: 'array', items: chatTopLogprob } } },
+    },
+  },
+};
+
+export const completionResponseSchema: JsonSchema = {
+  title: 'CompletionResponse',
+  description: 'With stream: true, a text/event-stream of objects of this shape (usage only in the last when include_usage), then data: [DONE].',
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    object: { const: 'text_completion' },
+    created: { type: 'integer' },
+    model: { type: 'string' },
+    choices: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          index: { type: 'integer' }, text: { type: 'string' }, logprobs: completionLogprobs,
+          finish_reason: finishReason, token_ids: tokenIds, prompt_token_ids: tokenIds,
+        },
+      },
+    },
+    usage: usageSchema,
+    prompt_token_ids: { anyOf: [tokenIds, { type: 'array', items: tokenIds }] },
+  },
+};
+
+export const chatCompletionResponseSchema: JsonSchema = {
+  title: 'ChatCompletionResponse',
+  description: 'With stream: true, chat.completion.chunk objects carrying delta instead of message, then data: [DONE].',
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    object: { const: 'chat.completion' },
+    created: { type: 'integer' },
+    model: { type: 'string' },
+    choices: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          index: { type: 'integer' },
+          message: { type: 'object', properties: { role: { const: 'assistant' }, content: { type: 'string' } } },
+          logprobs: chatLogprobs,
+          finish_reason: finishReason,
+          token_ids: tokenIds,
+        },
+      },
+    },
+    usage: usageSchema,
+    prompt_token_ids: tokenIds,
+  },
+};
+
+export const modelListSchema: JsonSchema = {
+  title: 'ModelList',
+  type: 'object',
+  properties: {
+    object: { const: 'list' },
+    data: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          id: { type: 'string' }, object: { const: 'model' }, created: { type: 'integer' }, owned_by: { type: 'string' },
+          root: { type: 'string' }, parent: { type: 'null' }, max_model_len: { type: 'integer' },
+        },
+      },
+    },
+  },
+};
+
+export const interactiveResponseSchema: JsonSchema = {
+  title: 'InteractiveResponse',
+  description: 'Non-stream: one object. Stream: one object per line (newline-delimited JSON, not SSE).',
+  type: 'object',
+  properties: {
+    text: { type: 'string' },
+    tokens: { type: 'integer', description: 'Tokens generated in this turn.' },
+    input_tokens: { type: 'integer', description: "Tokens this turn's prompt added." },
+    history_tokens: { type: 'integer', description: 'Tokens the session held before this turn.' },
+    finish_reason: { enum: ['stop', 'length', 'abort', null], description: "'abort': the turn was cancelled." },
+  },
+};
+
+export const encodeResponseSchema: JsonSchema = {
+  title: 'EncodeResponse',
+  type: 'object',
+  properties: {
+    input_ids: { anyOf: [tokenIds, { type: 'array', items: tokenIds }] },
+    length: { anyOf: [{ type: 'integer' }, { type: 'array', items: { type: 'integer' } }] },
+  },
+};
+
+export { errorResponseSchema };

@@ -1,0 +1,74 @@
+// JSON Schema (2020-12) building blocks. Request schemas are validated by ajv AND published in
+// /openapi.json, so every field's range and description is written exactly once, here.
+
+/** A JSON Schema object; kept structural so both ajv and the OpenAPI document can take it as is. */
+export type JsonSchema = { readonly [keyword: string]: unknown };
+
+export const MAX_SAFE_SEED = Number.MAX_SAFE_INTEGER;
+
+export function nullable(schema: JsonSchema): JsonSchema {
+  return { anyOf: [schema, { type: 'null' }] };
+}
+
+export const stringOrStringList: JsonSchema = {
+  anyOf: [
+    { type: 'string', minLength: 1, maxLength: 1024 },
+    { type: 'array', items: { type: 'string', minLength: 1, maxLength: 1024 }, maxItems: 16 },
+  ],
+};
+
+/** Sampling fields shared by /v1/completions and /v1/chat/completions (OpenAI + vLLM/LMDeploy extras). */
+export const samplingProperties: Record<string, JsonSchema> = {
+  model: { type: 'string', description: 'Must equal the served model name (GET /v1/models).' },
+  temperature: nullable({ type: 'number', minimum: 0, maximum: 2, description: '0 = greedy.' }),
+  top_p: nullable({ type: 'number', exclusiveMinimum: 0, maximum: 1 }),
+  top_k: nullable({ type: 'integer', minimum: -1, maximum: 1_000_000, description: '0 or -1 = off.' }),
+  min_p: nullable({ type: 'number', minimum: 0, maximum: 1 }),
+  n: nullable({ type: 'integer', minimum: 1, maximum: 16, description: 'Choices per prompt.' }),
+  stop: nullable({ ...stringOrStringList, description: 'Up to 16 stop strings; the stop text is not returned.' }),
+  stop_token_ids: nullable({ type: 'array', items: { type: 'integer', minimum: 0 }, maxItems: 64 }),
+  seed: nullable({
+    type: 'integer', minimum: -MAX_SAFE_SEED, maximum: MAX_SAFE_SEED,
+    description: 'With n > 1, choice i is sampled with seed + i.',
+  }),
+  presence_penalty: nullable({ type: 'number', minimum: -2, maximum: 2 }),
+  frequency_penalty: nullable({ type: 'number', minimum: -2, maximum: 2 }),
+  repetition_penalty: nullable({ type: 'number', exclusiveMinimum: 0, maximum: 10 }),
+  ignore_eos: nullable({ type: 'boolean' }),
+  skip_special_tokens: nullable({ type: 'boolean' }),
+  stream: nullable({ type: 'boolean' }),
+  stream_options: nullable({
+    type: 'object',
+    properties: { include_usage: nullable({ type: 'boolean' }) },
+  }),
+  user: nullable({ type: 'string', maxLength: 256 }),
+  return_token_ids: nullable({ type: 'boolean', description: 'Add prompt_token_ids and per-choice token_ids.' }),
+};
+
+/** The OpenAI error body. */
+export const errorResponseSchema: JsonSchema = {
+  type: 'object',
+  required: ['error'],
+  properties: {
+    error: {
+      type: 'object',
+      required: ['message', 'type', 'param', 'code'],
+      properties: {
+        message: { type: 'string' },
+        type: { type: 'string' },
+        param: { type: ['string', 'null'] },
+        code: { type: ['string', 'integer', 'null'] },
+      },
+    },
+  },
+};
+
+export const usageSchema: JsonSchema = {
+  type: 'object',
+  properties: {
+    prompt_tokens: { type: 'integer' },
+    completion_tokens: { type: 'integer' },
+    total_tokens: { type: 'integer' },
+    prompt_tokens_details: { type: 'object', properties: { cached_tokens: { type: 'integer' } } },
+  },
+};

@@ -1,0 +1,185 @@
+// Wire types of the OpenAI-compatible and LMDeploy endpoints (snake_case, as on the wire). The
+// request types mirror the JSON schemas in requests.ts, which validate them before a handler runs.
+
+export interface StreamOptions { include_usage?: boolean | null }
+
+/** Fields shared by completions and chat completions. */
+export interface SamplingRequestFields {
+  model?: string;
+  temperature?: number | null;
+  top_p?: number | null;
+  top_k?: number | null;
+  min_p?: number | null;
+  n?: number | null;
+  stop?: string | string[] | null;
+  stop_token_ids?: number[] | null;
+  seed?: number | null;
+  presence_penalty?: number | null;
+  frequency_penalty?: number | null;
+  repetition_penalty?: number | null;
+  ignore_eos?: boolean | null;
+  skip_special_tokens?: boolean | null;
+  stream?: boolean | null;
+  stream_options?: StreamOptions | null;
+  user?: string | null;
+  return_token_ids?: boolean | null;
+}
+
+export type CompletionPrompt = string | number[] | string[] | number[][];
+
+export interface CompletionRequest extends SamplingRequestFields {
+  prompt: CompletionPrompt;
+  max_tokens?: number | null;
+  logprobs?: number | null;
+  echo?: boolean | null;
+}
+
+export interface ChatContentPart { type: 'text'; text: string }
+
+export interface ChatRequestMessage {
+  role: 'system' | 'user' | 'assistant' | 'tool' | 'developer';
+  content?: string | ChatContentPart[] | null;
+  name?: string;
+}
+
+export interface ChatCompletionRequest extends SamplingRequestFields {
+  messages: ChatRequestMessage[];
+  max_tokens?: number | null;
+  max_completion_tokens?: number | null;
+  logprobs?: boolean | null;
+  top_logprobs?: number | null;
+}
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  prompt_tokens_details: { cached_tokens: number };
+}
+
+export type WireFinishReason = 'stop' | 'length' | 'abort' | null;
+
+export interface CompletionLogprobs {
+  tokens: string[];
+  token_logprobs: (number | null)[];
+  top_logprobs: (Record<string, number> | null)[];
+  text_offset: number[];
+}
+
+export interface CompletionChoice {
+  index: number;
+  text: string;
+  logprobs: CompletionLogprobs | null;
+  finish_reason: WireFinishReason;
+  token_ids?: number[];
+  prompt_token_ids?: number[];
+}
+
+export interface CompletionResponse {
+  id: string;
+  object: 'text_completion';
+  created: number;
+  model: string;
+  choices: CompletionChoice[];
+  usage: Usage | null;
+  prompt_token_ids?: number[] | number[][];
+}
+
+export interface ChatTopLogprob { token: string; logprob: number; bytes: number[] }
+export interface ChatTokenLogprob extends ChatTopLogprob { top_logprobs: ChatTopLogprob[] }
+export interface ChatLogprobs { content: ChatTokenLogprob[] }
+
+export interface ChatCompletionChoice {
+  index: number;
+  message: { role: 'assistant'; content: string };
+  logprobs: ChatLogprobs | null;
+  finish_reason: WireFinishReason;
+  token_ids?: number[];
+}
+
+export interface ChatCompletionResponse {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  choices: ChatCompletionChoice[];
+  usage: Usage;
+  prompt_token_ids?: number[];
+}
+
+export interface ChatCompletionChunkChoice {
+  index: number;
+  delta: { role?: 'assistant'; content?: string };
+  logprobs: ChatLogprobs | null;
+  finish_reason: WireFinishReason;
+  token_ids?: number[];
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: 'chat.completion.chunk';
+  created: number;
+  model: string;
+  choices: ChatCompletionChunkChoice[];
+  usage?: Usage | null;
+  prompt_token_ids?: number[];
+}
+
+export interface CompletionChunk {
+  id: string;
+  object: 'text_completion';
+  created: number;
+  model: string;
+  choices: CompletionChoice[];
+  usage?: Usage | null;
+  prompt_token_ids?: number[] | number[][];
+}
+
+export interface ModelCard {
+  id: string;
+  object: 'model';
+  created: number;
+  owned_by: string;
+  root: string;
+  parent: null;
+  max_model_len: number;
+}
+
+export interface ModelList { object: 'list'; data: ModelCard[] }
+
+/** LMDeploy's /v1/chat/interactive request (lmdeploy.serve.openai.protocol.GenerateRequest). */
+export interface InteractiveRequest {
+  prompt: string | ChatRequestMessage[];
+  session_id?: number | null;
+  interactive_mode?: boolean | null;
+  stream?: boolean | null;
+  stop?: string | string[] | null;
+  request_output_len?: number | null;
+  top_p?: number | null;
+  top_k?: number | null;
+  temperature?: number | null;
+  repetition_penalty?: number | null;
+  ignore_eos?: boolean | null;
+  skip_special_tokens?: boolean | null;
+  cancel?: boolean | null;
+  adapter_name?: string | null;
+  image_url?: unknown;
+  seed?: number | null;
+  min_p?: number | null;
+}
+
+/** LMDeploy's GenerateResponse: one JSON object, or one per line when streaming. */
+export interface InteractiveResponse {
+  text: string;
+  tokens: number;
+  input_tokens: number;
+  history_tokens: number;
+  finish_reason: 'stop' | 'length' | 'abort' | null;
+}
+
+export interface EncodeRequest { input: string | string[]; add_bos?: boolean | null; do_preprocess?: boolean | null }
+export interface EncodeResponse { input_ids: number[] | number[][]; length: number | number[] }
+
+export interface ErrorBody {
+  error: { message: string; type: string; param: string | null; code: string | number | null };
+}

@@ -1,0 +1,119 @@
+// What the generating routes share: the served-model check, sampling defaults, the session-length
+// budget, chat prompt encoding, and starting one engine request per choice.
+import { randomBytes, randomInt } from 'node:crypto';
+import type { ChatMessage, EngineClient, GenerateRequest, TextCodec } from '../engine/types.js';
+import { DEFAULT_SAMPLING, type SamplingParams } from '../sampling/params.js';
+import type { ChatRequestMessage, SamplingRequestFields, Usage } from '../protocol/types.js';
+import { ChoiceStream } from './choice-stream.js';
+import { ApiError, invalid } from './errors.js';
+import type { Logger } from './log.js';
+import type { ServerMetrics } from './metrics.js';
+import type { SessionStore } from './sessions.js';
+
+/** What every route handler gets. */
+export interface ServerDeps {
+  engine: EngineClient;
+  /** The name clients must send as `model` (GET /v1/models lists it). */
+  modelName: string;
+  maxBodyBytes: number;
+  log: Logger;
+  metrics: ServerMetrics;
+  sessions: SessionStore;
+  createdAt: number;
+}
+
+export function newResponseId(prefix: string): string {
+  return `${prefix}-${randomBytes(12).toString('hex')}`;
+}
+
+/** vLLM answers 404 for a model it does not serve; an omitted model means the served one. */
+export function checkModel(deps: ServerDeps, model: string | undefined): void {
+  if (model === undefined || model === deps.modelName) return;
+  throw new ApiError(404, 'invalid_request_error', `the model '${model}' does not exist; this server serves '${deps.modelName}' (GET /v1/models)`, 'model', 'model_not_found');
+}
+
+/** A seed for callers that gave none, so every request stays reproducible from the engine's log. */
+export function randomSeed(): number {
+  return randomInt(0, 2 ** 31);
+}
+
+/** Wire sampling fields -> engine SamplingParams, with OpenAI's defaults for what is absent. */
+export function samplingFrom(fields: SamplingRequestFields, seed: number, logprobs: number | null): SamplingParams {
+  const topK = fields.top_k ?? DEFAULT_SAMPLING.topK;
+  return {
+    temperature: fields.temperature ?? DEFAULT_SAMPLING.temperature,
+    topP: fields.top_p ?? DEFAULT_SAMPLING.topP,
+    topK: topK < 0 ? 0 : topK, // vLLM spells "off" as -1
+    minP: fields.min_p ?? DEFAULT_SAMPLING.minP,
+    repetitionPenalty: fields.repetition_penalty ?? DEFAULT_SAMPLING.repetitionPenalty,
+    presencePenalty: fields.presence_penalty ?? DEFAULT_SAMPLING.presencePenalty,
+    frequencyPenalty: fields.frequency_penalty ?? DEFAULT_SAMPLING.frequencyPenalty,
+    seed,
+    logprobs,
+  };
+}
+
+export function stopList(stop: string | string[] | null | undefined): string[] {
+  if (stop === null || stop === undefined) return [];
+  return typeof stop === 'string' ? [stop] : stop;
+}
+
+/**
+ * The output budget of one sequence: a prompt that fills the session is refused (400); otherwise
+ * the requested max is capped to what is left, so generation ends with finish_reason 'length'.
+ */
+export function outputBudget(engine: EngineClient, numPromptTokens: number, requested: number | null | undefined, param: string): number {
+  const left = engine.sessionLen - numPromptTokens;
+  if (left <= 0) {
+    throw invalid(
+      `the prompt has ${numPromptTokens} tokens; this model's session length is ${engine.sessionLen} tokens, leaving no room to generate; shorten the ${param}`,
+      param,
+    );
+  }
+  return Math.min(requested ?? left, left);
+}
+
+/**
+ * Encodes a rendered chat template. The template writes BOS as text when the model wants one
+ * (Llama's "{{ bos_token }}"), so it is encoded WITHOUT adding special tokens; if the rendered text
+ * did not start with BOS but the model has one, BOS is prepended, since every model was trained with
+ * it there. Either way the prompt starts with exactly one BOS.
+ */
+export function encodeChatPrompt(codec: TextCodec, text: string): number[] {
+  const ids = codec.encode(text, { addSpecialTokens: false });
+  if (codec.bosTokenId !== null && ids[0] !== codec.bosTokenId) ids.unshift(codec.bosTokenId);
+  return ids;
+}
+
+/** OpenAI messages -> the engine's: text parts joined with "\n" (as vLLM does), developer -> system. */
+export function toChatMessages(messages: readonly ChatRequestMessage[]): ChatMessage[] {
+  return messages.map((m) => ({
+    role: m.role === 'developer' ? 'system' : m.role,
+    content: typeof m.content === 'string' ? m.content : (m.content ?? []).map((part) => part.text).join('\n'),
+  }));
+}
+
+/** Starts one engine request per spec; if any start throws, closes the ones already started. */
+export function startChoices(deps: ServerDeps, requests: readonly (GenerateRequest & { requestId: string })[], signal: AbortSignal): ChoiceStream[] {
+  const streams: ChoiceStream[] = [];
+  try {
+    for (const request of requests) streams.push(new ChoiceStream(deps.engine, request, signal, deps.metrics));
+    return streams;
+  } catch (err) {
+    for (const s of streams) s.close();
+    throw err;
+  }
+}
+
+export function wireUsage(promptTokens: number, completionTokens: number, cachedTokens: number): Usage {
+  return {
+    prompt_tokens: promptTokens,
+    completion_tokens: completionTokens,
+    total_tokens: promptTokens + completionTokens,
+    prompt_tokens_details: { cached_tokens: cachedTokens },
+  };
+}
+
+export function nowSeconds(): number {
+  return Math.floor(Date.now() / 1000);
+}

@@ -1,0 +1,112 @@
+// POST /v1/chat/completions: the chat template renders the messages, n choices are generated, and
+// the answer is one JSON body or SSE chunks (each choice's first chunk carries role: 'assistant').
+import type { Context } from 'koa';
+import type { GenerateRequest } from '../../engine/types.js';
+import {
+  validateChatCompletionRequest, type ChatCompletionChoice, type ChatCompletionChunk, type ChatCompletionChunkChoice,
+  type ChatCompletionRequest, type ChatCompletionResponse,
+} from '../../protocol/index.js';
+import { readJsonBody } from '../body.js';
+import { collect, merge, prime, type ChoiceStream } from '../choice-stream.js';
+import { invalid, toApiError } from '../errors.js';
+import {
+  checkModel, encodeChatPrompt, newResponseId, nowSeconds, outputBudget, randomSeed, samplingFrom, startChoices, stopList,
+  toChatMessages, wireUsage, type ServerDeps,
+} from '../generation.js';
+import { chatLogprobs } from '../logprobs.js';
+import { disconnectSignal, openEventStream } from '../sse.js';
+
+export async function chatCompletionsRoute(ctx: Context, deps: ServerDeps): Promise<void> {
+  const checked = validateChatCompletionRequest(await readJsonBody(ctx, deps.maxBodyBytes));
+  if (!checked.ok) throw invalid(checked.error.message, checked.error.param);
+  const body = checked.value;
+  checkModel(deps, body.model);
+  const numTop = topLogprobs(body);
+  const { codec } = deps.engine;
+  const promptTokenIds = encodeChatPrompt(codec, codec.applyChatTemplate(toChatMessages(body.messages), { addGenerationPrompt: true }));
+  const maxTokens = outputBudget(deps.engine, promptTokenIds.length, body.max_completion_tokens ?? body.max_tokens, 'messages');
+  const n = body.n ?? 1;
+  const id = newResponseId('chatcmpl');
+  const baseSeed = body.seed ?? randomSeed();
+  const requests = Array.from({ length: n }, (_, i): GenerateRequest & { requestId: string } => ({
+    requestId: `${id}-${i}`,
+    promptTokenIds,
+    sampling: samplingFrom(body, baseSeed + i, numTop),
+    maxTokens,
+    stop: stopList(body.stop),
+    stopTokenIds: body.stop_token_ids ?? [],
+    ignoreEos: body.ignore_eos ?? false,
+    skipSpecialTokens: body.skip_special_tokens ?? true,
+  }));
+  const streams = startChoices(deps, requests, disconnectSignal(ctx));
+  try {
+    if (body.stream) await streamChat(ctx, deps, body, id, promptTokenIds, numTop, streams);
+    else ctx.body = await wholeChat(deps, body, id, promptTokenIds, numTop, streams);
+  } finally {
+    for (const s of streams) s.close();
+  }
+}
+
+/** null: no logprobs; otherwise how many alternatives per token (OpenAI: top_logprobs needs logprobs). */
+function topLogprobs(body: ChatCompletionRequest): number | null {
+  const wanted = body.top_logprobs ?? null;
+  if (wanted !== null && body.logprobs !== true) throw invalid('top_logprobs needs logprobs: true', 'top_logprobs');
+  return body.logprobs === true ? wanted ?? 0 : null;
+}
+
+async function wholeChat(
+  deps: ServerDeps, body: ChatCompletionRequest, id: string, promptTokenIds: number[], numTop: number | null, streams: ChoiceStream[],
+): Promise<ChatCompletionResponse> {
+  const results = await Promise.all(streams.map(collect));
+  const choices = results.map((r, index): ChatCompletionChoice => ({
+    index,
+    message: { role: 'assistant', content: r.text },
+    logprobs: numTop === null ? null : { content: chatLogprobs(r.logprobs, numTop) },
+    finish_reason: r.finishReason,
+    ...(body.return_token_ids ? { token_ids: r.tokenIds } : {}),
+  }));
+  const completionTokens = results.reduce((sum, r) => sum + r.usage.completionTokens, 0);
+  return {
+    id, object: 'chat.completion', created: nowSeconds(), model: deps.modelName, choices,
+    usage: wireUsage(promptTokenIds.length, completionTokens, results[0]?.usage.cachedTokens ?? 0),
+    ...(body.return_token_ids ? { prompt_token_ids: promptTokenIds } : {}),
+  };
+}
+
+async function streamChat(
+  ctx: Context, deps: ServerDeps, body: ChatCompletionRequest, id: string, promptTokenIds: number[], numTop: number | null, streams: ChoiceStream[],
+): Promise<void> {
+  const first = await prime(streams);
+  const writer = openEventStream(ctx, 'sse');
+  const created = nowSeconds();
+  const includeUsage = body.stream_options?.include_usage === true;
+  const chunk = (choices: ChatCompletionChunkChoice[], extra: Partial<ChatCompletionChunk> = {}): ChatCompletionChunk => ({
+    id, object: 'chat.completion.chunk', created, model: deps.modelName, choices, ...(includeUsage ? { usage: null } : {}), ...extra,
+  });
+  let completionTokens = 0;
+  let cachedTokens = 0;
+  try {
+    for (let index = 0; index < streams.length; index++) {
+      const extra = index === 0 && body.return_token_ids ? { prompt_token_ids: promptTokenIds } : {};
+      await writer.send(chunk([{ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }], extra));
+    }
+    for await (const { index, delta } of merge(streams, first)) {
+      if (!writer.open) return;
+      if (delta.finishReason) {
+        completionTokens += delta.usage.completionTokens;
+        if (index === 0) cachedTokens = delta.usage.cachedTokens;
+      }
+      const logprobs = numTop !== null && delta.logprobs ? { content: chatLogprobs(delta.logprobs, numTop) } : null;
+      if (!delta.text && !delta.finishReason && !logprobs && !body.return_token_ids) continue;
+      await writer.send(chunk([{
+        index, delta: delta.text ? { content: delta.text } : {}, logprobs, finish_reason: delta.finishReason,
+        ...(body.return_token_ids ? { token_ids: delta.tokenIds } : {}),
+      }]));
+    }
+    if (includeUsage) await writer.send(chunk([], { usage: wireUsage(promptTokenIds.length, completionTokens, cachedTokens) }));
+  } catch (err) {
+    await writer.send(toApiError(err).toBody());
+    deps.log.error(`req=${ctx.state.requestId} stream failed: ${(err as Error).message}`);
+  }
+  writer.end();
+}

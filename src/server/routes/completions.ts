@@ -1,0 +1,142 @@
+// POST /v1/completions: one or more prompts (text or token ids), n choices each, streamed as SSE
+// or returned whole. Choice index = promptIndex * n + i, as OpenAI orders them.
+import type { Context } from 'koa';
+import type { GenerateRequest } from '../../engine/types.js';
+import { validateCompletionRequest, type CompletionChoice, type CompletionChunk, type CompletionRequest, type CompletionResponse } from '../../protocol/index.js';
+import { readJsonBody } from '../body.js';
+import { collect, merge, prime, type ChoiceStream } from '../choice-stream.js';
+import { invalid, toApiError } from '../errors.js';
+import {
+  checkModel, newResponseId, nowSeconds, outputBudget, randomSeed, samplingFrom, startChoices, stopList, wireUsage, type ServerDeps,
+} from '../generation.js';
+import { completionLogprobs, logprobTextLength } from '../logprobs.js';
+import { disconnectSignal, openEventStream } from '../sse.js';
+
+const DEFAULT_MAX_TOKENS = 16; // OpenAI's and vLLM's default for completions
+
+interface PreparedPrompt { text: string; tokenIds: number[] }
+
+export async function completionsRoute(ctx: Context, deps: ServerDeps): Promise<void> {
+  const checked = validateCompletionRequest(await readJsonBody(ctx, deps.maxBodyBytes));
+  if (!checked.ok) throw invalid(checked.error.message, checked.error.param);
+  const body = checked.value;
+  checkModel(deps, body.model);
+  if (body.echo && body.logprobs !== null && body.logprobs !== undefined) {
+    throw invalid('echo with logprobs needs prompt logprobs, which this server does not compute; drop echo or logprobs', 'echo');
+  }
+  const prompts = preparePrompts(deps, body.prompt);
+  const n = body.n ?? 1;
+  if (prompts.length * n > 64) throw invalid(`${prompts.length} prompts x n=${n} is more than 64 choices; send fewer at once`, 'n');
+
+  const id = newResponseId('cmpl');
+  const baseSeed = body.seed ?? randomSeed();
+  const requests = prompts.flatMap((prompt, p) => {
+    const maxTokens = outputBudget(deps.engine, prompt.tokenIds.length, body.max_tokens ?? DEFAULT_MAX_TOKENS, 'prompt');
+    return Array.from({ length: n }, (_, i): GenerateRequest & { requestId: string } => ({
+      requestId: `${id}-${p * n + i}`,
+      promptTokenIds: prompt.tokenIds,
+      sampling: samplingFrom(body, baseSeed + i, body.logprobs ?? null),
+      maxTokens,
+      stop: stopList(body.stop),
+      stopTokenIds: body.stop_token_ids ?? [],
+      ignoreEos: body.ignore_eos ?? false,
+      skipSpecialTokens: body.skip_special_tokens ?? true,
+    }));
+  });
+  const signal = disconnectSignal(ctx);
+  const streams = startChoices(deps, requests, signal);
+  try {
+    if (body.stream) await streamCompletion(ctx, deps, body, id, prompts, n, streams);
+    else ctx.body = await wholeCompletion(deps, body, id, prompts, n, streams);
+  } finally {
+    for (const s of streams) s.close();
+  }
+}
+
+function preparePrompts(deps: ServerDeps, prompt: CompletionRequest['prompt']): PreparedPrompt[] {
+  const { codec } = deps.engine;
+  const list: (string | number[])[] =
+    typeof prompt === 'string' ? [prompt] : typeof prompt[0] === 'number' ? [prompt as number[]] : (prompt as (string | number[])[]);
+  return list.map((p) =>
+    typeof p === 'string'
+      ? { text: p, tokenIds: codec.encode(p, { addSpecialTokens: true }) }
+      : { text: codec.decode(p, { skipSpecialTokens: true }), tokenIds: [...p] },
+  );
+}
+
+function promptTokenIdsField(prompts: readonly PreparedPrompt[], wanted: boolean | null | undefined) {
+  if (!wanted) return {};
+  return { prompt_token_ids: prompts.length === 1 ? prompts[0]!.tokenIds : prompts.map((p) => p.tokenIds) };
+}
+
+async function wholeCompletion(
+  deps: ServerDeps, body: CompletionRequest, id: string, prompts: PreparedPrompt[], n: number, streams: ChoiceStream[],
+): Promise<CompletionResponse> {
+  const results = await Promise.all(streams.map(collect));
+  let completionTokens = 0;
+  let cachedTokens = 0;
+  const choices = results.map((r, index): CompletionChoice => {
+    const prompt = prompts[Math.floor(index / n)]!;
+    completionTokens += r.usage.completionTokens;
+    if (index % n === 0) cachedTokens += r.usage.cachedTokens;
+    const echoed = body.echo ? prompt.text : '';
+    return {
+      index,
+      text: echoed + r.text,
+      logprobs: body.logprobs === null || body.logprobs === undefined ? null : completionLogprobs(r.logprobs, body.logprobs, echoed.length),
+      finish_reason: r.finishReason,
+      ...(body.return_token_ids ? { token_ids: r.tokenIds, prompt_token_ids: prompt.tokenIds } : {}),
+    };
+  });
+  const promptTokens = prompts.reduce((sum, p) => sum + p.tokenIds.length, 0);
+  return {
+    id, object: 'text_completion', created: nowSeconds(), model: deps.modelName, choices,
+    usage: wireUsage(promptTokens, completionTokens, cachedTokens),
+    ...promptTokenIdsField(prompts, body.return_token_ids),
+  };
+}
+
+async function streamCompletion(
+  ctx: Context, deps: ServerDeps, body: CompletionRequest, id: string, prompts: PreparedPrompt[], n: number, streams: ChoiceStream[],
+): Promise<void> {
+  const first = await prime(streams); // engine refusals still become HTTP errors here
+  const writer = openEventStream(ctx, 'sse');
+  const created = nowSeconds();
+  const includeUsage = body.stream_options?.include_usage === true;
+  const echoPending = streams.map(() => body.echo === true);
+  const textOffsets = streams.map(() => 0);
+  const chunk = (choices: CompletionChoice[], extra: Partial<CompletionChunk> = {}): CompletionChunk => ({
+    id, object: 'text_completion', created, model: deps.modelName, choices, ...(includeUsage ? { usage: null } : {}), ...extra,
+  });
+  let completionTokens = 0;
+  let cachedTokens = 0;
+  try {
+    if (body.return_token_ids) await writer.send(chunk([], promptTokenIdsField(prompts, true)));
+    for await (const { index, delta } of merge(streams, first)) {
+      if (!writer.open) return;
+      const prompt = prompts[Math.floor(index / n)]!;
+      let text = delta.text;
+      if (echoPending[index]) { text = prompt.text + text; echoPending[index] = false; }
+      if (delta.finishReason) {
+        completionTokens += delta.usage.completionTokens;
+        if (index % n === 0) cachedTokens += delta.usage.cachedTokens;
+      }
+      const hasLogprobs = body.logprobs !== null && body.logprobs !== undefined && delta.logprobs !== undefined;
+      if (!text && !delta.finishReason && !hasLogprobs && !body.return_token_ids) continue;
+      const logprobs = hasLogprobs ? completionLogprobs(delta.logprobs!, body.logprobs!, textOffsets[index]!) : null;
+      if (hasLogprobs) textOffsets[index]! += logprobTextLength(delta.logprobs!);
+      await writer.send(chunk([{
+        index, text, logprobs, finish_reason: delta.finishReason,
+        ...(body.return_token_ids ? { token_ids: delta.tokenIds } : {}),
+      }]));
+    }
+    if (includeUsage) {
+      const promptTokens = prompts.reduce((sum, p) => sum + p.tokenIds.length, 0);
+      await writer.send(chunk([], { usage: wireUsage(promptTokens, completionTokens, cachedTokens) }));
+    }
+  } catch (err) {
+    await writer.send(toApiError(err).toBody());
+    deps.log.error(`req=${ctx.state.requestId} stream failed: ${(err as Error).message}`);
+  }
+  writer.end();
+}
