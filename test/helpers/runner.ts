@@ -1,0 +1,74 @@
+// Drives a ModelRunner directly with hand-made scheduler outputs, so GPU forward passes can be
+// compared with the plain-TS reference model token by token.
+import { openDevices, type GpuDevice } from '../../src/gpu/index.js';
+import { loadModelConfig, type ModelConfig } from '../../src/model/config.js';
+import { ModelRunner } from '../../src/model/runner.js';
+import { DEFAULT_SAMPLING, type SamplingRow } from '../../src/sampling/params.js';
+import type { SchedulerOutput } from '../../src/scheduler/types.js';
+
+export interface TestRunner {
+  runner: ModelRunner;
+  config: ModelConfig;
+  devices: GpuDevice[];
+  /** Computes `tokens` at positions [start, start + n) of one sequence; returns the last token's logits. */
+  forward(tokens: number[], start: number): Promise<Float32Array>;
+  destroy(): void;
+}
+
+export async function openTestRunner(modelDir: string, options: { dtype: 'f16' | 'f32'; tp?: number; blockSize?: number; maxModelLen?: number }): Promise<TestRunner> {
+  const config = await loadModelConfig(modelDir);
+  const devices = await openDevices(Array.from({ length: options.tp ?? 1 }, () => 0), { allowRepeatedAdapters: true });
+  const blockSize = options.blockSize ?? 4;
+  const maxModelLen = options.maxModelLen ?? 256;
+  const runner = await ModelRunner.load(modelDir, config, devices, {
+    dtype: options.dtype,
+    blockSize,
+    maxNumSeqs: 4,
+    maxModelLen,
+    maxNumBatchedTokens: 256,
+    cacheMaxEntryCount: 0.5,
+    kvCacheBlocks: Math.ceil(maxModelLen / blockSize) + 8,
+    gpuMemoryBytes: 1024 ** 3,
+  });
+  // Deliberately out of order: block tables must be honoured, not assumed contiguous.
+  const numBlocks = Math.ceil(maxModelLen / blockSize);
+  const blockIds = Array.from({ length: numBlocks }, (_, i) => (i * 7 + 3) % (numBlocks + 8));
+  let step = 0;
+  return {
+    runner,
+    config,
+    devices,
+    async forward(tokens, start) {
+      const output: SchedulerOutput = {
+        step: step++,
+        sequences: [{ requestId: 'r', tokenIds: tokens, startPosition: start, blockIds: blockIds.slice(0, Math.ceil((start + tokens.length) / blockSize)), sample: true }],
+        numScheduledTokens: tokens.length,
+        preemptedRequestIds: [],
+      };
+      const row: SamplingRow = { params: { ...DEFAULT_SAMPLING, temperature: 0 }, promptTokenIds: tokens, outputTokenIds: [], step: 0 };
+      await runner.execute(output, new Map([['r', row]]));
+      return runner.readLogits(1);
+    },
+    destroy() {
+      runner.destroy();
+      for (const d of devices) d.destroy();
+    },
+  };
+}
+
+export function argmax(values: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < values.length; i++) if (values[i]! > values[best]!) best = i;
+  return best;
+}
+
+/** max |a - b| / max |b|: a scale-aware error for logits. */
+export function relativeMaxError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  let maxDiff = 0;
+  let maxRef = 0;
+  for (let i = 0; i < expected.length; i++) {
+    maxDiff = Math.max(maxDiff, Math.abs(actual[i]! - expected[i]!));
+    maxRef = Math.max(maxRef, Math.abs(expected[i]!));
+  }
+  return maxDiff / Math.max(maxRef, 1e-6);
+}
