@@ -1,0 +1,138 @@
+// RMSNorm, SwiGLU and the row gathers against float64 / host references at awkward shapes.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { ActivationKernel } from '../../src/kernels/activation.js';
+import { EmbeddingKernel } from '../../src/kernels/embedding.js';
+import { RmsNormKernel } from '../../src/kernels/rmsnorm.js';
+import { f16BitsToF32, f32ToF16Bits, uploadWeight } from '../../src/kernels/weight.js';
+import { assertClose, randomF32, runPass, testDevice } from '../helpers/gpu.js';
+
+const OUT = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+
+function rmsNormReference(x: Float32Array, weight: Float32Array, numRows: number, dim: number, eps: number): Float64Array {
+  const out = new Float64Array(numRows * dim);
+  for (let r = 0; r < numRows; r++) {
+    let sumSq = 0;
+    for (let i = 0; i < dim; i++) sumSq += x[r * dim + i]! ** 2;
+    const scale = 1 / Math.sqrt(sumSq / dim + eps);
+    for (let i = 0; i < dim; i++) out[r * dim + i] = x[r * dim + i]! * scale * weight[i]!;
+  }
+  return out;
+}
+
+const DIMS = [1, 7, 64, 769, 4096];
+const ROWS = [1, 3, 33];
+
+test('rmsnorm matches HF Llama RMSNorm at every dim x rows shape', async () => {
+  const gpu = await testDevice();
+  const k = await RmsNormKernel.create(gpu);
+  for (const dim of DIMS) {
+    for (const numRows of ROWS) {
+      const eps = dim === 1 ? 1e-6 : 1e-5;
+      // Rows at very different scales: a norm that mixed rows or dropped eps would show.
+      const x = randomF32(numRows * dim, dim + numRows, 3).map((v, i) => v * (1 + (Math.floor(i / dim) % 4) * 10));
+      const w = randomF32(dim, dim * 7, 1.5);
+      const out = gpu.createBuffer('out', numRows * dim * 4, OUT());
+      await runPass(gpu, (pass, u) => k.norm(pass, u, { x: gpu.upload('x', x), weight: gpu.upload('w', w), out, numRows, dim, eps }));
+      assertClose(await gpu.readF32(out, numRows * dim), rmsNormReference(x, w, numRows, dim, eps), 2e-5, 1e-6, `norm dim=${dim} rows=${numRows}`);
+    }
+  }
+});
+
+test('addNorm writes residual + x back and normalises the sum', async () => {
+  const gpu = await testDevice();
+  const k = await RmsNormKernel.create(gpu);
+  for (const dim of DIMS) {
+    for (const numRows of ROWS) {
+      const n = numRows * dim;
+      const x = randomF32(n, 100 + dim, 2);
+      const res = randomF32(n, 200 + numRows, 4);
+      const w = randomF32(dim, 300 + dim);
+      const residual = gpu.upload('residual', res);
+      const out = gpu.createBuffer('out', n * 4, OUT());
+      await runPass(gpu, (pass, u) => k.addNorm(pass, u, { x: gpu.upload('x', x), residual, weight: gpu.upload('w', w), out, numRows, dim, eps: 1e-5 }));
+      const sum = res.map((v, i) => v + x[i]!);
+      assert.equal(Array.from(await gpu.readF32(residual, n)), Array.from(sum), `residual dim=${dim} rows=${numRows}`);
+      assertClose(await gpu.readF32(out, n), rmsNormReference(sum, w, numRows, dim, 1e-5), 2e-5, 1e-6, `addNorm dim=${dim} rows=${numRows}`);
+    }
+  }
+});
+
+test('rmsnorm with zero rows records nothing', async () => {
+  const gpu = await testDevice();
+  const k = await RmsNormKernel.create(gpu);
+  const b = gpu.createBuffer('b', 16, OUT());
+  await runPass(gpu, (pass, u) => k.norm(pass, u, { x: b, weight: b, out: gpu.createBuffer('o', 16, OUT()), numRows: 0, dim: 4, eps: 1e-5 }));
+});
+
+test('siluAndMul matches silu(gate) * up at odd sizes, including saturated gates', async () => {
+  const gpu = await testDevice();
+  const k = await ActivationKernel.create(gpu);
+  for (const [numRows, inter] of [[1, 1], [3, 7], [5, 1001], [33, 129]] as const) {
+    const gateUp = randomF32(numRows * 2 * inter, numRows * inter, 8);
+    gateUp[0] = -120; // exp(120) overflows f32: must give -0, not NaN
+    if (inter > 1) gateUp[1] = 95;
+    const out = gpu.createBuffer('out', numRows * inter * 4, OUT());
+    await runPass(gpu, (pass, u) => k.siluAndMul(pass, u, { gateUp: gpu.upload('gu', gateUp), out, numRows, intermediate: inter }));
+    const want = new Float64Array(numRows * inter);
+    for (let r = 0; r < numRows; r++) {
+      for (let i = 0; i < inter; i++) {
+        const g = gateUp[r * 2 * inter + i]!;
+        want[r * inter + i] = (g / (1 + Math.exp(-g))) * gateUp[r * 2 * inter + inter + i]!;
+      }
+    }
+    assertClose(await gpu.readF32(out, numRows * inter), want, 1e-5, 1e-6, `siluAndMul rows=${numRows} I=${inter}`);
+  }
+});
+
+/** Host gather: rows of `table` ([rows, cols] row-major) picked by ids. */
+function gatherReference(table: Float32Array, cols: number, ids: readonly number[]): Float32Array {
+  const out = new Float32Array(ids.length * cols);
+  ids.forEach((id, t) => out.set(table.subarray(id * cols, (id + 1) * cols), t * cols));
+  return out;
+}
+
+async function checkGather(kernel: EmbeddingKernel, dtype: 'f32' | 'f16', rows: number, cols: number, maxChunkBytes: number | undefined, what: string): Promise<number> {
+  const gpu = await testDevice();
+  const data = randomF32(rows * cols, rows + cols, 2);
+  const table = uploadWeight(gpu, 'embed', data, rows, cols, dtype, maxChunkBytes);
+  const ids = [0, rows - 1, 3 % rows, 3 % rows, Math.floor(rows / 2), rows - 2 < 0 ? 0 : rows - 2, 1 % rows, Math.floor(rows / 3)];
+  const out = gpu.createBuffer('out', ids.length * cols * 4, OUT());
+  await runPass(gpu, (pass, u) => kernel.gather(pass, u, { table, ids: gpu.upload('ids', new Uint32Array(ids)), out, numTokens: ids.length }));
+  const values = dtype === 'f16' ? f16BitsToF32(f32ToF16Bits(data)) : data;
+  assert.equal(Array.from(await gpu.readF32(out, ids.length * cols)), Array.from(gatherReference(values, cols, ids)), what);
+  return table.chunks.length;
+}
+
+test('gather copies f32 and f16 embedding rows, single- and multi-chunk, odd cols', async () => {
+  const gpu = await testDevice();
+  const kernels = [await EmbeddingKernel.create(gpu, { nativeF16: false })];
+  if (gpu.hasF16) kernels.push(await EmbeddingKernel.create(gpu, { nativeF16: true }));
+  for (const [i, k] of kernels.entries()) {
+    const path = i === 0 ? 'packed' : 'native';
+    for (const dtype of ['f32', 'f16'] as const) {
+      for (const [rows, cols] of [[37, 13], [50, 64], [11, 1]] as const) {
+        assert.is(await checkGather(k, dtype, rows, cols, undefined, `${dtype}/${path} ${rows}x${cols}`), 1);
+        // Chunks of 4 rows (rows are padded to 8 elements, so 4 rows of f16 cols<=8 are 64 bytes).
+        const rowBytes = Math.ceil(cols / 8) * 8 * (dtype === 'f32' ? 4 : 2);
+        const numChunks = await checkGather(k, dtype, rows, cols, 4 * rowBytes, `${dtype}/${path} ${rows}x${cols} chunked`);
+        assert.is(numChunks, Math.ceil(rows / 4), 'the chunked path was exercised');
+      }
+    }
+  }
+});
+
+test('gatherRows picks f32 activation rows in any order, with repeats', async () => {
+  const gpu = await testDevice();
+  const k = await EmbeddingKernel.create(gpu);
+  for (const dim of [1, 769]) {
+    const numSrc = 40;
+    const src = randomF32(numSrc * dim, dim, 5);
+    const rows = [39, 0, 5, 5, 17];
+    const out = gpu.createBuffer('out', rows.length * dim * 4, OUT());
+    await runPass(gpu, (pass, u) => k.gatherRows(pass, u, { src: gpu.upload('src', src), rows: gpu.upload('rows', new Uint32Array(rows)), out, numRows: rows.length, dim }));
+    assert.equal(Array.from(await gpu.readF32(out, rows.length * dim)), Array.from(gatherReference(src, dim, rows)), `gatherRows dim=${dim}`);
+  }
+});
+
+test.run();
