@@ -54,13 +54,8 @@ export async function runGenerate(args: GenerateArgs): Promise<void> {
 }
 
 export async function cliSampling(modelDir: string, args: Pick<GenerateArgs, 'temperature' | 'topP' | 'topK' | 'minP' | 'repetitionPenalty' | 'seed'>): Promise<SamplingParams> {
-  return samplingParams({
-    ...(await generationDefaults(modelDir)),
-    temperature: args.temperature,
-    topP: args.topP,
-    topK: args.topK,
-    minP: args.minP,
-    repetitionPenalty: args.repetitionPenalty,
-    seed: args.seed,
-  });
+  const given = { temperature: args.temperature, topP: args.topP, topK: args.topK, minP: args.minP, repetitionPenalty: args.repetitionPenalty, seed: args.seed };
+  // Flags the user gave win over generation_config.json; flags left out must not erase its values.
+  const flags = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined));
+  return samplingParams({ ...(await generationDefaults(modelDir)), ...flags });
 }
