@@ -4,7 +4,10 @@
 import type { GpuDevice } from '../gpu/index.js';
 
 export class AllReducer {
+  /** Wall time inside sum(), including the wait for each shard's queued work to finish. */
   totalMs = 0;
+  /** Host-only part: adding the partial sums and queueing the writes. */
+  hostMs = 0;
   numCalls = 0;
   bytesPerCall = 0;
   private sum32 = new Float32Array(0);
@@ -15,6 +18,7 @@ export class AllReducer {
   async sum(buffers: readonly GPUBuffer[], count: number): Promise<void> {
     const t0 = performance.now();
     const parts = await Promise.all(this.devices.map((gpu, i) => gpu.readF32(buffers[i]!, count)));
+    const t1 = performance.now();
     if (this.sum32.length < count) this.sum32 = new Float32Array(count);
     const total = this.sum32.subarray(0, count);
     total.set(parts[0]!);
@@ -23,7 +27,9 @@ export class AllReducer {
       for (let i = 0; i < count; i++) total[i]! += part[i]!;
     }
     this.devices.forEach((gpu, i) => gpu.write(buffers[i]!, total));
-    this.totalMs += performance.now() - t0;
+    const t2 = performance.now();
+    this.hostMs += t2 - t1;
+    this.totalMs += t2 - t0;
     this.numCalls++;
     this.bytesPerCall = count * 4;
   }

@@ -27,9 +27,13 @@ export interface RunnerOptions extends MemoryOptions {
 
 export class ModelRunner {
   private readonly allReducer: AllReducer;
-  /** Time spent in host all-reduce (ms) since creation; benches read it. */
+  /** Time spent in host all-reduce (ms) since creation, including waits for shard work; benches read it. */
   get allReduceMs(): number {
     return this.allReducer.totalMs;
+  }
+  /** The host-only part of allReduceMs: summing partials and queueing writes. */
+  get allReduceHostMs(): number {
+    return this.allReducer.hostMs;
   }
 
   private constructor(

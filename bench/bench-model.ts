@@ -1,0 +1,40 @@
+// The reference bench model of the engine issue: Llama, hidden 768, 12 layers, 12 heads, 4 KV heads,
+// intermediate 2048, vocab 512 (the stories260K tokenizer), f16, random normal / sqrt(fan_in):
+// 76.3M parameters, 152.6 MB. Generated once into the temp folder and reused.
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { writeSyntheticModel } from '../test/helpers/synthetic-model.js';
+
+export const BENCH_MODEL = {
+  architecture: 'llama',
+  hiddenSize: 768,
+  numLayers: 12,
+  numHeads: 12,
+  numKvHeads: 4,
+  intermediateSize: 2048,
+  vocabSize: 512,
+  dtype: 'F16',
+  seed: 1234,
+  tieWordEmbeddings: false,
+  maxPositionEmbeddings: 2048,
+} as const;
+
+export async function benchModelDir(): Promise<string> {
+  const dir = join(tmpdir(), 'webgpu-llm-bench-model-v1');
+  if (!existsSync(join(dir, 'model.safetensors'))) {
+    await mkdir(dir, { recursive: true });
+    await writeSyntheticModel(dir, { ...BENCH_MODEL });
+  }
+  return dir;
+}
+
+/** Random story-ish prompt ids (skipping the special ids 0..2). */
+export function randomPrompt(length: number, seed: number): number[] {
+  let s = seed >>> 0;
+  return Array.from({ length }, () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return 3 + (s % 509);
+  });
+}
