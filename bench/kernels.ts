@@ -1,0 +1,179 @@
+// Kernel micro-benchmarks: each kernel and shape next to a same-run streaming read of the same bytes
+// (shaders/stream_read.wgsl) and the host's memcpy bandwidth.
+// Usage: npm run bench:kernels [-- --json] [--samples N] [--only <substring>] [--tuning '<MatmulTuning JSON>']
+import { pathToFileURL } from 'node:url';
+import { openDefaultDevice, describeOpened, type GpuDevice } from '../src/gpu/index.js';
+import { MatmulKernels, type MatmulTuning } from '../src/kernels/matmul.js';
+import { destroyWeight, uploadWeight, type WeightDtype } from '../src/kernels/weight.js';
+import { memcpyGBps, printTable, StreamRead, timePasses, wantsJson, type RecordFn, type Row } from './common.js';
+
+/** What a case hands the runner once its buffers exist. */
+export interface PreparedCase {
+  record: RecordFn;
+  /** Bytes the kernel has to read at least once (weights + activations), for GB/s. */
+  bytes: number;
+  flops: number;
+  /** Buffers (and byte counts) the streaming-read baseline reads for comparison; usually the weights. */
+  streamed: { buffer: GPUBuffer; bytes: number }[];
+  destroy(): void;
+}
+
+export interface KernelCase {
+  /** Table the row goes into, e.g. "matmul". */
+  group: string;
+  name: string;
+  /** Timed runs (median reported); heavy cases use fewer. */
+  samples?: number;
+  setup(gpu: GpuDevice, shared: SharedKernels): Promise<PreparedCase>;
+}
+
+export interface SharedKernels {
+  matmul: MatmulKernels;
+}
+
+// ---- HOOK: other kernel families add their cases here ---------------------------------------
+// The lead adds attention decode at 1k / 4k / 16k context by listing cases below, e.g.
+//   ...attentionDecodeCases([1024, 4096, 16384]),   // from bench/attention-cases.ts
+// where that file builds KernelCase objects (group "attention") using `import type { KernelCase }
+// from './kernels.js'` (type-only, so there is no import cycle). Each case's setup() may create
+// its own kernels; `streamed` names the bytes the streaming-read baseline should read (the KV cache).
+export const extraKernelCases: KernelCase[] = [];
+// ---------------------------------------------------------------------------------------------
+
+const STORAGE_RW = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+
+function randomHost(n: number, seed: number): Float32Array {
+  // Cheap LCG: the values only have to be finite and varied, and 16M of them must be quick.
+  const out = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = s / 4294967296 - 0.5;
+  }
+  return out;
+}
+
+function matmulCase(group: string, name: string, numRows: number, outFeatures: number, inFeatures: number, dtype: WeightDtype, samples?: number): KernelCase {
+  return {
+    group,
+    name,
+    samples,
+    async setup(gpu, shared) {
+      const w = uploadWeight(gpu, name, randomHost(outFeatures * inFeatures, 1), outFeatures, inFeatures, dtype);
+      const x = gpu.upload('x', randomHost(numRows * inFeatures, 2));
+      const y = gpu.createBuffer('y', numRows * outFeatures * 4, STORAGE_RW());
+      return {
+        record: (pass, uniforms) => shared.matmul.matmul(pass, uniforms, x, w, y, numRows),
+        bytes: w.byteLength + numRows * inFeatures * 4,
+        flops: 2 * numRows * outFeatures * inFeatures,
+        streamed: w.chunks.map((buffer) => ({ buffer, bytes: buffer.size })),
+        destroy: () => {
+          destroyWeight(w);
+          x.destroy();
+          y.destroy();
+        },
+      };
+    },
+  };
+}
+
+export const matmulCases: KernelCase[] = [
+  matmulCase('matmul', 'decode gemv 1x4096x4096 f32', 1, 4096, 4096, 'f32'),
+  matmulCase('matmul', 'decode gemv 1x4096x4096 f16', 1, 4096, 4096, 'f16'),
+  matmulCase('matmul', 'skinny 4x4096x4096 f32', 4, 4096, 4096, 'f32'),
+  matmulCase('matmul', 'skinny 4x4096x4096 f16', 4, 4096, 4096, 'f16'),
+  matmulCase('matmul', 'skinny 16x4096x4096 f32', 16, 4096, 4096, 'f32'),
+  matmulCase('matmul', 'skinny 16x4096x4096 f16', 16, 4096, 4096, 'f16'),
+  matmulCase('matmul', 'prefill gemm 512x4096x4096 f32', 512, 4096, 4096, 'f32', 3),
+  matmulCase('matmul', 'prefill gemm 512x4096x4096 f16', 512, 4096, 4096, 'f16', 3),
+];
+
+interface Result {
+  group: string;
+  name: string;
+  ms: number;
+  minMs: number;
+  gbps: number;
+  gflops: number;
+  streamGbps: number;
+  timing: string;
+}
+
+function argValue(flag: string): string | undefined {
+  const i = process.argv.indexOf(flag);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+async function main(): Promise<void> {
+  const json = wantsJson();
+  const defaultSamples = Number(argValue('--samples') ?? 7);
+  const only = argValue('--only');
+  const tuning = argValue('--tuning');
+  const gpu = await openDefaultDevice();
+  const matmul = await MatmulKernels.create(gpu, tuning ? { tuning: JSON.parse(tuning) as Partial<MatmulTuning> } : {});
+  const memcpy = memcpyGBps();
+  const cases = [...matmulCases, ...extraKernelCases].filter((c) => !only || c.name.includes(only));
+  const stream = await StreamRead.create(gpu, gpu.limits.maxStorageBufferBindingSize);
+  const results: Result[] = [];
+  for (const c of cases) {
+    const prepared = await c.setup(gpu, { matmul });
+    const samples = c.samples ?? defaultSamples;
+    const streamAll: RecordFn = (pass, u) => { for (const b of prepared.streamed) stream.record(pass, u, b.buffer, b.bytes); };
+    const [t, s] = await timePasses(gpu, [prepared.record, streamAll], samples);
+    const streamedBytes = prepared.streamed.reduce((sum, b) => sum + b.bytes, 0);
+    results.push({
+      group: c.group,
+      name: c.name,
+      ms: t!.ms,
+      minMs: Math.min(...t!.samples),
+      gbps: prepared.bytes / t!.ms / 1e6,
+      gflops: prepared.flops / t!.ms / 1e6,
+      streamGbps: streamedBytes / s!.ms / 1e6,
+      timing: t!.method,
+    });
+    prepared.destroy();
+    if (!json) process.stderr.write(`  done: ${c.name}\n`);
+  }
+  stream.destroy();
+  report(results, memcpy, gpu, matmul, json);
+  matmul.destroy();
+  gpu.destroy();
+}
+
+/** Decode GEMV GFLOP/s of the same dtype, for the GEMM / GEMV ratio. */
+function gemvGflops(results: Result[], name: string): number | undefined {
+  const dtype = name.split(' ').pop();
+  return results.find((r) => r.name.startsWith('decode gemv') && r.name.endsWith(` ${dtype}`))?.gflops;
+}
+
+function report(results: Result[], memcpy: number, gpu: GpuDevice, matmul: MatmulKernels, json: boolean): void {
+  const device = describeOpened(gpu).description;
+  if (json) {
+    const rows = results.map((r) => ({ ...r, vsStream: r.gbps / r.streamGbps, vsMemcpy: r.gbps / memcpy, vsGemv: r.name.startsWith('prefill') ? r.gflops / (gemvGflops(results, r.name) ?? NaN) : undefined }));
+    console.log(JSON.stringify({ device, memcpyGBps: memcpy, tuning: matmul.tuning, f16Storage: matmul.storage.f16, results: rows }, null, 2));
+    return;
+  }
+  console.log(`device: ${device}; f16 weights: ${matmul.storage.f16}; host memcpy ${memcpy.toFixed(1)} GB/s`);
+  for (const group of [...new Set(results.map((r) => r.group))]) {
+    const rows: Row[] = results
+      .filter((r) => r.group === group)
+      .map((r) => {
+        const gemv = r.name.startsWith('prefill') ? gemvGflops(results, r.name) : undefined;
+        return {
+          case: r.name,
+          ms: r.ms,
+          'min ms': r.minMs,
+          'GB/s': r.gbps,
+          'GFLOP/s': r.gflops,
+          'stream GB/s': r.streamGbps,
+          'vs stream': `${((100 * r.gbps) / r.streamGbps).toFixed(0)}%`,
+          'vs memcpy': `${((100 * r.gbps) / memcpy).toFixed(0)}%`,
+          'x gemv GFLOP/s': gemv ? `${(r.gflops / gemv).toFixed(1)}x` : '',
+          timing: r.timing,
+        };
+      });
+    printTable(group, rows);
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();

@@ -1,0 +1,230 @@
+// Matmul family: y[m, c] = sum_k x[m, k] * W[c, k] (+ bias[c]), W in HF [out, in] layout.
+//
+// This file is assembled by src/kernels/matmul.ts from sections: exactly one `weights_*` section
+// (how 8 consecutive weights of a row are loaded), one `reduce_*` section, then `common` and the
+// kernels. Sections start with a line `//#section <name>`; text before the first section is this header.
+//
+// Bindings (group 0), the same for every entry point:
+//   0 x:      array<f32>        activations [num_rows, cols], row-major, unpadded (read)
+//   1 x4:     array<vec4<f32>>  the same buffer seen as vec4s; only read when X_VEC4 (cols % 4 == 0)
+//   2 w:      weight row chunk, rows padded with zeros to row_stride8 * 8 elements (read):
+//             f32: array<vec4<f32>>; f16: array<vec4<f16>>; f16 packed: array<vec4<u32>> (2 halves per u32)
+//   3 bias:   array<f32> [total out rows] (read; ignored unless has_bias)
+//   4 y:      array<f32> [num_rows, y_stride], this dispatch writes columns [out_offset, out_offset + out_rows)
+//   5 params: uniform Params
+// Entry points:
+//   gemv_sg:   one x row (decode), needs subgroups of >= 8 lanes. Each lane owns RPL weight rows and
+//              streams them 8 k at a time; the 8 x values of a block are loaded one per lane and
+//              shared with subgroupBroadcast (on lavapipe every lane's load costs, uniform or not).
+//              Grid: ceil(out_rows / (8 * RPL)) workgroups (2-D when large).
+//   gemv:      one x row without subgroups. A workgroup of WG lanes owns RPW weight rows; lanes stride over k
+//              in blocks of 8, each x block is loaded once for the RPW rows, and partial sums are
+//              reduced through workgroup memory. Grid: ceil(out_rows / RPW) workgroups (2-D when large).
+//   gemm_sg:   2+ rows, needs subgroups of >= 8 lanes (TM = 1 or 2 covers 2..16 rows in one tile
+//              height, so each weight is read once: the skinny/batched-decode case). One 8-lane workgroup computes a
+//              (8*TM) x (8*TN) tile: each lane loads TM x rows and TN weight rows (8 k at a time)
+//              and the x values are shared across lanes with subgroupBroadcast, so each loaded
+//              value feeds 8*TN (x) or 8*TM (w) multiply-adds. Grid: (ceil(out_rows/(8TN)), ceil(num_rows/(8TM))).
+//   gemm_tile: 2+ rows without subgroups: each of 64 invocations computes a 4x4 block of a 32x32 tile.
+// Tested against plain-TS references (f32, f16-rounded weights, odd shapes, chunked weights,
+// packed-f16 fallback, bias) in test/gpu/matmul.test.ts.
+
+//#section weights_f32
+@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
+struct W8 { lo: vec4<f32>, hi: vec4<f32> }
+fn load_w8(row: u32, k8: u32) -> W8 {
+  let i = 2u * (row * params.row_stride8 + k8);
+  return W8(w[i], w[i + 1u]);
+}
+
+//#section weights_f16
+// requires: f16
+@group(0) @binding(2) var<storage, read> w: array<vec4<f16>>;
+struct W8 { lo: vec4<f32>, hi: vec4<f32> }
+fn load_w8(row: u32, k8: u32) -> W8 {
+  let i = 2u * (row * params.row_stride8 + k8);
+  return W8(vec4<f32>(w[i]), vec4<f32>(w[i + 1u]));
+}
+
+//#section weights_f16_packed
+@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
+struct W8 { lo: vec4<f32>, hi: vec4<f32> }
+fn load_w8(row: u32, k8: u32) -> W8 {
+  let q = w[row * params.row_stride8 + k8];
+  return W8(vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)), vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w)));
+}
+
+//#section common
+struct Params {
+  num_rows: u32,     // x rows (M)
+  cols: u32,         // in features (K)
+  row_stride8: u32,  // weight row stride in blocks of 8 elements
+  out_rows: u32,     // weight rows in this chunk
+  out_offset: u32,   // first y column this chunk writes (= chunk's first weight row)
+  y_stride: u32,     // y row length (= total out rows)
+  has_bias: u32,
+  _pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<uniform> params: Params;
+
+// cols % 4 == 0 (and a 16-byte aligned binding): x rows can be read as vec4s.
+override X_VEC4: bool = true;
+
+struct X8 { lo: vec4<f32>, hi: vec4<f32> }
+
+/** x[row, 8*k8 .. 8*k8+7], zero past the end of the row (weights there are zero padding, but x must not be NaN). */
+fn load_x8(row: u32, k8: u32) -> X8 {
+  let k = 8u * k8;
+  let cols = params.cols;
+  if (X_VEC4) {
+    let i = (row * cols + k) / 4u;
+    return X8(x4[i], select(vec4<f32>(0.0), x4[i + 1u], k + 4u < cols));
+  }
+  let base = row * cols + k;
+  var v: array<f32, 8>;
+  for (var j = 0u; j < 8u; j++) {
+    v[j] = select(0.0, x[base + j], k + j < cols);
+  }
+  return X8(vec4<f32>(v[0], v[1], v[2], v[3]), vec4<f32>(v[4], v[5], v[6], v[7]));
+}
+
+fn dot8(a: X8, b: W8) -> f32 {
+  return dot(a.lo, b.lo) + dot(a.hi, b.hi);
+}
+
+fn store_y(m: u32, n: u32, value: f32) {
+  var v = value;
+  if (params.has_bias != 0u) { v += bias[params.out_offset + n]; }
+  y[m * params.y_stride + params.out_offset + n] = v;
+}
+
+//#section kernels
+// ---- gemv: one x row (decode) ------------------------------------------------------------
+override WG: u32 = 8;    // lanes per workgroup
+override RPW: u32 = 4;   // weight rows per workgroup (<= MAX_RPW)
+
+const MAX_RPW = 16u;
+var<private> gemv_acc: array<f32, MAX_RPW>;
+var<workgroup> gemv_partial: array<f32, WG * RPW>;
+
+@compute @workgroup_size(WG)
+fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  // 1. Each lane accumulates its share of k (blocks lid, lid + WG, ...) for RPW weight rows,
+  //    loading each x block once for all of them.
+  let row0 = (wid.x + wid.y * nwg.x) * RPW;
+  let last_row = params.out_rows - 1u;
+  for (var k8 = lid; k8 < params.row_stride8; k8 += WG) {
+    let xv = load_x8(0u, k8);
+    for (var r = 0u; r < RPW; r++) { gemv_acc[r] += dot8(xv, load_w8(min(row0 + r, last_row), k8)); }
+  }
+  // 2. Reduce the WG partial sums of each row through workgroup memory.
+  for (var r = 0u; r < RPW; r++) { gemv_partial[r * WG + lid] = gemv_acc[r]; }
+  workgroupBarrier();
+  for (var r = lid; r < RPW; r += WG) {
+    var s = 0.0;
+    for (var l = 0u; l < WG; l++) { s += gemv_partial[r * WG + l]; }
+    if (row0 + r < params.out_rows) { store_y(0u, row0 + r, s); }
+  }
+}
+
+// ---- gemm_tile: portable tiled GEMM (no subgroups) -----------------------------------------
+// 8x8 invocations, each a 4x4 block of y: tile 32 x rows x 32 weight rows.
+var<private> tile_acc: array<f32, 16>;
+
+@compute @workgroup_size(8, 8)
+fn gemm_tile(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+  let n0 = wid.x * 32u + lid3.x * 4u;
+  let m0 = wid.y * 32u + lid3.y * 4u;
+  let last_row = params.out_rows - 1u;
+  let last_m = params.num_rows - 1u;
+  for (var k8 = 0u; k8 < params.row_stride8; k8++) {
+    var wv: array<W8, 4>;
+    for (var j = 0u; j < 4u; j++) { wv[j] = load_w8(min(n0 + j, last_row), k8); }
+    for (var i = 0u; i < 4u; i++) {
+      let xv = load_x8(min(m0 + i, last_m), k8);
+      for (var j = 0u; j < 4u; j++) { tile_acc[i * 4u + j] += dot8(xv, wv[j]); }
+    }
+  }
+  for (var i = 0u; i < 4u; i++) {
+    for (var j = 0u; j < 4u; j++) {
+      if (m0 + i < params.num_rows && n0 + j < params.out_rows) { store_y(m0 + i, n0 + j, tile_acc[i * 4u + j]); }
+    }
+  }
+}
+
+//#section gemm_subgroups
+// requires: subgroups
+// ---- gemm_sg: register-tiled GEMM sharing x across an 8-lane subgroup ----------------------
+override TM: u32 = 1;   // x rows per lane: tile height 8 * TM
+override TN: u32 = 2;   // weight rows per lane: tile width 8 * TN
+
+const MAX_SG_ACC = 128u; // 8 * TM * TN must not exceed this
+var<private> sg_acc: array<f32, MAX_SG_ACC>;
+var<private> sg_w: array<W8, 8>;
+
+/** Adds x row (8i + src lane) of the tile, broadcast to every lane, times each of this lane's TN weight rows. */
+fn sg_accumulate(xv: X8, src: u32, i: u32) {
+  for (var j = 0u; j < TN; j++) { sg_acc[(i * 8u + src) * TN + j] += dot8(xv, sg_w[j]); }
+}
+
+@compute @workgroup_size(8)
+fn gemm_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+  let n0 = wid.x * 8u * TN;
+  let m0 = wid.y * 8u * TM;
+  let last_row = params.out_rows - 1u;
+  let last_m = params.num_rows - 1u;
+  for (var k8 = 0u; k8 < params.row_stride8; k8++) {
+    for (var j = 0u; j < TN; j++) { sg_w[j] = load_w8(min(n0 + 8u * j + lane, last_row), k8); }
+    for (var i = 0u; i < TM; i++) {
+      let xv = load_x8(min(m0 + 8u * i + lane, last_m), k8);
+      // subgroupBroadcast needs a constant lane, hence the unrolled list.
+      sg_accumulate(X8(subgroupBroadcast(xv.lo, 0u), subgroupBroadcast(xv.hi, 0u)), 0u, i);
+      sg_accumulate(X8(subgroupBroadcast(xv.lo, 1u), subgroupBroadcast(xv.hi, 1u)), 1u, i);
+      sg_accumulate(X8(subgroupBroadcast(xv.lo, 2u), subgroupBroadcast(xv.hi, 2u)), 2u, i);
+      sg_accumulate(X8(subgroupBroadcast(xv.lo, 3u), subgroupBroadcast(xv.hi, 3u)), 3u, i);
+      sg_accumulate(X8(subgroupBroadcast(xv.lo, 4u), subgroupBroadcast(xv.hi, 4u)), 4u, i);
+      sg_accumulate(X8(subgroupBroadcast(xv.lo, 5u), subgroupBroadcast(xv.hi, 5u)), 5u, i);
+      sg_accumulate(X8(subgroupBroadcast(xv.lo, 6u), subgroupBroadcast(xv.hi, 6u)), 6u, i);
+      sg_accumulate(X8(subgroupBroadcast(xv.lo, 7u), subgroupBroadcast(xv.hi, 7u)), 7u, i);
+    }
+  }
+  for (var i = 0u; i < TM; i++) {
+    for (var s = 0u; s < 8u; s++) {
+      let m = m0 + 8u * i + s;
+      for (var j = 0u; j < TN; j++) {
+        let n = n0 + 8u * j + lane;
+        if (m < params.num_rows && n < params.out_rows) { store_y(m, n, sg_acc[(i * 8u + s) * TN + j]); }
+      }
+    }
+  }
+}
+
+// ---- gemv_sg: one x row, lane per weight row, x shared by subgroupBroadcast -----------------
+override RPL: u32 = 2;   // weight rows per lane: a workgroup owns 8 * RPL rows
+var<private> gsg_acc: array<f32, 8>;
+
+@compute @workgroup_size(8)
+fn gemv_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+  _ = &x4; // keeps the binding list the same as the other entry points
+  let row0 = (wid.x + wid.y * nwg.x) * 8u * RPL;
+  let last_row = params.out_rows - 1u;
+  let cols = params.cols;
+  for (var k8 = 0u; k8 < params.row_stride8; k8++) {
+    // Each lane loads one of the 8 x values; broadcasts give every lane all 8.
+    let k = 8u * k8 + lane;
+    let xl = select(0.0, x[k], k < cols);
+    let xv = X8(
+      vec4<f32>(subgroupBroadcast(xl, 0u), subgroupBroadcast(xl, 1u), subgroupBroadcast(xl, 2u), subgroupBroadcast(xl, 3u)),
+      vec4<f32>(subgroupBroadcast(xl, 4u), subgroupBroadcast(xl, 5u), subgroupBroadcast(xl, 6u), subgroupBroadcast(xl, 7u)));
+    for (var j = 0u; j < RPL; j++) { gsg_acc[j] += dot8(xv, load_w8(min(row0 + 8u * j + lane, last_row), k8)); }
+  }
+  for (var j = 0u; j < RPL; j++) {
+    let n = row0 + 8u * j + lane;
+    if (n < params.out_rows) { store_y(0u, n, gsg_acc[j]); }
+  }
+}

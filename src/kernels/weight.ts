@@ -1,0 +1,158 @@
+// Weight matrices on the GPU in the layout the matmul kernels read: HF [out, in] rows, each row
+// padded with zeros to a multiple of 8 elements (so every row starts 16-byte aligned and the
+// kernels load 8 weights at a time without a tail case), split into row chunks that each fit one
+// storage binding.
+import { align, type GpuDevice } from '../gpu/index.js';
+
+export type WeightDtype = 'f32' | 'f16';
+
+export interface GpuWeight {
+  label: string;
+  /** Out features (HF layout [out, in]). */
+  rows: number;
+  /** In features. */
+  cols: number;
+  dtype: WeightDtype;
+  /** Row chunks, each <= device.limits.maxStorageBufferBindingSize bytes. */
+  chunks: GPUBuffer[];
+  /** Chunk i holds rows [i*rowsPerChunk, min(rows, (i+1)*rowsPerChunk)). */
+  rowsPerChunk: number;
+  /** Elements per stored row: cols rounded up to a multiple of WEIGHT_ROW_ALIGN (the pad is zeros). */
+  rowStride: number;
+  byteLength: number;
+}
+
+/** Stored rows are padded to this many elements (16 bytes of f16, 32 bytes of f32). */
+export const WEIGHT_ROW_ALIGN = 8;
+
+export function bytesPerElement(dtype: WeightDtype): number {
+  return dtype === 'f32' ? 4 : 2;
+}
+
+/**
+ * Uploads a [rows, cols] weight. data: Float32Array (converted to f16 when dtype is 'f16') or
+ * Uint16Array of IEEE f16 bits (dtype must be 'f16'). maxChunkBytes (default: the device's
+ * maxStorageBufferBindingSize) lets tests force the chunked path on small weights.
+ */
+export function uploadWeight(
+  gpu: GpuDevice,
+  label: string,
+  data: Float32Array | Uint16Array,
+  rows: number,
+  cols: number,
+  dtype: WeightDtype,
+  maxChunkBytes = gpu.limits.maxStorageBufferBindingSize,
+): GpuWeight {
+  if (!(Number.isInteger(rows) && rows > 0 && Number.isInteger(cols) && cols > 0)) {
+    throw new Error(`uploadWeight(${label}): rows and cols must be positive integers, got ${rows} x ${cols}`);
+  }
+  if (data.length !== rows * cols) {
+    throw new Error(`uploadWeight(${label}): data has ${data.length} elements, expected rows*cols = ${rows}*${cols} = ${rows * cols}`);
+  }
+  if (data instanceof Uint16Array && dtype !== 'f16') {
+    throw new Error(`uploadWeight(${label}): Uint16Array data holds f16 bits, so dtype must be 'f16' (got '${dtype}')`);
+  }
+  const limit = Math.min(maxChunkBytes, gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
+  const rowStride = align(cols, WEIGHT_ROW_ALIGN);
+  const rowBytes = rowStride * bytesPerElement(dtype);
+  const rowsPerChunk = Math.min(rows, Math.floor(limit / rowBytes));
+  if (rowsPerChunk < 1) {
+    throw new Error(`uploadWeight(${label}): one row of ${cols} ${dtype} values (${rowBytes} bytes) exceeds the ${limit}-byte chunk limit; use f16 or a device with a larger maxStorageBufferBindingSize`);
+  }
+  const source = dtype === 'f16' && data instanceof Float32Array ? f32ToF16Bits(data) : data;
+  const chunks: GPUBuffer[] = [];
+  for (let row0 = 0; row0 < rows; row0 += rowsPerChunk) {
+    const numRows = Math.min(rowsPerChunk, rows - row0);
+    chunks.push(uploadChunk(gpu, `${label}[${chunks.length}]`, source, row0, numRows, cols, rowStride));
+  }
+  const byteLength = chunks.reduce((sum, b) => sum + b.size, 0);
+  return { label, rows, cols, dtype, chunks, rowsPerChunk, rowStride, byteLength };
+}
+
+/** Copies rows [row0, row0+numRows) into a new buffer, padding each row to rowStride elements. */
+function uploadChunk(
+  gpu: GpuDevice,
+  label: string,
+  source: Float32Array | Uint16Array,
+  row0: number,
+  numRows: number,
+  cols: number,
+  rowStride: number,
+): GPUBuffer {
+  const elemBytes = source.BYTES_PER_ELEMENT;
+  const buffer = gpu.device.createBuffer({
+    label,
+    size: align(numRows * rowStride * elemBytes, 16),
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
+    mappedAtCreation: true,
+  });
+  const mapped = buffer.getMappedRange();
+  const dst = source instanceof Float32Array ? new Float32Array(mapped) : new Uint16Array(mapped);
+  if (rowStride === cols) {
+    dst.set(source.subarray(row0 * cols, (row0 + numRows) * cols));
+  } else {
+    for (let r = 0; r < numRows; r++) dst.set(source.subarray((row0 + r) * cols, (row0 + r + 1) * cols), r * rowStride);
+  }
+  buffer.unmap();
+  return buffer;
+}
+
+export function destroyWeight(w: GpuWeight): void {
+  for (const chunk of w.chunks) chunk.destroy();
+  w.chunks.length = 0;
+}
+
+const f32View = new Float32Array(1);
+const u32View = new Uint32Array(f32View.buffer);
+
+/** IEEE f32 -> f16 bits, round-to-nearest-even; overflow goes to inf, NaN stays NaN, tiny values become subnormals or zero. */
+export function f32ToF16Bits(src: Float32Array): Uint16Array {
+  const out = new Uint16Array(src.length);
+  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  for (let i = 0; i < src.length; i++) out[i] = f32BitsToF16Bits(bits[i]!);
+  return out;
+}
+
+export function f32ToF16(value: number): number {
+  f32View[0] = value;
+  return f32BitsToF16Bits(u32View[0]!);
+}
+
+function f32BitsToF16Bits(x: number): number {
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  const mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 | (mant >>> 13) : 0); // inf, or a quiet NaN
+  const e = exp - 127 + 15;
+  if (e >= 31) return sign | 0x7c00; // overflow -> inf
+  if (e <= 0) {
+    // Subnormal f16 (or zero): shift the implicit-1 mantissa right, rounding to nearest even.
+    if (e < -10) return sign;
+    const m = mant | 0x800000;
+    const shift = 14 - e;
+    const half = 1 << (shift - 1);
+    const rest = m & ((1 << shift) - 1);
+    let h = m >>> shift;
+    if (rest > half || (rest === half && (h & 1))) h++;
+    return sign | h;
+  }
+  let h = (e << 10) | (mant >>> 13);
+  const rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && (h & 1))) h++; // may carry into the exponent: still correct (up to inf)
+  return sign | h;
+}
+
+export function f16BitsToF32(src: Uint16Array): Float32Array {
+  const out = new Float32Array(src.length);
+  for (let i = 0; i < src.length; i++) out[i] = f16ToNumber(src[i]!);
+  return out;
+}
+
+export function f16ToNumber(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >>> 10) & 0x1f;
+  const mant = h & 0x3ff;
+  if (exp === 0) return sign * mant * 2 ** -24;
+  if (exp === 31) return mant ? NaN : sign * Infinity;
+  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
+}

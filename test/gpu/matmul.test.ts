@@ -1,0 +1,206 @@
+// matmul kernels (GEMV and GEMM paths, f32 / native f16 / packed f16, chunked weights, bias)
+// against a plain-TS reference, plus the f16 conversions and weight upload layout.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { type GpuDevice } from '../../src/gpu/index.js';
+import { GEMV_MAX_ROWS, MatmulKernels } from '../../src/kernels/matmul.js';
+import { destroyWeight, f16BitsToF32, f32ToF16Bits, uploadWeight, type GpuWeight, type WeightDtype } from '../../src/kernels/weight.js';
+import { assertClose, randomF32, runPass, testDevice } from '../helpers/gpu.js';
+
+/** y[r, c] = sum_k x[r, k] * w[c, k] + bias[c], accumulated in f64. */
+function referenceMatmul(x: Float32Array, w: Float32Array, numRows: number, rows: number, cols: number, bias?: Float32Array): Float32Array {
+  const y = new Float32Array(numRows * rows);
+  for (let r = 0; r < numRows; r++) {
+    for (let c = 0; c < rows; c++) {
+      let s = bias ? bias[c]! : 0;
+      for (let k = 0; k < cols; k++) s += x[r * cols + k]! * w[c * cols + k]!;
+      y[r * rows + c] = s;
+    }
+  }
+  return y;
+}
+
+/** Read after testDevice(): the GPU globals exist only once Dawn is loaded. */
+const storage = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+
+interface Case {
+  numRows: number;
+  rows: number;
+  cols: number;
+  dtype: WeightDtype;
+  bias?: boolean;
+  maxChunkBytes?: number;
+}
+
+let kernelsPromise: Promise<MatmulKernels> | null = null;
+let packedPromise: Promise<MatmulKernels> | null = null;
+const kernels = async () => (kernelsPromise ??= MatmulKernels.create(await testDevice()));
+const packedKernels = async () => (packedPromise ??= MatmulKernels.create(await testDevice(), { nativeF16: false }));
+
+/** Runs one matmul on the GPU and compares with the reference (on f16-rounded weights for f16). */
+async function check(k: MatmulKernels, c: Case, seed: number): Promise<GpuWeight> {
+  const gpu: GpuDevice = await testDevice();
+  const x = randomF32(c.numRows * c.cols, seed);
+  const wData = randomF32(c.rows * c.cols, seed + 1);
+  const bias = c.bias ? randomF32(c.rows, seed + 2) : undefined;
+  const w = uploadWeight(gpu, 'w', wData, c.rows, c.cols, c.dtype, c.maxChunkBytes);
+  const xb = gpu.upload('x', x);
+  const yb = gpu.createBuffer('y', c.numRows * c.rows * 4, storage());
+  const bb = bias ? gpu.upload('bias', bias) : undefined;
+  await runPass(gpu, (pass, u) => k.matmul(pass, u, xb, w, yb, c.numRows, bb));
+  const got = await gpu.readF32(yb, c.numRows * c.rows);
+  const effectiveW = c.dtype === 'f16' ? f16BitsToF32(f32ToF16Bits(wData)) : wData;
+  const want = referenceMatmul(x, effectiveW, c.numRows, c.rows, c.cols, bias);
+  // Sums of ~cols products of values in [-1, 1]: scale the absolute tolerance with sqrt(cols).
+  const rtol = c.dtype === 'f32' ? 1e-4 : 1e-3;
+  assertClose(got, want, rtol, rtol * Math.sqrt(c.cols), `${c.dtype} ${c.numRows}x${c.cols} * (${c.rows}x${c.cols})^T${c.bias ? ' + bias' : ''}`);
+  xb.destroy(); yb.destroy(); bb?.destroy();
+  return w;
+}
+
+test('f16 conversion rounds to nearest even and keeps inf, nan, subnormals and signed zero', () => {
+  const cases: [number, number][] = [
+    [0, 0x0000], [-0, 0x8000], [1, 0x3c00], [-2, 0xc000], [65504, 0x7bff], [65520, 0x7c00], [1e9, 0x7c00],
+    [Infinity, 0x7c00], [-Infinity, 0xfc00], [2 ** -24, 0x0001], [2 ** -25, 0x0000], [1.5 * 2 ** -25, 0x0001],
+    [2 ** -14, 0x0400], [1 + 2 ** -11, 0x3c00], [1 + 3 * 2 ** -11, 0x3c02], [1 + 2 ** -10, 0x3c01], [0.1, 0x2e66],
+  ];
+  const bits = f32ToF16Bits(new Float32Array(cases.map(([v]) => v)));
+  cases.forEach(([v, want], i) => assert.is(bits[i], want, `f32ToF16(${v}) = 0x${bits[i]!.toString(16)}, want 0x${want.toString(16)}`));
+  const nan = f32ToF16Bits(new Float32Array([NaN]))[0]!;
+  assert.ok((nan & 0x7c00) === 0x7c00 && (nan & 0x3ff) !== 0, 'NaN stays NaN');
+  const back = f16BitsToF32(new Uint16Array([0x3c00, 0xc000, 0x0001, 0x7bff, 0x7c00, 0xfc00, 0x8000, 0x7e00]));
+  assert.equal([...back.slice(0, 6)], [1, -2, 2 ** -24, 65504, Infinity, -Infinity]);
+  assert.ok(Object.is(back[6], -0));
+  assert.ok(Number.isNaN(back[7]));
+  // Every finite f16 survives a round trip.
+  const all = new Uint16Array(0x7c00).map((_, i) => i);
+  assert.equal(f32ToF16Bits(f16BitsToF32(all)), all);
+});
+
+test('uploadWeight pads rows to 8 elements, chunks by maxChunkBytes and accepts f16 bits', async () => {
+  const gpu = await testDevice();
+  const data = randomF32(5 * 3, 7);
+  const w = uploadWeight(gpu, 'small', data, 5, 3, 'f32', 2 * 8 * 4);
+  assert.is(w.rowStride, 8);
+  assert.is(w.rowsPerChunk, 2);
+  assert.is(w.chunks.length, 3);
+  const chunk1 = await gpu.readF32(w.chunks[1]!, 16);
+  assert.equal([...chunk1.slice(0, 3)], [...data.slice(6, 9)]);
+  assert.equal([...chunk1.slice(3, 8)], [0, 0, 0, 0, 0]);
+  assert.equal([...chunk1.slice(8, 11)], [...data.slice(9, 12)]);
+  const bits = f32ToF16Bits(data);
+  const h = uploadWeight(gpu, 'bits', bits, 5, 3, 'f16');
+  assert.is(h.chunks.length, 1);
+  const stored = new Uint16Array(await gpu.read(h.chunks[0]!, 5 * 8 * 2));
+  assert.equal([...stored.slice(8, 11)], [...bits.slice(3, 6)]);
+  assert.throws(() => uploadWeight(gpu, 'bad', bits, 5, 3, 'f32'), /dtype must be 'f16'/);
+  assert.throws(() => uploadWeight(gpu, 'bad', data, 4, 3, 'f32'), /expected rows\*cols/);
+  assert.throws(() => uploadWeight(gpu, 'bad', data, 5, 3, 'f32', 16), /exceeds the 16-byte chunk limit/);
+  for (const x of [w, h]) destroyWeight(x);
+});
+
+// rows x cols of W, numRows of x: awkward sizes on both sides of the GEMV/GEMM switch and of tiles.
+const SHAPES: [number, number][] = [[1, 1], [3, 7], [17, 33], [65, 129], [40, 64]];
+const NUM_ROWS = [1, 2, 5, 16, 17, 130];
+
+for (const dtype of ['f32', 'f16'] as const) {
+  test(`${dtype}: GEMV and GEMM match the reference on odd shapes, with and without bias`, async () => {
+    const k = await kernels();
+    let seed = dtype === 'f32' ? 100 : 200;
+    for (const [rows, cols] of SHAPES) {
+      for (const numRows of NUM_ROWS) {
+        const w = await check(k, { numRows, rows, cols, dtype, bias: (numRows + rows) % 2 === 0 }, seed++);
+        destroyWeight(w);
+      }
+    }
+  });
+}
+
+test('both kernels are exercised: the switch sits between 16 and 17 rows', () => {
+  assert.is(GEMV_MAX_ROWS, 16);
+  assert.ok(NUM_ROWS.some((n) => n <= GEMV_MAX_ROWS) && NUM_ROWS.some((n) => n > GEMV_MAX_ROWS));
+});
+
+test('chunked weights: each chunk writes its own column range (GEMV and GEMM, f32 and f16)', async () => {
+  const k = await kernels();
+  for (const dtype of ['f32', 'f16'] as const) {
+    for (const numRows of [1, 3, 40]) {
+      // 3 rows of 72 padded elements per chunk -> 23 rows in 8 chunks, the last one short.
+      const w = await check(k, { numRows, rows: 23, cols: 70, dtype, bias: true, maxChunkBytes: 3 * 72 * (dtype === 'f32' ? 4 : 2) }, 300 + numRows);
+      assert.is(w.chunks.length, 8);
+      destroyWeight(w);
+    }
+  }
+});
+
+test('packed-u32 f16 fallback (no native f16) matches the reference', async () => {
+  const k = await packedKernels();
+  assert.is(k.storage.f16, 'f16_packed');
+  let seed = 400;
+  for (const [rows, cols] of [[3, 7], [17, 33], [65, 129]] as const) {
+    for (const numRows of [1, 5, 17]) destroyWeight(await check(k, { numRows, rows, cols, dtype: 'f16', bias: true }, seed++));
+  }
+  destroyWeight(await check(k, { numRows: 2, rows: 10, cols: 9, dtype: 'f16', maxChunkBytes: 4 * 16 * 2 }, seed++));
+});
+
+test('portable kernels (no subgroups: GEMV for 1 row, gemm_tile above) match the reference', async () => {
+  const k = await MatmulKernels.create(await testDevice(), { tuning: { gemmUseSubgroups: false } });
+  let seed = 700;
+  for (const dtype of ['f32', 'f16'] as const) {
+    for (const [rows, cols] of [[3, 7], [65, 129], [33, 40]] as const) {
+      for (const numRows of [1, 2, 5, 16, 17, 40]) destroyWeight(await check(k, { numRows, rows, cols, dtype, bias: numRows % 2 === 1 }, seed++));
+    }
+  }
+  k.destroy();
+});
+
+test('native f16 storage is used when the device has shader-f16', async () => {
+  const gpu = await testDevice();
+  const k = await kernels();
+  assert.is(k.storage.f16, gpu.hasF16 ? 'f16' : 'f16_packed');
+});
+
+test('f16 against the unrounded f32 weights stays within 1e-2', async () => {
+  const gpu = await testDevice();
+  const k = await kernels();
+  const [numRows, rows, cols] = [4, 31, 96];
+  const x = randomF32(numRows * cols, 500), wData = randomF32(rows * cols, 501);
+  const w = uploadWeight(gpu, 'w', wData, rows, cols, 'f16');
+  const xb = gpu.upload('x', x), yb = gpu.createBuffer('y', numRows * rows * 4, storage());
+  await runPass(gpu, (pass, u) => k.matmul(pass, u, xb, w, yb, numRows));
+  assertClose(await gpu.readF32(yb, numRows * rows), referenceMatmul(x, wData, numRows, rows, cols), 1e-2, 1e-2 * Math.sqrt(cols));
+  destroyWeight(w);
+});
+
+test('x and y may be sub-ranges of larger buffers (offset bindings)', async () => {
+  const gpu = await testDevice();
+  const k = await kernels();
+  const [numRows, rows, cols] = [3, 20, 36];
+  const x = randomF32(numRows * cols, 600), wData = randomF32(rows * cols, 601);
+  const w = uploadWeight(gpu, 'w', wData, rows, cols, 'f32');
+  const xOffset = 256, yOffset = 512;
+  const xb = gpu.createBuffer('x', xOffset + x.byteLength, storage());
+  gpu.write(xb, x, xOffset);
+  const yb = gpu.createBuffer('y', yOffset + numRows * rows * 4, storage());
+  await runPass(gpu, (pass, u) =>
+    k.matmul(pass, u, { buffer: xb, offset: xOffset, size: x.byteLength }, w, { buffer: yb, offset: yOffset, size: numRows * rows * 4 }, numRows),
+  );
+  assertClose(await gpu.readF32(yb, numRows * rows, yOffset / 4), referenceMatmul(x, wData, numRows, rows, cols), 1e-4, 1e-3);
+  destroyWeight(w);
+});
+
+test('caller mistakes are reported with what to do', async () => {
+  const gpu = await testDevice();
+  const k = await kernels();
+  const w = uploadWeight(gpu, 'w', randomF32(8, 1), 2, 4, 'f32');
+  const buf = gpu.createBuffer('b', 64, storage());
+  await runPass(gpu, (pass, u) => {
+    assert.throws(() => k.matmul(pass, u, buf, w, buf, 0), /numRows must be a positive integer/);
+  });
+  destroyWeight(w);
+  await runPass(gpu, (pass, u) => {
+    assert.throws(() => k.matmul(pass, u, buf, w, buf, 1), /weight was destroyed/);
+  });
+});
+
+test.run();
