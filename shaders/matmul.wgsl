@@ -1,8 +1,9 @@
 // Matmul family: y[m, c] = sum_k x[m, k] * W[c, k] (+ bias[c]), W in HF [out, in] layout.
 //
 // This file is assembled by src/kernels/matmul.ts from sections: exactly one `weights_*` section
-// (how 8 consecutive weights of a row are loaded), one `reduce_*` section, then `common` and the
-// kernels. Sections start with a line `//#section <name>`; text before the first section is this header.
+// (how 8 consecutive weights of a row are loaded), then `common`, `kernels`, and `subgroups` (the
+// subgroup kernels) when they are used. Sections start with a line `//#section <name>`; text before
+// the first section is this header.
 //
 // Bindings (group 0), the same for every entry point:
 //   0 x:      array<f32>        activations [num_rows, cols], row-major, unpadded (read)
@@ -157,7 +158,7 @@ fn gemm_tile(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
   }
 }
 
-//#section gemm_subgroups
+//#section subgroups
 // requires: subgroups
 // ---- gemm_sg: register-tiled GEMM sharing x across an 8-lane subgroup ----------------------
 override TM: u32 = 1;   // x rows per lane: tile height 8 * TM

@@ -26,7 +26,7 @@ export interface MatmulTuning {
   /** gemm_sg for 2..16 rows (skinny; tile height 8 or 16 covers all rows): weight rows per lane. */
   skinnyTn: number;
   /** Use the subgroup kernels (gemv_sg, gemm_sg) when the device has subgroups of >= 8 lanes. */
-  gemmUseSubgroups: boolean;
+  useSubgroupKernels: boolean;
 }
 
 export interface MatmulOptions {
@@ -49,7 +49,8 @@ export function defaultTuning(gpu: GpuDevice): MatmulTuning {
     gemmTm: 1,
     gemmTn: 2,
     skinnyTn: 2,
-    gemmUseSubgroups: true,
+    // The subgroup kernels use 8-lane workgroups: right for lavapipe, wasteful on discrete GPUs.
+    useSubgroupKernels: cpu,
   };
 }
 
@@ -88,7 +89,7 @@ export class MatmulKernels {
   static async create(gpu: GpuDevice, options: MatmulOptions = {}): Promise<MatmulKernels> {
     const tuning = { ...defaultTuning(gpu), ...options.tuning };
     const f16Storage: WeightStorage = gpu.hasF16 && options.nativeF16 !== false ? 'f16' : 'f16_packed';
-    const useSubgroups = tuning.gemmUseSubgroups && gpu.hasSubgroups && (gpu.adapter.info.subgroupMinSize ?? 0) >= 8;
+    const useSubgroups = tuning.useSubgroupKernels && gpu.hasSubgroups && (gpu.adapter.info.subgroupMinSize ?? 0) >= 8;
     const [f32, f16] = await Promise.all([
       compileKernelSet(gpu, 'f32', tuning, useSubgroups),
       compileKernelSet(gpu, f16Storage, tuning, useSubgroups),
@@ -147,7 +148,7 @@ function bindingOffset(b: Binding): number {
 /** Concatenates the header-less sections of matmul.wgsl that make up one weight storage kind. */
 export function matmulSource(storage: WeightStorage, withSubgroups: boolean): string {
   const sections = parseSections(loadShader('matmul'));
-  const names = [`weights_${storage}`, 'common', 'kernels', ...(withSubgroups ? ['gemm_subgroups'] : [])];
+  const names = [`weights_${storage}`, 'common', 'kernels', ...(withSubgroups ? ['subgroups'] : [])];
   return names
     .map((name) => {
       const text = sections.get(name);

@@ -6,6 +6,7 @@ import { type GpuDevice } from '../../src/gpu/index.js';
 import { GEMV_MAX_ROWS, MatmulKernels } from '../../src/kernels/matmul.js';
 import { destroyWeight, f16BitsToF32, f32ToF16Bits, uploadWeight, type GpuWeight, type WeightDtype } from '../../src/kernels/weight.js';
 import { assertClose, randomF32, runPass, testDevice } from '../helpers/gpu.js';
+import { StreamRead } from '../../bench/common.js';
 
 /** y[r, c] = sum_k x[r, k] * w[c, k] + bias[c], accumulated in f64. */
 function referenceMatmul(x: Float32Array, w: Float32Array, numRows: number, rows: number, cols: number, bias?: Float32Array): Float32Array {
@@ -144,7 +145,7 @@ test('packed-u32 f16 fallback (no native f16) matches the reference', async () =
 });
 
 test('portable kernels (no subgroups: GEMV for 1 row, gemm_tile above) match the reference', async () => {
-  const k = await MatmulKernels.create(await testDevice(), { tuning: { gemmUseSubgroups: false } });
+  const k = await MatmulKernels.create(await testDevice(), { tuning: { useSubgroupKernels: false } });
   let seed = 700;
   for (const dtype of ['f32', 'f16'] as const) {
     for (const [rows, cols] of [[3, 7], [65, 129], [33, 40]] as const) {
@@ -187,6 +188,44 @@ test('x and y may be sub-ranges of larger buffers (offset bindings)', async () =
   );
   assertClose(await gpu.readF32(yb, numRows * rows, yOffset / 4), referenceMatmul(x, wData, numRows, rows, cols), 1e-4, 1e-3);
   destroyWeight(w);
+});
+
+test('a NaN in one x row stays in that row (the zero-padded tail of k never reads the next row)', async () => {
+  const gpu = await testDevice();
+  for (const k of [await kernels(), await MatmulKernels.create(gpu, { tuning: { useSubgroupKernels: false } })]) {
+    for (const [numRows, cols] of [[2, 7], [20, 12], [1, 5]] as const) {
+      const rows = 9;
+      const x = randomF32(numRows * cols, 800);
+      x.fill(NaN, cols, 2 * cols); // row 1 (absent when numRows is 1: then the NaN sits past x's end)
+      const xb = gpu.createBuffer('x', (numRows + 1) * cols * 4, storage());
+      gpu.write(xb, numRows === 1 ? (() => { const padded = new Float32Array(2 * cols).fill(NaN); padded.set(x.subarray(0, cols)); return padded; })() : x);
+      const wData = randomF32(rows * cols, 801);
+      const w = uploadWeight(gpu, 'w', wData, rows, cols, 'f32');
+      const yb = gpu.createBuffer('y', numRows * rows * 4, storage());
+      await runPass(gpu, (pass, u) => k.matmul(pass, u, { buffer: xb, offset: 0, size: numRows * cols * 4 }, w, yb, numRows));
+      const got = await gpu.readF32(yb, numRows * rows);
+      const want = referenceMatmul(x.subarray(0, numRows * cols), wData, numRows, rows, cols);
+      for (let r = 0; r < numRows; r++) {
+        const row = got.subarray(r * rows, (r + 1) * rows);
+        if (r === 1) assert.ok(row.every(Number.isNaN), 'the NaN row is NaN');
+        else assertClose(row, want.subarray(r * rows, (r + 1) * rows), 1e-4, 1e-3, `row ${r} of ${numRows}x${cols}`);
+      }
+      destroyWeight(w);
+    }
+  }
+});
+
+test('the streaming-read baseline (bench) reads every word exactly once', async () => {
+  const gpu = await testDevice();
+  const numWords = StreamRead.WORDS_PER_GROUP * 3 + 37; // a partial last group, odd word count
+  const data = new Uint32Array(numWords * 4).map((_, i) => (i * 2654435761) >>> 0);
+  const src = gpu.upload('src', data);
+  const stream = await StreamRead.create(gpu, data.byteLength);
+  await runPass(gpu, (pass, u) => stream.record(pass, u, src, data.byteLength));
+  let want = 0;
+  for (const v of data) want = (want + v) >>> 0;
+  assert.is(await stream.sum(Math.ceil(numWords / StreamRead.WORDS_PER_GROUP)), want);
+  stream.destroy();
 });
 
 test('caller mistakes are reported with what to do', async () => {
