@@ -1,17 +1,25 @@
 // Building prompts and sampling parameters the same way for every entry point (CLI, HTTP).
+import { randomInt } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DEFAULT_SAMPLING, type SamplingParams } from '../sampling/params.js';
 import type { ChatMessage, TextCodec } from './types.js';
 
 /**
- * The prompt token ids for a chat. Templates usually write bos_token themselves; the tokenizer adds
- * BOS only when the rendered text does not already start with it, so models whose template (or our
- * plain fallback for base models) omits it still get exactly one.
+ * Encodes a rendered chat template. The template writes BOS as text when the model wants one
+ * (Llama's "{{ bos_token }}"), so it is encoded without adding special tokens; if the rendered text
+ * did not start with BOS but the model has one, BOS is prepended, since every model was trained with
+ * it there. Either way the prompt starts with exactly one BOS.
  */
+export function encodeChatText(codec: TextCodec, text: string): number[] {
+  const ids = codec.encode(text, { addSpecialTokens: false });
+  if (codec.bosTokenId !== null && ids[0] !== codec.bosTokenId) ids.unshift(codec.bosTokenId);
+  return ids;
+}
+
+/** The prompt token ids for a chat: the template with the generation prompt, encoded by encodeChatText. */
 export function chatPromptTokenIds(codec: TextCodec, messages: readonly ChatMessage[]): number[] {
-  const text = codec.applyChatTemplate(messages, { addGenerationPrompt: true });
-  return codec.encode(text, { addSpecialTokens: true });
+  return encodeChatText(codec, codec.applyChatTemplate(messages, { addGenerationPrompt: true }));
 }
 
 /** The prompt token ids for plain text: BOS (when the model uses one) followed by the text; '' gives BOS alone. */
@@ -40,8 +48,9 @@ export async function generationDefaults(modelDir: string): Promise<Partial<Samp
   return out;
 }
 
+/** A seed for callers that gave none, so every request stays reproducible from the engine's log. */
 export function randomSeed(): number {
-  return Math.floor(Math.random() * 2 ** 31);
+  return randomInt(0, 2 ** 31);
 }
 
 export function samplingParams(overrides: Partial<SamplingParams>): SamplingParams {

@@ -1,6 +1,6 @@
 // What the generating routes share: the served-model check, sampling defaults, the session-length
 // budget, chat prompt encoding, and starting one engine request per choice.
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { ChatMessage, EngineClient, GenerateRequest, TextCodec } from '../engine/types.js';
 import { DEFAULT_SAMPLING, type SamplingParams } from '../sampling/params.js';
 import type { ChatRequestMessage, SamplingRequestFields, Usage } from '../protocol/types.js';
@@ -30,11 +30,6 @@ export function newResponseId(prefix: string): string {
 export function checkModel(deps: ServerDeps, model: string | undefined): void {
   if (model === undefined || model === deps.modelName) return;
   throw new ApiError(404, 'invalid_request_error', `the model '${model}' does not exist; this server serves '${deps.modelName}' (GET /v1/models)`, 'model', 'model_not_found');
-}
-
-/** A seed for callers that gave none, so every request stays reproducible from the engine's log. */
-export function randomSeed(): number {
-  return randomInt(0, 2 ** 31);
 }
 
 /** Wire sampling fields -> engine SamplingParams, with OpenAI's defaults for what is absent. */
@@ -71,18 +66,6 @@ export function outputBudget(engine: EngineClient, numPromptTokens: number, requ
     );
   }
   return Math.min(requested ?? left, left);
-}
-
-/**
- * Encodes a rendered chat template. The template writes BOS as text when the model wants one
- * (Llama's "{{ bos_token }}"), so it is encoded WITHOUT adding special tokens; if the rendered text
- * did not start with BOS but the model has one, BOS is prepended, since every model was trained with
- * it there. Either way the prompt starts with exactly one BOS.
- */
-export function encodeChatPrompt(codec: TextCodec, text: string): number[] {
-  const ids = codec.encode(text, { addSpecialTokens: false });
-  if (codec.bosTokenId !== null && ids[0] !== codec.bosTokenId) ids.unshift(codec.bosTokenId);
-  return ids;
 }
 
 /** OpenAI messages -> the engine's: text parts joined with "\n" (as vLLM does), developer -> system. */

@@ -1,5 +1,6 @@
 // POST /v1/chat/completions: the chat template renders the messages, n choices are generated, and
 // the answer is one JSON body or SSE chunks (each choice's first chunk carries role: 'assistant').
+import { chatPromptTokenIds, randomSeed } from '../../engine/prompt.js';
 import type { Context } from 'koa';
 import type { GenerateRequest } from '../../engine/types.js';
 import {
@@ -10,7 +11,7 @@ import { readJsonBody } from '../body.js';
 import { collect, merge, prime, type ChoiceStream } from '../choice-stream.js';
 import { invalid, toApiError } from '../errors.js';
 import {
-  checkModel, encodeChatPrompt, newResponseId, nowSeconds, outputBudget, randomSeed, samplingFrom, startChoices, stopList,
+  checkModel, newResponseId, nowSeconds, outputBudget, samplingFrom, startChoices, stopList,
   toChatMessages, wireUsage, type ServerDeps,
 } from '../generation.js';
 import { chatLogprobs } from '../logprobs.js';
@@ -23,7 +24,7 @@ export async function chatCompletionsRoute(ctx: Context, deps: ServerDeps): Prom
   checkModel(deps, body.model);
   const numTop = topLogprobs(body);
   const { codec } = deps.engine;
-  const promptTokenIds = encodeChatPrompt(codec, codec.applyChatTemplate(toChatMessages(body.messages), { addGenerationPrompt: true }));
+  const promptTokenIds = chatPromptTokenIds(codec, toChatMessages(body.messages));
   const maxTokens = outputBudget(deps.engine, promptTokenIds.length, body.max_completion_tokens ?? body.max_tokens, 'messages');
   const n = body.n ?? 1;
   const id = newResponseId('chatcmpl');

@@ -1,5 +1,6 @@
 // POST /v1/completions: one or more prompts (text or token ids), n choices each, streamed as SSE
 // or returned whole. Choice index = promptIndex * n + i, as OpenAI orders them.
+import { randomSeed } from '../../engine/prompt.js';
 import type { Context } from 'koa';
 import type { GenerateRequest } from '../../engine/types.js';
 import { validateCompletionRequest, type CompletionChoice, type CompletionChunk, type CompletionRequest, type CompletionResponse } from '../../protocol/index.js';
@@ -7,7 +8,7 @@ import { readJsonBody } from '../body.js';
 import { collect, merge, prime, type ChoiceStream } from '../choice-stream.js';
 import { invalid, toApiError } from '../errors.js';
 import {
-  checkModel, newResponseId, nowSeconds, outputBudget, randomSeed, samplingFrom, startChoices, stopList, wireUsage, type ServerDeps,
+  checkModel, newResponseId, nowSeconds, outputBudget, samplingFrom, startChoices, stopList, wireUsage, type ServerDeps,
 } from '../generation.js';
 import { completionLogprobs, logprobTextLength } from '../logprobs.js';
 import { disconnectSignal, openEventStream } from '../sse.js';

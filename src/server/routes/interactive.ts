@@ -2,13 +2,14 @@
 // APIClient.chat_interactive_v1. With interactive_mode the server keeps the session's tokens; each
 // turn sends only the new prompt, which is rendered as the chat template's continuation of the
 // history and appended to it (the engine's prefix cache reuses the history's KV).
+import { encodeChatText, randomSeed } from '../../engine/prompt.js';
 import type { Context } from 'koa';
 import type { ChatMessage, TextCodec } from '../../engine/types.js';
 import { validateInteractiveRequest, type InteractiveRequest, type InteractiveResponse } from '../../protocol/index.js';
 import { readJsonBody } from '../body.js';
 import { ChoiceStream } from '../choice-stream.js';
 import { ApiError, invalid, toApiError } from '../errors.js';
-import { encodeChatPrompt, newResponseId, randomSeed, stopList, toChatMessages, type ServerDeps } from '../generation.js';
+import { newResponseId, stopList, toChatMessages, type ServerDeps } from '../generation.js';
 import type { Session } from '../sessions.js';
 import { disconnectSignal, openEventStream } from '../sse.js';
 
@@ -76,7 +77,7 @@ async function runTurn(ctx: Context, deps: ServerDeps, body: InteractiveRequest,
   const { engine } = deps;
   const newMessages: ChatMessage[] = typeof body.prompt === 'string' ? [{ role: 'user', content: body.prompt }] : toChatMessages(body.prompt);
   const inputIds = session.tokenIds.length === 0
-    ? encodeChatPrompt(engine.codec, engine.codec.applyChatTemplate(newMessages, { addGenerationPrompt: true }))
+    ? encodeChatText(engine.codec, engine.codec.applyChatTemplate(newMessages, { addGenerationPrompt: true }))
     : engine.codec.encode(continuationText(engine.codec, session.messages, newMessages), { addSpecialTokens: false });
   const historyTokens = session.tokenIds.length;
   const left = engine.sessionLen - historyTokens - inputIds.length;
