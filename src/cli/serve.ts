@@ -1,5 +1,8 @@
 // `serve`: load the model and expose the OpenAI-compatible API until SIGTERM/SIGINT, then drain.
+import { existsSync } from 'node:fs';
+import { basename } from 'node:path';
 import { Engine } from '../engine/engine.js';
+import { LoadingEngine } from '../engine/loading-engine.js';
 import { setLogLevel, log, type LogLevel } from '../engine/log.js';
 import { resolveModel } from '../model/hub.js';
 import { startServer } from '../server/listen.js';
@@ -18,22 +21,22 @@ export interface ServeArgs extends EngineArgs {
 
 export async function runServe(args: ServeArgs): Promise<void> {
   setLogLevel(args.logLevel);
-  const modelDir = await resolveModel(args.model, { revision: args.revision, progress: true });
-  const modelName = args.modelName ?? (args.model.includes('/') && !args.model.startsWith('.') && !args.model.startsWith('/') ? args.model : undefined);
-  const engine = await Engine.create(await toEngineOptions(args, modelDir, { modelName, progress: true }));
+  const modelName = args.modelName ?? defaultModelName(args.model);
+  // Listen first, so /health answers 503 "loading" while the weights stream in.
+  const engine = new LoadingEngine(modelName);
   const server = await startServer(engine, {
     host: args.serverName,
     port: args.serverPort,
-    modelName: engine.modelName,
+    modelName,
     apiKeys: args.apiKeys,
     allowOrigins: args.allowOrigins,
     logLevel: args.logLevel,
     maxSessions: args.maxSessions,
     sessionIdleSeconds: args.sessionIdleSeconds,
   });
-  process.stdout.write(`serving ${engine.modelName} at ${server.url}/v1 (API docs: ${server.url}/docs)\n`);
-  await new Promise<void>((resolve) => {
-    let stopping = false;
+  log('serve', `listening on ${server.url}; /health answers 503 until ${modelName} is loaded`);
+  let stopping = false;
+  const stopped = new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
@@ -46,5 +49,26 @@ export async function runServe(args: ServeArgs): Promise<void> {
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+  try {
+    const modelDir = await resolveModel(args.model, { revision: args.revision, progress: true });
+    const real = await Engine.create(await toEngineOptions(args, modelDir, { modelName, progress: true }));
+    if (stopping) {
+      await real.shutdown();
+    } else {
+      engine.ready(real);
+      process.stdout.write(`serving ${modelName} at ${server.url}/v1 (API docs: ${server.url}/docs)\n`);
+    }
+  } catch (err) {
+    engine.failed((err as Error).message);
+    await server.close();
+    throw err;
+  }
+  await stopped;
   log('serve', 'stopped');
+}
+
+/** An HF id names the model by its id; a folder by its last path component. */
+function defaultModelName(model: string): string {
+  const isPath = model.startsWith('.') || model.startsWith('/') || existsSync(model);
+  return isPath ? basename(model.replace(/\/+$/, '')) : model;
 }
