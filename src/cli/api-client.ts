@@ -32,28 +32,34 @@ export async function runApiClient(args: ApiClientArgs): Promise<void> {
     process.stdout.write('\n');
     return;
   }
-  const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
+  const rl = createInterface({ input: process.stdin, terminal: process.stdin.isTTY });
   process.stderr.write(`connected to ${base} (model ${model}); an empty line or Ctrl-D quits\n`);
   try {
-    for (;;) {
-      let line: string;
-      try {
-        line = await rl.question('user> ');
-      } catch {
-        break;
-      }
+    process.stdout.write('user> ');
+    // Iterating the interface buffers lines that arrive while an answer streams (question() drops them).
+    for await (const line of rl) {
       if (line.trim() === '') break;
       process.stdout.write('assistant> ');
       await ask(line, process.stdout);
-      process.stdout.write('\n');
+      process.stdout.write('\nuser> ');
     }
   } finally {
     rl.close();
   }
 }
 
+/** fetch, with a failure that says which URL could not be reached and what to check. */
+async function reach(url: string, init?: RequestInit): Promise<Response> {
+  try {
+    return await fetch(url, init);
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    throw new Error(`cannot reach ${url}: ${cause?.code ?? cause?.message ?? (err as Error).message}; is the server running? (node dist/cli.js serve <model>)`);
+  }
+}
+
 async function firstModel(base: string, headers: Record<string, string>): Promise<string> {
-  const res = await fetch(`${base}/v1/models`, { headers });
+  const res = await reach(`${base}/v1/models`, { headers });
   if (!res.ok) throw new Error(`GET ${base}/v1/models answered ${res.status}: ${await res.text()}`);
   const body = (await res.json()) as { data?: { id: string }[] };
   const id = body.data?.[0]?.id;
@@ -63,7 +69,7 @@ async function firstModel(base: string, headers: Record<string, string>): Promis
 
 /** POSTs a streaming chat completion and writes each content delta as it arrives; returns the whole answer. */
 async function streamChat(base: string, headers: Record<string, string>, body: object, out: NodeJS.WritableStream): Promise<string> {
-  const res = await fetch(`${base}/v1/chat/completions`, { method: 'POST', headers, body: JSON.stringify({ ...body, stream: true }) });
+  const res = await reach(`${base}/v1/chat/completions`, { method: 'POST', headers, body: JSON.stringify({ ...body, stream: true }) });
   if (!res.ok || !res.body) {
     const text = await res.text();
     let message = text;

@@ -1,5 +1,6 @@
 // `generate`: one prompt in, the generated text streamed to stdout (only the text), timing on stderr.
 import { Engine } from '../engine/engine.js';
+import { setLogLevel, type LogLevel } from '../engine/log.js';
 import { chatPromptTokenIds, generationDefaults, samplingParams, textPromptTokenIds } from '../engine/prompt.js';
 import type { SamplingParams } from '../sampling/params.js';
 import { resolveModel } from '../model/hub.js';
@@ -16,9 +17,11 @@ export interface GenerateArgs extends EngineArgs {
   seed?: number;
   chat: boolean;
   ignoreEos: boolean;
+  logLevel?: LogLevel;
 }
 
 export async function runGenerate(args: GenerateArgs): Promise<void> {
+  if (args.logLevel) setLogLevel(args.logLevel);
   const modelDir = await resolveModel(args.model, { revision: args.revision, progress: true });
   const t0 = performance.now();
   const engine = await Engine.create(await toEngineOptions(args, modelDir, { progress: true }));

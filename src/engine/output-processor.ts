@@ -6,6 +6,8 @@ import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { SampleResult } from '../sampling/params.js';
 import type { FinishReason, TokenLogprob } from './types.js';
 
+const TOKEN_TEXT = new TextDecoder();
+
 export interface ProcessedOutput {
   text: string;
   logprobs?: TokenLogprob[];
@@ -57,9 +59,14 @@ export class OutputProcessor {
   private logprobEntry(sample: SampleResult): TokenLogprob {
     return {
       tokenId: sample.tokenId,
-      token: this.tokenizer.decode([sample.tokenId], { skipSpecialTokens: false }),
+      token: this.tokenText(sample.tokenId),
       logprob: sample.logprob,
-      top: sample.topLogprobs.map((t) => ({ tokenId: t.tokenId, token: this.tokenizer.decode([t.tokenId], { skipSpecialTokens: false }), logprob: t.logprob })),
+      top: sample.topLogprobs.map((t) => ({ tokenId: t.tokenId, token: this.tokenText(t.tokenId), logprob: t.logprob })),
     };
+  }
+
+  /** The text a token stands for in context, leading space included (decode([id]) would strip it). */
+  private tokenText(id: number): string {
+    return TOKEN_TEXT.decode(this.tokenizer.tokenBytes(id));
   }
 }

@@ -171,7 +171,7 @@ export async function openDevices(indices: readonly number[], options: OpenDevic
   const devices: GpuDevice[] = [];
   for (const index of indices) {
     if (!Number.isInteger(index) || index < 0 || index >= adapters.length) {
-      throw new NoGpuAdapterError(
+      throw new Error(
         `device index ${index} does not exist: this machine has ${adapters.length} adapter(s), indices 0..${adapters.length - 1}; see \`node dist/cli.js devices\``,
       );
     }
