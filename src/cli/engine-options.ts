@@ -9,6 +9,7 @@ export function withEngineOptions<T>(y: Argv<T>) {
     .option('revision', { type: 'string', describe: 'Hugging Face revision (branch, tag or commit) when <model> is an id', default: 'main' })
     .option('devices', { type: 'string', describe: 'comma-separated adapter indices, one tensor-parallel shard each (see `devices`)' })
     .option('tp', { type: 'number', describe: 'tensor parallelism: use the first N adapters (same as --devices 0,1,..,N-1)' })
+    .option('shard-processes', { type: 'boolean', default: false, describe: 'run each tensor-parallel shard in its own worker process (automatic on machines with identical GPUs)' })
     .option('dtype', { choices: ['f16', 'f32'] as const, default: DEFAULT_ENGINE_OPTIONS.dtype, describe: 'weight dtype on the GPU (bf16 checkpoints are converted)' })
     .option('session-len', { type: 'number', describe: 'max prompt + output tokens per sequence (default: the model\'s max_position_embeddings, at most 32768)' })
     .option('max-batch-size', { type: 'number', default: DEFAULT_ENGINE_OPTIONS.maxBatchSize, describe: 'max sequences decoded together' })
@@ -28,6 +29,7 @@ export interface EngineArgs {
   revision: string;
   devices?: string;
   tp?: number;
+  shardProcesses?: boolean;
   dtype: 'f16' | 'f32';
   sessionLen?: number;
   maxBatchSize: number;
@@ -80,6 +82,7 @@ export async function toEngineOptions(args: EngineArgs, modelDir: string, extra:
     devices,
     // Repeating an index is how one adapter emulates several shards; ask for it explicitly on the command line.
     allowRepeatedDevices: new Set(devices).size !== devices.length,
+    shardProcesses: args.shardProcesses ?? false,
     dtype: args.dtype,
     blockSize: args.blockSize,
     maxBatchSize: args.maxBatchSize,

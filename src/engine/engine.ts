@@ -2,6 +2,7 @@
 // Everything above it talks to the EngineClient interface.
 import { randomUUID } from 'node:crypto';
 import { openDevices, type GpuDevice } from '../gpu/index.js';
+import { shardPlacementFor } from '../gpu/adapters.js';
 import { KvCacheManager } from '../kv/kv-manager.js';
 import { loadModelConfig, type ModelConfig } from '../model/config.js';
 import { ModelRunner } from '../model/runner.js';
@@ -23,6 +24,11 @@ export interface EngineOptions {
   devices: number[];
   /** Allow one adapter index several times (tests emulate shards this way). */
   allowRepeatedDevices?: boolean;
+  /**
+   * Run every shard in its own worker process. Implied on machines with identical GPUs, where
+   * indices are positions in the physical GPU list and each worker is pinned to its GPU.
+   */
+  shardProcesses?: boolean;
   dtype: 'f16' | 'f32';
   blockSize: number;
   maxBatchSize: number;
@@ -76,6 +82,7 @@ export class Engine implements EngineClient {
     for (const gpu of devices) {
       gpu.onLost((err) => this.failAll(err));
     }
+    runner.onShardFailure((err) => this.failAll(err));
   }
 
   get codec(): Tokenizer {
@@ -88,9 +95,11 @@ export class Engine implements EngineClient {
     const sessionLen = options.sessionLen ?? Math.min(config.maxPositionEmbeddings, 32768);
     // Check the tensor-parallel layout before touching any GPU, so a bad --tp fails fast.
     shardLayout(config, options.devices.length, 0);
-    const devices = await openDevices(options.devices, { allowRepeatedAdapters: options.allowRepeatedDevices });
+    const placements = await shardPlacementFor(options.devices, options.shardProcesses ?? false);
+    const devices = placements ? [] : await openDevices(options.devices, { allowRepeatedAdapters: options.allowRepeatedDevices });
+    let runner: ModelRunner | null = null;
     try {
-      const runner = await ModelRunner.load(options.modelDir, config, devices, {
+      const runnerOptions = {
         dtype: options.dtype,
         blockSize: options.blockSize,
         maxNumSeqs: options.maxBatchSize,
@@ -100,17 +109,22 @@ export class Engine implements EngineClient {
         kvCacheBlocks: options.kvCacheBlocks,
         gpuMemoryBytes: options.gpuMemoryBytes,
         progress: options.progress,
-      });
+      };
+      runner = placements
+        ? await ModelRunner.loadInWorkers(options.modelDir, config, placements, runnerOptions)
+        : await ModelRunner.load(options.modelDir, config, devices, runnerOptions);
       const kv = new KvCacheManager({ numBlocks: runner.numBlocks, blockSize: options.blockSize, enablePrefixCaching: options.enablePrefixCaching });
       const scheduler = new Scheduler(
         { maxNumSeqs: options.maxBatchSize, maxNumBatchedTokens: runner.maxTokensPerStep, maxModelLen: sessionLen, maxWaiting: options.maxWaiting },
         kv,
       );
       const name = options.modelName ?? options.modelDir.replace(/\/+$/, '').split('/').pop() ?? 'model';
-      log('engine', `model=${name} arch=${config.hfArchitecture} layers=${config.numLayers} tp=${devices.length} dtype=${options.dtype} ` +
+      log('engine', `model=${name} arch=${config.hfArchitecture} layers=${config.numLayers} tp=${runner.shards.length}${placements ? ' (worker processes)' : ''} dtype=${options.dtype} ` +
         `kv_blocks=${runner.numBlocks}x${options.blockSize} session_len=${sessionLen} max_tokens_per_step=${runner.maxTokensPerStep}`);
       return new Engine(name, sessionLen, config, tokenizer, runner, kv, scheduler, devices);
     } catch (err) {
+      // The runner owns worker processes when shards run out of process: end them too.
+      runner?.destroy();
       for (const gpu of devices) gpu.destroy();
       throw err;
     }

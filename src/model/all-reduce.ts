@@ -1,7 +1,8 @@
 // Host-side all-reduce over shards: read every shard's partial sums (all readbacks in flight at once),
 // add them on the host, write the total back to every shard. WebGPU devices cannot see each other's
 // memory, so this is the only exchange available; its latency decides how tensor parallelism scales.
-import type { GpuDevice } from '../gpu/index.js';
+// Shards may live in this process or in workers (ShardHandle); the sum is the same.
+import type { ExchangeBufferName, ShardHandle } from './shard.js';
 
 export class AllReducer {
   /** Wall time inside sum(), including the wait for each shard's queued work to finish. */
@@ -12,12 +13,12 @@ export class AllReducer {
   bytesPerCall = 0;
   private sum32 = new Float32Array(0);
 
-  constructor(private readonly devices: readonly GpuDevice[]) {}
+  constructor(private readonly shards: readonly ShardHandle[]) {}
 
-  /** buffers[i] lives on devices[i]; afterwards each holds the elementwise sum of the first `count` floats. */
-  async sum(buffers: readonly GPUBuffer[], count: number): Promise<void> {
+  /** Afterwards every shard's buffer `name` holds the elementwise sum of its first `count` floats. */
+  async sum(name: ExchangeBufferName, count: number): Promise<void> {
     const t0 = performance.now();
-    const parts = await Promise.all(this.devices.map((gpu, i) => gpu.readF32(buffers[i]!, count)));
+    const parts = await Promise.all(this.shards.map((s) => s.read(name, count)));
     const t1 = performance.now();
     if (this.sum32.length < count) this.sum32 = new Float32Array(count);
     const total = this.sum32.subarray(0, count);
@@ -26,7 +27,7 @@ export class AllReducer {
       const part = parts[p]!;
       for (let i = 0; i < count; i++) total[i]! += part[i]!;
     }
-    this.devices.forEach((gpu, i) => gpu.write(buffers[i]!, total));
+    for (const s of this.shards) s.write(name, total);
     const t2 = performance.now();
     this.hostMs += t2 - t1;
     this.totalMs += t2 - t0;

@@ -1,7 +1,9 @@
 // One tensor-parallel shard: its device, kernels, weights, KV cache and activation buffers, and the
-// recording of the forward pass into compute passes. The runner drives shards; a shard never talks
-// to another shard.
+// recording of the forward pass into compute passes. The runner drives shards through ShardHandle
+// (this class in-process, RemoteShard in a worker process); a shard never talks to another shard.
 import { UniformArena, type GpuDevice } from '../gpu/index.js';
+import { GpuSampler } from '../kernels/sampling.js';
+import type { SampleResult, SamplingRow } from '../sampling/params.js';
 import { ActivationKernel } from '../kernels/activation.js';
 import { AttentionKernel } from '../kernels/attention.js';
 import { EmbeddingKernel } from '../kernels/embedding.js';
@@ -13,6 +15,48 @@ import { destroyWeight } from '../kernels/weight.js';
 import type { ModelConfig } from './config.js';
 import type { ShardLayout } from './sharding.js';
 import type { ShardWeights } from './shard-weights.js';
+
+/** The buffers the runner exchanges with a shard: all-reduce inputs/outputs and vocab-split logits. */
+export type ExchangeBufferName = 'residual' | 'proj' | 'logits';
+
+/** One step's flattened metadata, shared by every shard (plain typed arrays: it crosses processes). */
+export interface StepMetadata {
+  shape: StepShape;
+  tokenIds: Uint32Array;
+  positions: Uint32Array;
+  tokenSeq: Uint32Array;
+  slotMapping: Uint32Array;
+  blockTables: Uint32Array;
+  sampleRows: Uint32Array;
+  sampledRequestIds: string[];
+}
+
+/**
+ * What the runner needs from a shard wherever it lives. Encode calls only record work; submit()
+ * sends it to the GPU; read() is the only call that waits. A worker-process shard queues everything
+ * up to submit() into one message, so a step costs one message per all-reduce plus the reads.
+ */
+export interface ShardHandle {
+  readonly layout: ShardLayout;
+  begin(): void;
+  encodeEmbedding(s: StepShape): void;
+  encodeAttention(l: number, s: StepShape): void;
+  encodeMlp(l: number, s: StepShape): void;
+  encodeLogits(s: StepShape): void;
+  submit(): void;
+  uploadMetadata(meta: StepMetadata): void;
+  /** The first `count` floats of `name` once submitted work has finished. */
+  read(name: ExchangeBufferName, count: number): Promise<Float32Array>;
+  write(name: ExchangeBufferName, data: Float32Array): void;
+  /**
+   * Samples one token per row (shard 0 only). `fullLogits` are the gathered rows when tp > 1; with
+   * null the shard samples its own logits buffer (tp = 1, no readback).
+   */
+  sample(rows: readonly SamplingRow[], fullLogits: Float32Array | null): Promise<SampleResult[]>;
+  /** Throws the first GPU error (or worker failure) seen since the last check. */
+  throwIfFailed(): void;
+  destroy(): void;
+}
 
 export interface ShardBuffers {
   tokenIds: GPUBuffer;       // u32 [maxTokens] (ids remapped into this shard's vocab rows when tp > 1)
@@ -52,8 +96,10 @@ export interface StepShape {
   maxBlocksPerSeq: number;
 }
 
-export class Shard {
+export class Shard implements ShardHandle {
   private encoder: GPUCommandEncoder | null = null;
+  private sampler: GpuSampler | null = null;
+  private fullLogits: GPUBuffer | null = null;
   private pass: GPUComputePassEncoder | null = null;
   readonly uniforms: UniformArena;
   readonly kCaches: GPUBuffer[];
@@ -90,6 +136,12 @@ export class Shard {
     return { matmul, norm, act, embed, rotary, kv, attn };
   }
 
+  /** Makes this shard the one that samples (rank 0): a GPU sampler, plus a full-vocab logits buffer when tp > 1. */
+  async enableSampling(maxNumSeqs: number): Promise<void> {
+    this.sampler = await GpuSampler.create(this.gpu, this.config.vocabSize);
+    if (this.layout.tp > 1) this.fullLogits = this.gpu.createBuffer('full-logits', maxNumSeqs * this.config.vocabSize * 4, STORAGE);
+  }
+
   get kvCacheBytes(): number {
     return 2 * this.kCaches.reduce((n, b) => n + b.size, 0);
   }
@@ -108,6 +160,37 @@ export class Shard {
     this.gpu.device.queue.submit([this.encoder.finish()]);
     this.encoder = null;
     this.pass = null;
+  }
+
+  uploadMetadata(meta: StepMetadata): void {
+    const { buffers: b, gpu } = this;
+    gpu.write(b.tokenIds, this.layout.tp > 1 ? remapToShardVocab(meta.tokenIds, this.layout) : meta.tokenIds);
+    gpu.write(b.positions, meta.positions);
+    gpu.write(b.tokenSeq, meta.tokenSeq);
+    gpu.write(b.slotMapping, meta.slotMapping);
+    gpu.write(b.blockTables, meta.blockTables);
+    if (meta.sampleRows.length) gpu.write(b.sampleRows, meta.sampleRows);
+  }
+
+  read(name: ExchangeBufferName, count: number): Promise<Float32Array> {
+    return this.gpu.readF32(this.buffers[name], count);
+  }
+
+  write(name: ExchangeBufferName, data: Float32Array): void {
+    this.gpu.write(this.buffers[name], data);
+  }
+
+  sample(rows: readonly SamplingRow[], fullLogits: Float32Array | null): Promise<SampleResult[]> {
+    if (!this.sampler) throw new Error(`shard ${this.layout.rank} does not sample (only rank 0 does)`);
+    if (fullLogits) {
+      this.gpu.write(this.fullLogits!, fullLogits);
+      return this.sampler.sample(this.fullLogits!, rows);
+    }
+    return this.sampler.sample(this.buffers.logits, rows);
+  }
+
+  throwIfFailed(): void {
+    this.gpu.throwIfFailed();
   }
 
   private get p(): GPUComputePassEncoder {
@@ -180,6 +263,8 @@ export class Shard {
   }
 
   destroy(): void {
+    this.sampler?.destroy();
+    this.fullLogits?.destroy();
     for (const buf of [...this.kCaches, ...this.vCaches, ...Object.values(this.buffers)]) buf.destroy();
     const w = this.weights;
     destroyWeight(w.embed);
@@ -195,4 +280,69 @@ export class Shard {
     this.kernels.attn.destroy();
     this.uniforms.destroy();
   }
+}
+
+const STORAGE = 0x80 | 0x4 | 0x8; // GPUBufferUsage.STORAGE | COPY_SRC | COPY_DST (globals may not exist at import time)
+
+/** What building a shard needs beyond its device, layout and weights. */
+export interface ShardBuildOptions {
+  blockSize: number;
+  numBlocks: number;
+  maxTokensPerStep: number;
+  maxNumSeqs: number;
+  maxBlocksPerSeq: number;
+  invFreq: Float32Array;
+  attentionScaling: number;
+}
+
+/** Kernels, activation buffers and (rank 0) the sampler around uploaded weights: the same in-process and in a worker. */
+export async function createShard(gpu: GpuDevice, config: ModelConfig, layout: ShardLayout, weights: ShardWeights, o: ShardBuildOptions): Promise<Shard> {
+  const kernels = await Shard.createKernels(gpu);
+  const buffers = allocateBuffers(gpu, config, layout, o.maxTokensPerStep, o.maxNumSeqs, o.maxBlocksPerSeq, o.invFreq);
+  const shard = new Shard(gpu, layout, config, weights, kernels, buffers, o.blockSize, o.numBlocks, o.attentionScaling);
+  if (layout.rank === 0) await shard.enableSampling(o.maxNumSeqs);
+  return shard;
+}
+
+/** Ids outside this shard's vocab rows point at its zero row (index vocabEnd - vocabStart). */
+function remapToShardVocab(ids: Uint32Array, layout: ShardLayout): Uint32Array {
+  const out = new Uint32Array(ids.length);
+  const zeroRow = layout.vocabEnd - layout.vocabStart;
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i]!;
+    out[i] = id >= layout.vocabStart && id < layout.vocabEnd ? id - layout.vocabStart : zeroRow;
+  }
+  return out;
+}
+
+function allocateBuffers(
+  gpu: GpuDevice,
+  config: ModelConfig,
+  layout: ShardLayout,
+  maxTokens: number,
+  maxSeqs: number,
+  maxBlocksPerSeq: number,
+  invFreq: Float32Array,
+): ShardBuffers {
+  const f32 = (label: string, n: number) => gpu.createBuffer(label, n * 4, STORAGE);
+  const H = config.hiddenSize;
+  const hd = config.headDim;
+  return {
+    tokenIds: f32('token_ids', maxTokens),
+    positions: f32('positions', maxTokens),
+    tokenSeq: f32('token_seq', maxTokens),
+    slotMapping: f32('slot_mapping', maxTokens),
+    blockTables: f32('block_tables', maxSeqs * maxBlocksPerSeq),
+    sampleRows: f32('sample_rows', maxSeqs),
+    invFreq: gpu.upload('inv_freq', invFreq),
+    residual: f32('residual', maxTokens * H),
+    normed: f32('normed', maxTokens * H),
+    qkv: f32('qkv', maxTokens * (layout.numHeads + 2 * layout.numKvHeads) * hd),
+    attnOut: f32('attn_out', maxTokens * layout.numHeads * hd),
+    proj: f32('proj', maxTokens * H),
+    gateUp: f32('gate_up', maxTokens * 2 * layout.intermediate),
+    act: f32('act', maxTokens * layout.intermediate),
+    lastHidden: f32('last_hidden', maxSeqs * H),
+    logits: f32('logits', maxSeqs * (layout.vocabEnd - layout.vocabStart)),
+  };
 }

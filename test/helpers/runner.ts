@@ -1,6 +1,7 @@
 // Drives a ModelRunner directly with hand-made scheduler outputs, so GPU forward passes can be
 // compared with the plain-TS reference model token by token.
 import { openDevices, type GpuDevice } from '../../src/gpu/index.js';
+import { shardPlacementFor } from '../../src/gpu/adapters.js';
 import { loadModelConfig, type ModelConfig } from '../../src/model/config.js';
 import { ModelRunner } from '../../src/model/runner.js';
 import { DEFAULT_SAMPLING, type SamplingRow } from '../../src/sampling/params.js';
@@ -15,12 +16,23 @@ export interface TestRunner {
   destroy(): void;
 }
 
-export async function openTestRunner(modelDir: string, options: { dtype: 'f16' | 'f32'; tp?: number; blockSize?: number; maxModelLen?: number }): Promise<TestRunner> {
+export interface TestRunnerOptions {
+  dtype: 'f16' | 'f32';
+  tp?: number;
+  blockSize?: number;
+  maxModelLen?: number;
+  /** Every shard in its own worker process (devices stays empty). */
+  shardProcesses?: boolean;
+}
+
+export async function openTestRunner(modelDir: string, options: TestRunnerOptions): Promise<TestRunner> {
   const config = await loadModelConfig(modelDir);
-  const devices = await openDevices(Array.from({ length: options.tp ?? 1 }, () => 0), { allowRepeatedAdapters: true });
+  const indices = Array.from({ length: options.tp ?? 1 }, () => 0);
+  const placements = options.shardProcesses ? await shardPlacementFor(indices, true) : null;
+  const devices = placements ? [] : await openDevices(indices, { allowRepeatedAdapters: true });
   const blockSize = options.blockSize ?? 4;
   const maxModelLen = options.maxModelLen ?? 256;
-  const runner = await ModelRunner.load(modelDir, config, devices, {
+  const runnerOptions = {
     dtype: options.dtype,
     blockSize,
     maxNumSeqs: 4,
@@ -29,7 +41,10 @@ export async function openTestRunner(modelDir: string, options: { dtype: 'f16' |
     cacheMaxEntryCount: 0.5,
     kvCacheBlocks: Math.ceil(maxModelLen / blockSize) + 8,
     gpuMemoryBytes: 1024 ** 3,
-  });
+  };
+  const runner = placements
+    ? await ModelRunner.loadInWorkers(modelDir, config, placements, runnerOptions)
+    : await ModelRunner.load(modelDir, config, devices, runnerOptions);
   // Deliberately out of order: block tables must be honoured, not assumed contiguous.
   const numBlocks = Math.ceil(maxModelLen / blockSize);
   const blockIds = Array.from({ length: numBlocks }, (_, i) => (i * 7 + 3) % (numBlocks + 8));

@@ -1,0 +1,243 @@
+// The parent's side of a shard that runs in a worker process (shard-worker.ts). Why processes: Dawn
+// finds adapters by name, so identical GPUs cannot be told apart inside one process, but Mesa's
+// device-select layer can pin a whole process to one of them (see src/gpu/adapters.ts).
+// Encode calls are queued and sent as one message at submit(); read() and sample() are requests
+// answered in order. A worker's death or GPU error fails every pending and later call with a
+// message naming the shard, and is reported once to onFailure listeners (the engine's failAll).
+import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { ShardPlacement } from '../gpu/adapters.js';
+import type { SampleResult, SamplingRow } from '../sampling/params.js';
+import type { ModelConfig } from './config.js';
+import type { MemoryPlan } from './memory.js';
+import type { RunnerOptions } from './runner.js';
+import { shardLayout, type ShardLayout } from './sharding.js';
+import type { ExchangeBufferName, ShardHandle, StepMetadata, StepShape } from './shard.js';
+
+/** What a worker needs to open its device and load its slices of the model. */
+export interface WorkerInit {
+  modelDir: string;
+  tp: number;
+  rank: number;
+  adapterIndex: number;
+  label: string;
+  options: RunnerOptions;
+}
+
+/** One operation, in the order the worker must run it. Ops with an id are answered. */
+export type ShardOp =
+  | { op: 'open'; id: number; init: WorkerInit }
+  | { op: 'load'; id: number; plan: MemoryPlan }
+  | { op: 'begin' }
+  | { op: 'embedding'; shape: StepShape }
+  | { op: 'attention'; layer: number; shape: StepShape }
+  | { op: 'mlp'; layer: number; shape: StepShape }
+  | { op: 'logits'; shape: StepShape }
+  | { op: 'submit' }
+  | { op: 'meta'; meta: StepMetadata }
+  | { op: 'write'; name: ExchangeBufferName; data: Float32Array }
+  | { op: 'read'; id: number; name: ExchangeBufferName; count: number }
+  | { op: 'sample'; id: number; rows: SamplingRow[]; fullLogits: Float32Array | null };
+
+export type HostMessage = { type: 'ops'; ops: ShardOp[] };
+
+export type WorkerMessage =
+  | { type: 'result'; id: number; value: unknown }
+  /** id null: the worker failed outside a request (a queued op threw, or its device was lost). */
+  | { type: 'error'; id: number | null; message: string };
+
+type Request = ShardOp & { id: number };
+type RequestBody<T> = T extends { id: number } ? Omit<T, 'id'> : never;
+
+interface Pending {
+  resolve(value: unknown): void;
+  reject(err: Error): void;
+}
+
+export class ShardWorkerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ShardWorkerError';
+  }
+}
+
+export class RemoteShard implements ShardHandle {
+  /** The memory plan this worker computed on open (shard 0's is the runner's). */
+  plan: MemoryPlan | null = null;
+  private ops: ShardOp[] = [];
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private failure: Error | null = null;
+  private closing = false;
+  private flushQueued = false;
+  private readonly listeners = new Set<(err: Error) => void>();
+
+  constructor(
+    private readonly child: ChildProcess,
+    readonly placement: ShardPlacement,
+    readonly layout: ShardLayout,
+  ) {
+    child.on('message', (msg: WorkerMessage) => this.onMessage(msg));
+    child.on('exit', (code, signal) => {
+      this.fail(new ShardWorkerError(`${placement.label}: worker process ${child.pid} exited (${signal ?? `code ${code}`}); restart the server`));
+    });
+    child.on('error', (err) => this.fail(new ShardWorkerError(`${placement.label}: worker process error: ${err.message}`)));
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  onFailure(listener: (err: Error) => void): void {
+    this.listeners.add(listener);
+  }
+
+  begin(): void {
+    this.ops.push({ op: 'begin' });
+  }
+  encodeEmbedding(shape: StepShape): void {
+    this.ops.push({ op: 'embedding', shape });
+  }
+  encodeAttention(layer: number, shape: StepShape): void {
+    this.ops.push({ op: 'attention', layer, shape });
+  }
+  encodeMlp(layer: number, shape: StepShape): void {
+    this.ops.push({ op: 'mlp', layer, shape });
+  }
+  encodeLogits(shape: StepShape): void {
+    this.ops.push({ op: 'logits', shape });
+  }
+  submit(): void {
+    this.ops.push({ op: 'submit' });
+    // Sent at the end of this tick, so the read the all-reduce issues next rides in the same message.
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(() => this.flush());
+    }
+  }
+  uploadMetadata(meta: StepMetadata): void {
+    this.ops.push({ op: 'meta', meta });
+  }
+  write(name: ExchangeBufferName, data: Float32Array): void {
+    // A copy: the all-reducer reuses its sum buffer, and this op is only sent at the next flush.
+    this.ops.push({ op: 'write', name, data: data.slice() });
+  }
+  read(name: ExchangeBufferName, count: number): Promise<Float32Array> {
+    return this.request({ op: 'read', name, count }) as Promise<Float32Array>;
+  }
+  sample(rows: readonly SamplingRow[], fullLogits: Float32Array | null): Promise<SampleResult[]> {
+    return this.request({ op: 'sample', rows: [...rows], fullLogits }) as Promise<SampleResult[]>;
+  }
+  throwIfFailed(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  /** Sends an answered op (after everything queued before it) and waits for its answer. */
+  request(body: RequestBody<ShardOp>): Promise<unknown> {
+    if (this.failure) return Promise.reject(this.failure);
+    const id = this.nextId++;
+    const promise = new Promise<unknown>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    this.ops.push({ ...body, id } as Request);
+    this.flush();
+    return promise;
+  }
+
+  private flush(): void {
+    this.flushQueued = false;
+    if (this.ops.length === 0 || this.failure) return;
+    const msg: HostMessage = { type: 'ops', ops: this.ops };
+    this.ops = [];
+    try {
+      this.child.send(msg);
+    } catch (err) {
+      this.fail(new ShardWorkerError(`${this.placement.label}: cannot reach the worker process: ${(err as Error).message}`));
+    }
+  }
+
+  private onMessage(msg: WorkerMessage): void {
+    if (msg.type === 'result') {
+      const p = this.pending.get(msg.id);
+      this.pending.delete(msg.id);
+      p?.resolve(msg.value);
+      return;
+    }
+    const err = new ShardWorkerError(`${this.placement.label}: ${msg.message}`);
+    if (msg.id === null) return this.fail(err);
+    const p = this.pending.get(msg.id);
+    this.pending.delete(msg.id);
+    p?.reject(err);
+  }
+
+  private fail(err: Error): void {
+    if (this.closing || this.failure) return;
+    this.failure = err;
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+    for (const listener of this.listeners) listener(err);
+  }
+
+  /** Asks the worker to release its GPU and exit (it does so when the channel closes). */
+  destroy(): void {
+    if (this.closing) return;
+    this.closing = true;
+    const stopped = new ShardWorkerError(`${this.placement.label}: shard destroyed`);
+    for (const p of this.pending.values()) p.reject(stopped);
+    this.pending.clear();
+    if (this.child.connected) this.child.disconnect();
+    // A worker stuck inside the driver must not keep the server alive.
+    setTimeout(() => this.child.kill('SIGKILL'), 5000).unref();
+  }
+}
+
+/** The worker entry next to this module: .ts under tsx (tests), .js in dist/. */
+function workerEntry(): { path: string; execArgv: string[] } {
+  const here = fileURLToPath(import.meta.url);
+  const ts = here.endsWith('.ts');
+  const path = here.replace(/shard-host\.(ts|js)$/, ts ? 'shard-worker.ts' : 'shard-worker.js');
+  if (!existsSync(path)) throw new Error(`shard worker entry ${path} is missing; rebuild with \`npm run build\``);
+  const execArgv = process.execArgv.filter((a) => !a.startsWith('--inspect'));
+  if (ts && !execArgv.some((a) => a.includes('tsx'))) {
+    execArgv.push('--import', pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href);
+  }
+  return { path, execArgv };
+}
+
+function spawnWorker(placement: ShardPlacement): ChildProcess {
+  const { path, execArgv } = workerEntry();
+  const env: NodeJS.ProcessEnv = { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' };
+  for (const [k, v] of Object.entries(placement.env)) {
+    if (v === undefined) delete env[k];
+    else env[k] = v;
+  }
+  // stdout goes to our stderr: a worker must never write into `generate`'s output.
+  return fork(path, [], { env, execArgv, serialization: 'advanced', stdio: ['ignore', 2, 2, 'ipc'] });
+}
+
+/**
+ * Starts one worker per placement and loads the model into them.
+ * 1. Fork every worker with its pinning environment and open its device; each plans memory.
+ * 2. Send shard 0's plan to all of them; each loads only its own slices of the weights.
+ * On any failure every worker is stopped and the error names the shard.
+ */
+export async function openRemoteShards(modelDir: string, config: ModelConfig, placements: ShardPlacement[], options: RunnerOptions): Promise<RemoteShard[]> {
+  const tp = placements.length;
+  const shards = placements.map((p) => new RemoteShard(spawnWorker(p), p, shardLayout(config, tp, p.rank)));
+  try {
+    const plans = await Promise.all(
+      shards.map((s) => {
+        const p = s.placement;
+        const init: WorkerInit = { modelDir, tp, rank: p.rank, adapterIndex: p.adapterIndex, label: p.label, options: { ...options, progress: options.progress && p.rank === 0 } };
+        return s.request({ op: 'open', init }) as Promise<MemoryPlan>;
+      }),
+    );
+    shards.forEach((s, i) => (s.plan = plans[i]!));
+    await Promise.all(shards.map((s) => s.request({ op: 'load', plan: plans[0]! })));
+    shards.forEach((s) => (s.plan = plans[0]!));
+    return shards;
+  } catch (err) {
+    for (const s of shards) s.destroy();
+    throw err;
+  }
+}

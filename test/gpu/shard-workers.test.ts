@@ -1,0 +1,108 @@
+// Tensor-parallel shards in worker processes (src/model/shard-host.ts + shard-worker.ts) on the one
+// software adapter: the same logits and tokens as in-process tp 1, the real CLI with
+// --shard-processes, a killed worker surfacing as an error and an unhealthy engine, and the parsing
+// of Mesa's device list into the environment that pins each worker to its GPU.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { planShardPlacement, parseDeviceSelectList, hasIdenticalGpus } from '../../src/gpu/adapters.js';
+import type { RemoteShard } from '../../src/model/shard-host.js';
+import { argmax, openTestRunner, relativeMaxError } from '../helpers/runner.js';
+import { collect, openEngine, PUBLISHED_GREEDY_TEXT, request, STORIES } from '../helpers/engine.js';
+import { runCli } from '../helpers/cli.js';
+
+async function greedyLogits(tp: number, shardProcesses: boolean, prompt: number[], steps: number) {
+  const r = await openTestRunner(STORIES, { dtype: 'f32', tp, blockSize: 8, shardProcesses });
+  try {
+    const logits: Float32Array[] = [await r.forward(prompt, 0)];
+    const tokens: number[] = [];
+    for (let i = 0; i < steps; i++) {
+      const next = argmax(logits[logits.length - 1]!);
+      tokens.push(next);
+      logits.push(await r.forward([next], prompt.length + i));
+    }
+    return { tokens, logits, numWorkers: r.runner.remoteShards.length };
+  } finally {
+    r.destroy();
+  }
+}
+
+test('stories260K: tp 2 and 4 in worker processes give the in-process tp 1 logits and greedy tokens', async () => {
+  const prompt = [1, 403, 407, 261, 378];
+  const base = await greedyLogits(1, false, prompt, 10);
+  for (const tp of [2, 4]) {
+    const got = await greedyLogits(tp, true, prompt, 10);
+    assert.is(got.numWorkers, tp, 'every shard runs in a worker');
+    assert.equal(got.tokens, base.tokens, `tp ${tp} tokens`);
+    got.logits.forEach((l, i) => assert.ok(relativeMaxError(l, base.logits[i]!) < 1e-4, `tp ${tp} step ${i}: ${relativeMaxError(l, base.logits[i]!)}`));
+  }
+});
+
+test('generate --devices 0,0 --shard-processes prints the published greedy text', async () => {
+  const r = await runCli(['generate', STORIES, '--prompt', '', '--max-tokens', '64', '--dtype', 'f32', '--kv-cache-blocks', '16', '--devices', '0,0', '--shard-processes']);
+  assert.is(r.code, 0, r.stderr);
+  assert.ok(r.stdout.startsWith(PUBLISHED_GREEDY_TEXT), r.stdout);
+  assert.match(r.stderr, /tp=2 \(worker processes\)/);
+});
+
+test('a worker killed mid-run fails the request with a message naming the shard, and the engine turns unhealthy', async () => {
+  const engine = await openEngine({ devices: [0, 0], allowRepeatedDevices: true, shardProcesses: true });
+  try {
+    const victim = engine.runner.remoteShards[1] as RemoteShard;
+    let numDeltas = 0;
+    const run = (async () => {
+      for await (const _ of engine.generate(request([1], { maxTokens: 1000, ignoreEos: true }))) {
+        if (++numDeltas === 3) process.kill(victim.pid!, 'SIGKILL');
+      }
+    })();
+    const err = await run.then(() => null, (e: Error) => e);
+    assert.ok(err, `the stream ended normally after ${numDeltas} deltas`);
+    assert.match(err!.message, /shard 1/);
+    assert.ok(numDeltas >= 3 && numDeltas < 1000);
+    const health = engine.health();
+    assert.is(health.ready, false);
+    assert.match(health.reason ?? '', /shard 1/);
+    assert.throws(() => engine.generate(request([1])), /shard 1/);
+  } finally {
+    engine.runner.destroy();
+  }
+});
+
+// Two identical GPUs with PCI addresses and a CPU device, as Mesa 25's device-select layer prints
+// them (format "  GPU %d: %x:%x \"%s\" %s[ %04x:%02x:%02x.%x]", to stderr, then exit(0)).
+const TWO_H100 = `selectable devices:
+  GPU 0: 10de:2330 "NVIDIA H100 80GB HBM3" discrete GPU 0000:18:00.0
+  GPU 1: 10de:2330 "NVIDIA H100 80GB HBM3" discrete GPU 0000:2a:00.0
+  GPU 2: 10005:0 "llvmpipe (LLVM 15.0.6, 256 bits)" CPU
+`;
+
+test('MESA_VK_DEVICE_SELECT=list output maps device indices to the environment each worker gets', () => {
+  const gpus = parseDeviceSelectList(`Warning: something before\n${TWO_H100}`)!;
+  assert.is(gpus.length, 3);
+  assert.equal(gpus[1], { index: 1, vendorId: 0x10de, deviceId: 0x2330, name: 'NVIDIA H100 80GB HBM3', type: 'discrete GPU', pciBus: '0000:2a:00.0' });
+  assert.equal(gpus[2]!.pciBus, null);
+  assert.ok(hasIdenticalGpus(gpus));
+
+  const placements = planShardPlacement([1, 0], gpus, false)!;
+  assert.ok(placements, 'identical GPUs need worker processes even without --shard-processes');
+  assert.equal(placements.map((p) => [p.rank, p.deviceIndex, p.adapterIndex]), [[0, 1, 0], [1, 0, 0]]);
+  assert.equal(placements[0]!.env, { MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE: '1', NODEVICE_SELECT: undefined, MESA_VK_DEVICE_SELECT: undefined, DRI_PRIME: 'pci-0000_2a_00_0' });
+  assert.is(placements[1]!.env.DRI_PRIME, 'pci-0000_18_00_0');
+  assert.match(placements[0]!.label, /shard 0 \(GPU 1 NVIDIA H100 80GB HBM3 0000:2a:00.0\)/);
+  // A unique device without a bus is pinned by vendor:device id.
+  const cpu = planShardPlacement([2], gpus, false)![0]!;
+  assert.equal(cpu.env, { MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE: '1', NODEVICE_SELECT: undefined, DRI_PRIME: undefined, MESA_VK_DEVICE_SELECT: '10005:0' });
+  assert.throws(() => planShardPlacement([3], gpus, false), /device index 3 does not exist: this machine has 3 GPU/);
+});
+
+test('without identical GPUs shards stay in-process unless forced; twins without a bus cannot be pinned', () => {
+  const one = parseDeviceSelectList('selectable devices:\n  GPU 0: 10005:0 "llvmpipe (LLVM 15.0.6, 256 bits)" CPU\n')!;
+  assert.is(planShardPlacement([0, 0], one, false), null);
+  assert.is(planShardPlacement([0, 0], null, false), null);
+  const forced = planShardPlacement([0, 0], one, true)!;
+  assert.equal(forced.map((p) => [p.adapterIndex, p.env]), [[0, {}], [0, {}]]);
+  assert.is(parseDeviceSelectList('no layer here\n'), null);
+  const noBus = parseDeviceSelectList('selectable devices:\n  GPU 0: 1002:73bf "AMD RX 6800" discrete GPU\n  GPU 1: 1002:73bf "AMD RX 6800" discrete GPU\n')!;
+  assert.throws(() => planShardPlacement([0, 1], noBus, false), /GPUs 0 and 1 are both "AMD RX 6800" \(1002:73bf\) and the driver reports no PCI bus/);
+});
+
+test.run();
