@@ -2,6 +2,14 @@
 // This module (with the other cli/ files) is the only code that reads argv and env.
 import type { Argv } from 'yargs';
 import { DEFAULT_ENGINE_OPTIONS, type EngineOptions } from '../engine/engine.js';
+import type { LogLevel } from '../engine/log.js';
+
+const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+
+function defaultLogLevel(): LogLevel {
+  const fromEnv = process.env.LOG_LEVEL;
+  return (LOG_LEVELS as readonly string[]).includes(fromEnv ?? '') ? (fromEnv as LogLevel) : 'info';
+}
 
 export function withEngineOptions<T>(y: Argv<T>) {
   return y
@@ -21,7 +29,7 @@ export function withEngineOptions<T>(y: Argv<T>) {
     .option('max-waiting', { type: 'number', default: DEFAULT_ENGINE_OPTIONS.maxWaiting, describe: 'waiting-queue limit; more requests get 429' })
     .option('enable-prefix-caching', { type: 'boolean', default: true, describe: 'share KV blocks of identical prompt prefixes' })
     .option('chat-template', { type: 'string', describe: 'file with a Jinja chat template overriding tokenizer_config.json\'s' })
-    .option('log-level', { choices: ['debug', 'info', 'warn', 'error'] as const, default: 'info' as const });
+    .option('log-level', { choices: LOG_LEVELS, default: defaultLogLevel(), describe: 'stderr log level (default: $LOG_LEVEL, else info)' });
 }
 
 export interface EngineArgs {
