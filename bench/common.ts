@@ -116,6 +116,17 @@ export class StreamRead {
   }
 }
 
+/** Finite, varied values in [-0.5, 0.5): a cheap LCG, because benches fill hundreds of MiB. */
+export function randomHost(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = s / 4294967296 - 0.5;
+  }
+  return out;
+}
+
 export type Row = Record<string, string | number>;
 
 /** Prints rows as an aligned text table with a title. */

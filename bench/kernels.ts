@@ -1,11 +1,13 @@
 // Kernel micro-benchmarks: each kernel and shape next to a same-run streaming read of the same bytes
 // (shaders/stream_read.wgsl) and the host's memcpy bandwidth.
 // Usage: npm run bench:kernels [-- --json] [--samples N] [--only <substring>] [--tuning '<MatmulTuning JSON>']
+//   (NATIVE_F16=0 forces packed-u32 f16 weights on every path).
 import { pathToFileURL } from 'node:url';
 import { openDefaultDevice, describeOpened, type GpuDevice } from '../src/gpu/index.js';
 import { MatmulKernels, type MatmulTuning } from '../src/kernels/matmul.js';
 import { destroyWeight, uploadWeight, type WeightDtype } from '../src/kernels/weight.js';
-import { memcpyGBps, printTable, StreamRead, timePasses, wantsJson, type RecordFn, type Row } from './common.js';
+import { attentionDecodeCases } from './attention-cases.js';
+import { median, memcpyGBps, printTable, randomHost, StreamRead, timePasses, wantsJson, type RecordFn, type Row } from './common.js';
 
 /** What a case hands the runner once its buffers exist. */
 export interface PreparedCase {
@@ -32,26 +34,13 @@ export interface SharedKernels {
 }
 
 // ---- HOOK: other kernel families add their cases here ---------------------------------------
-// The lead adds attention decode at 1k / 4k / 16k context by listing cases below, e.g.
-//   ...attentionDecodeCases([1024, 4096, 16384]),   // from bench/attention-cases.ts
-// where that file builds KernelCase objects (group "attention") using `import type { KernelCase }
-// from './kernels.js'` (type-only, so there is no import cycle). Each case's setup() may create
-// its own kernels; `streamed` names the bytes the streaming-read baseline should read (the KV cache).
-export const extraKernelCases: KernelCase[] = [];
+// Each file builds KernelCase objects with `import type { KernelCase } from './kernels.js'`
+// (type-only, so there is no import cycle). A case's setup() may create its own kernels;
+// `streamed` names the bytes the streaming-read baseline should read (for attention: the KV cache).
+export const extraKernelCases: KernelCase[] = [...attentionDecodeCases([1024, 4096, 16384])];
 // ---------------------------------------------------------------------------------------------
 
 const STORAGE_RW = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-
-function randomHost(n: number, seed: number): Float32Array {
-  // Cheap LCG: the values only have to be finite and varied, and 16M of them must be quick.
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 4294967296 - 0.5;
-  }
-  return out;
-}
 
 function matmulCase(group: string, name: string, numRows: number, outFeatures: number, inFeatures: number, dtype: WeightDtype, samples?: number): KernelCase {
   return {
@@ -59,7 +48,7 @@ function matmulCase(group: string, name: string, numRows: number, outFeatures: n
     name,
     samples,
     async setup(gpu, shared) {
-      const w = uploadWeight(gpu, name, randomHost(outFeatures * inFeatures, 1), outFeatures, inFeatures, dtype);
+      const w = uploadWeight(gpu, name, randomHost(outFeatures * inFeatures, 1), outFeatures, inFeatures, dtype, undefined, shared.matmul.weightLayout);
       const x = gpu.upload('x', randomHost(numRows * inFeatures, 2));
       const y = gpu.createBuffer('y', numRows * outFeatures * 4, STORAGE_RW());
       return {
@@ -95,7 +84,14 @@ interface Result {
   minMs: number;
   gbps: number;
   gflops: number;
+  /** GFLOP/s of the fastest sample: the two cases of a GEMM / GEMV ratio are not run interleaved. */
+  bestGflops: number;
   streamGbps: number;
+  /**
+   * Kernel GB/s over streaming-read GB/s, the median over sample pairs run back to back: on a
+   * shared machine each sample's speed swings up to 2x, and a pair sees the same load.
+   */
+  vsStream: number;
   timing: string;
 }
 
@@ -110,7 +106,8 @@ async function main(): Promise<void> {
   const only = argValue('--only');
   const tuning = argValue('--tuning');
   const gpu = await openDefaultDevice();
-  const matmul = await MatmulKernels.create(gpu, tuning ? { tuning: JSON.parse(tuning) as Partial<MatmulTuning> } : {});
+  // NATIVE_F16=0 forces the packed f16 view everywhere (as on a device without shader-f16).
+  const matmul = await MatmulKernels.create(gpu, { nativeF16: process.env.NATIVE_F16 !== '0', ...(tuning ? { tuning: JSON.parse(tuning) as Partial<MatmulTuning> } : {}) });
   const memcpy = memcpyGBps();
   const cases = [...matmulCases, ...extraKernelCases].filter((c) => !only || c.name.includes(only));
   const stream = await StreamRead.create(gpu, gpu.limits.maxStorageBufferBindingSize);
@@ -128,7 +125,9 @@ async function main(): Promise<void> {
       minMs: Math.min(...t!.samples),
       gbps: prepared.bytes / t!.ms / 1e6,
       gflops: prepared.flops / t!.ms / 1e6,
+      bestGflops: prepared.flops / Math.min(...t!.samples) / 1e6,
       streamGbps: streamedBytes / s!.ms / 1e6,
+      vsStream: median(t!.samples.map((ms, i) => prepared.bytes / ms / (streamedBytes / s!.samples[i]!))),
       timing: t!.method,
     });
     prepared.destroy();
@@ -140,25 +139,27 @@ async function main(): Promise<void> {
   gpu.destroy();
 }
 
-/** Decode GEMV GFLOP/s of the same dtype, for the GEMM / GEMV ratio. */
-function gemvGflops(results: Result[], name: string): number | undefined {
-  const dtype = name.split(' ').pop();
-  return results.find((r) => r.name.startsWith('decode gemv') && r.name.endsWith(` ${dtype}`))?.gflops;
+/** Prefill GEMM over decode GEMV GFLOP/s of the same dtype, each from its fastest sample (least disturbed by other load). */
+function gemmOverGemv(results: Result[], r: Result): number | undefined {
+  if (!r.name.startsWith('prefill')) return undefined;
+  const dtype = r.name.split(' ').pop();
+  const gemv = results.find((g) => g.name.startsWith('decode gemv') && g.name.endsWith(` ${dtype}`));
+  return gemv ? r.bestGflops / gemv.bestGflops : undefined;
 }
 
 function report(results: Result[], memcpy: number, gpu: GpuDevice, matmul: MatmulKernels, json: boolean): void {
   const device = describeOpened(gpu).description;
   if (json) {
-    const rows = results.map((r) => ({ ...r, vsStream: r.gbps / r.streamGbps, vsMemcpy: r.gbps / memcpy, vsGemv: r.name.startsWith('prefill') ? r.gflops / (gemvGflops(results, r.name) ?? NaN) : undefined }));
-    console.log(JSON.stringify({ device, memcpyGBps: memcpy, tuning: matmul.tuning, f16Storage: matmul.storage.f16, results: rows }, null, 2));
+    const rows = results.map((r) => ({ ...r, vsMemcpy: r.gbps / memcpy, vsGemv: gemmOverGemv(results, r) }));
+    console.log(JSON.stringify({ device, memcpyGBps: memcpy, tuning: matmul.tuning, f16Storage: matmul.f16Storage, weightLayout: matmul.weightLayout, results: rows }, null, 2));
     return;
   }
-  console.log(`device: ${device}; f16 weights: ${matmul.storage.f16}; host memcpy ${memcpy.toFixed(1)} GB/s`);
+  console.log(`device: ${device}; weight layout ${matmul.weightLayout}; f16 weights: ${Object.entries(matmul.f16Storage).map(([path, view]) => `${path} ${view}`).join(', ')}; host memcpy ${memcpy.toFixed(1)} GB/s`);
   for (const group of [...new Set(results.map((r) => r.group))]) {
     const rows: Row[] = results
       .filter((r) => r.group === group)
       .map((r) => {
-        const gemv = r.name.startsWith('prefill') ? gemvGflops(results, r.name) : undefined;
+        const vsGemv = gemmOverGemv(results, r);
         return {
           case: r.name,
           ms: r.ms,
@@ -166,9 +167,9 @@ function report(results: Result[], memcpy: number, gpu: GpuDevice, matmul: Matmu
           'GB/s': r.gbps,
           'GFLOP/s': r.gflops,
           'stream GB/s': r.streamGbps,
-          'vs stream': `${((100 * r.gbps) / r.streamGbps).toFixed(0)}%`,
+          'vs stream': `${(100 * r.vsStream).toFixed(0)}%`,
           'vs memcpy': `${((100 * r.gbps) / memcpy).toFixed(0)}%`,
-          'x gemv GFLOP/s': gemv ? `${(r.gflops / gemv).toFixed(1)}x` : '',
+          'x gemv GFLOP/s (best)': vsGemv ? `${vsGemv.toFixed(1)}x` : '',
           timing: r.timing,
         };
       });

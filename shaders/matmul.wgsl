@@ -8,7 +8,8 @@
 // Bindings (group 0), the same for every entry point:
 //   0 x:      array<f32>        activations [num_rows, cols], row-major, unpadded (read)
 //   1 x4:     array<vec4<f32>>  the same buffer seen as vec4s; only read when X_VEC4 (cols % 4 == 0)
-//   2 w:      weight row chunk, rows padded with zeros to row_stride8 * 8 elements (read):
+//   2 w:      weight row chunk, rows padded with zeros to row_stride8 * 8 elements (read), in the
+//             'rows' or 'interleaved8' layout of src/kernels/weight.ts (params.w_interleaved; w_block()):
 //             f32: array<vec4<f32>>; f16: array<vec4<f16>>; f16 packed: array<vec4<u32>> (2 halves per u32)
 //   3 bias:   array<f32> [total out rows] (read; ignored unless has_bias)
 //   4 y:      array<f32> [num_rows, y_stride], this dispatch writes columns [out_offset, out_offset + out_rows)
@@ -21,20 +22,23 @@
 //   gemv:      one x row without subgroups. A workgroup of WG lanes owns RPW weight rows; lanes stride over k
 //              in blocks of 8, each x block is loaded once for the RPW rows, and partial sums are
 //              reduced through workgroup memory. Grid: ceil(out_rows / RPW) workgroups (2-D when large).
-//   gemm_sg:   2+ rows, needs subgroups of >= 8 lanes (TM = 1 or 2 covers 2..16 rows in one tile
-//              height, so each weight is read once: the skinny/batched-decode case). One 8-lane workgroup computes a
-//              (8*TM) x (8*TN) tile: each lane loads TM x rows and TN weight rows (8 k at a time)
-//              and the x values are shared across lanes with subgroupBroadcast, so each loaded
-//              value feeds 8*TN (x) or 8*TM (w) multiply-adds. Grid: (ceil(out_rows/(8TN)), ceil(num_rows/(8TM))).
+//   gemm_sg:   2+ rows, needs subgroups of >= 8 lanes (tile heights 2, 4, 8, 16 cover 2..16 rows in
+//              one tile row, so each weight is read once: the skinny/batched-decode case). One 8-lane
+//              workgroup computes a (8*(TM-1) + MR) x (8*TN) tile: each lane loads TM x rows (lanes
+//              >= MR of the last group none) and TN weight rows (8 k at a time), and the x values are
+//              shared across lanes with subgroupBroadcast, so each loaded value feeds 8*TN (x) or
+//              8*TM (w) multiply-adds. Grid: (ceil(out_rows/(8TN)), ceil(num_rows/(8(TM-1)+MR))).
 //   gemm_tile: 2+ rows without subgroups: each of 64 invocations computes a 4x4 block of a 32x32 tile.
-// Tested against plain-TS references (f32, f16-rounded weights, odd shapes, chunked weights,
-// packed-f16 fallback, bias) in test/gpu/matmul.test.ts.
+// Each entry point may take its own view of f16 weights (native vec4<f16> or packed vec4<u32>): the
+// bytes are the same, see MatmulTuning.packedF16* in src/kernels/matmul.ts.
+// Tested against plain-TS references (f32, f16-rounded weights, odd shapes, both weight layouts,
+// chunked weights, packed and native f16 views, bias) in test/gpu/matmul.test.ts.
 
 //#section weights_f32
 @group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
 struct W8 { lo: vec4<f32>, hi: vec4<f32> }
 fn load_w8(row: u32, k8: u32) -> W8 {
-  let i = 2u * (row * params.row_stride8 + k8);
+  let i = 2u * w_block(row, k8);
   return W8(w[i], w[i + 1u]);
 }
 
@@ -43,7 +47,7 @@ fn load_w8(row: u32, k8: u32) -> W8 {
 @group(0) @binding(2) var<storage, read> w: array<vec4<f16>>;
 struct W8 { lo: vec4<f32>, hi: vec4<f32> }
 fn load_w8(row: u32, k8: u32) -> W8 {
-  let i = 2u * (row * params.row_stride8 + k8);
+  let i = 2u * w_block(row, k8);
   return W8(vec4<f32>(w[i]), vec4<f32>(w[i + 1u]));
 }
 
@@ -51,7 +55,7 @@ fn load_w8(row: u32, k8: u32) -> W8 {
 @group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
 struct W8 { lo: vec4<f32>, hi: vec4<f32> }
 fn load_w8(row: u32, k8: u32) -> W8 {
-  let q = w[row * params.row_stride8 + k8];
+  let q = w[w_block(row, k8)];
   return W8(vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)), vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w)));
 }
 
@@ -64,7 +68,7 @@ struct Params {
   out_offset: u32,   // first y column this chunk writes (= chunk's first weight row)
   y_stride: u32,     // y row length (= total out rows)
   has_bias: u32,
-  _pad: u32,
+  w_interleaved: u32, // weight layout (src/kernels/weight.ts): 0 rows, 1 interleaved8
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -77,6 +81,13 @@ struct Params {
 override X_VEC4: bool = true;
 
 struct X8 { lo: vec4<f32>, hi: vec4<f32> }
+
+/** Index of the 8-element block k8 of weight row `row`, counted in 8-element blocks. */
+fn w_block(row: u32, k8: u32) -> u32 {
+  // interleaved8: the blocks of rows 8g..8g+7 sit side by side, so 8 lanes on 8 rows read 8 adjacent blocks.
+  if (params.w_interleaved != 0u) { return ((row >> 3u) * params.row_stride8 + k8) * 8u + (row & 7u); }
+  return row * params.row_stride8 + k8;
+}
 
 /** x[row, 8*k8 .. 8*k8+7], zero past the end of the row (weights there are zero padding, but x must not be NaN). */
 fn load_x8(row: u32, k8: u32) -> X8 {
@@ -163,6 +174,9 @@ fn gemm_tile(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
 // ---- gemm_sg: register-tiled GEMM sharing x across an 8-lane subgroup ----------------------
 override TM: u32 = 1;   // x rows per lane: tile height 8 * TM
 override TN: u32 = 2;   // weight rows per lane: tile width 8 * TN
+// x rows of the last 8-row group in use (1..8; < 8 only with TM = 1): tile height 8 * (TM - 1) + MR.
+// Lanes >= MR load no x (lavapipe skips a masked lane's load loop) and their rows cost no FMAs.
+override MR: u32 = 8;
 
 const MAX_SG_ACC = 128u; // 8 * TM * TN must not exceed this
 var<private> sg_acc: array<f32, MAX_SG_ACC>;
@@ -176,26 +190,27 @@ fn sg_accumulate(xv: X8, src: u32, i: u32) {
 @compute @workgroup_size(8)
 fn gemm_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
   let n0 = wid.x * 8u * TN;
-  let m0 = wid.y * 8u * TM;
+  let m0 = wid.y * (8u * (TM - 1u) + MR);
   let last_row = params.out_rows - 1u;
   let last_m = params.num_rows - 1u;
   for (var k8 = 0u; k8 < params.row_stride8; k8++) {
     for (var j = 0u; j < TN; j++) { sg_w[j] = load_w8(min(n0 + 8u * j + lane, last_row), k8); }
     for (var i = 0u; i < TM; i++) {
-      let xv = load_x8(min(m0 + 8u * i + lane, last_m), k8);
-      // subgroupBroadcast needs a constant lane, hence the unrolled list.
+      var xv = X8(vec4<f32>(0.0), vec4<f32>(0.0));
+      if (lane < MR) { xv = load_x8(min(m0 + 8u * i + lane, last_m), k8); }
+      // subgroupBroadcast needs a constant lane, hence the unrolled list; MR is constant per pipeline.
       sg_accumulate(X8(subgroupBroadcast(xv.lo, 0u), subgroupBroadcast(xv.hi, 0u)), 0u, i);
-      sg_accumulate(X8(subgroupBroadcast(xv.lo, 1u), subgroupBroadcast(xv.hi, 1u)), 1u, i);
-      sg_accumulate(X8(subgroupBroadcast(xv.lo, 2u), subgroupBroadcast(xv.hi, 2u)), 2u, i);
-      sg_accumulate(X8(subgroupBroadcast(xv.lo, 3u), subgroupBroadcast(xv.hi, 3u)), 3u, i);
-      sg_accumulate(X8(subgroupBroadcast(xv.lo, 4u), subgroupBroadcast(xv.hi, 4u)), 4u, i);
-      sg_accumulate(X8(subgroupBroadcast(xv.lo, 5u), subgroupBroadcast(xv.hi, 5u)), 5u, i);
-      sg_accumulate(X8(subgroupBroadcast(xv.lo, 6u), subgroupBroadcast(xv.hi, 6u)), 6u, i);
-      sg_accumulate(X8(subgroupBroadcast(xv.lo, 7u), subgroupBroadcast(xv.hi, 7u)), 7u, i);
+      if (MR > 1u) { sg_accumulate(X8(subgroupBroadcast(xv.lo, 1u), subgroupBroadcast(xv.hi, 1u)), 1u, i); }
+      if (MR > 2u) { sg_accumulate(X8(subgroupBroadcast(xv.lo, 2u), subgroupBroadcast(xv.hi, 2u)), 2u, i); }
+      if (MR > 3u) { sg_accumulate(X8(subgroupBroadcast(xv.lo, 3u), subgroupBroadcast(xv.hi, 3u)), 3u, i); }
+      if (MR > 4u) { sg_accumulate(X8(subgroupBroadcast(xv.lo, 4u), subgroupBroadcast(xv.hi, 4u)), 4u, i); }
+      if (MR > 5u) { sg_accumulate(X8(subgroupBroadcast(xv.lo, 5u), subgroupBroadcast(xv.hi, 5u)), 5u, i); }
+      if (MR > 6u) { sg_accumulate(X8(subgroupBroadcast(xv.lo, 6u), subgroupBroadcast(xv.hi, 6u)), 6u, i); }
+      if (MR > 7u) { sg_accumulate(X8(subgroupBroadcast(xv.lo, 7u), subgroupBroadcast(xv.hi, 7u)), 7u, i); }
     }
   }
   for (var i = 0u; i < TM; i++) {
-    for (var s = 0u; s < 8u; s++) {
+    for (var s = 0u; s < select(8u, MR, i + 1u == TM); s++) {
       let m = m0 + 8u * i + s;
       for (var j = 0u; j < TN; j++) {
         let n = n0 + 8u * j + lane;

@@ -1,8 +1,10 @@
 // y = x W^T (+ bias) for HF-layout weights: GEMV for decode-sized batches, tiled GEMM for prefill.
-// One binding per weight storage kind (f32, native f16, f16 packed in u32 pairs); the shader
-// source is assembled from sections of shaders/matmul.wgsl (see its header).
+// One binding per weight storage kind (f32, native f16, f16 packed in u32 pairs), chosen per path
+// (gemv, skinny, gemm) since both f16 views read the same bytes; weights may be row-major or
+// interleaved8 (src/kernels/weight.ts), a uniform says which. The shader source is assembled from
+// sections of shaders/matmul.wgsl (see its header).
 import { dispatch, grid1d, loadShader, type Binding, type GpuDevice, type UniformArena } from '../gpu/index.js';
-import { WEIGHT_ROW_ALIGN, type GpuWeight } from './weight.js';
+import { WEIGHT_ROW_ALIGN, type GpuWeight, type WeightLayout } from './weight.js';
 
 /**
  * numRows at or below this are decode-sized: one row runs the GEMV kernel, 2..16 rows a skinny GEMM
@@ -10,7 +12,14 @@ import { WEIGHT_ROW_ALIGN, type GpuWeight } from './weight.js';
  */
 export const GEMV_MAX_ROWS = 16;
 
+/** Tile heights of the skinny GEMM pipelines: a batch of n rows runs the first >= n (one tile row, so weights stream once). */
+const SKINNY_TILE_ROWS = [2, 4, 8, 16] as const;
+
+/** How a kernel views the weight buffer; f16 and f16_packed are the same bytes (little-endian halves). */
 export type WeightStorage = 'f32' | 'f16' | 'f16_packed';
+
+/** The matmul paths, each compiled with its own view of f16 weights. */
+export type MatmulPath = 'gemv' | 'skinny' | 'gemm';
 
 /** Kernel shape knobs; defaults come from measurements (docs/benchmarks.md, bench/kernels.ts). */
 export interface MatmulTuning {
@@ -20,17 +29,34 @@ export interface MatmulTuning {
   gemvLanes: number;
   /** Portable gemv: weight rows per workgroup (1..16): each x block loaded is reused this many times. */
   gemvRowsPerGroup: number;
-  /** gemm_sg for prefill: x rows and weight rows per lane (tile = 8*tm x 8*tn). */
+  /** gemm_sg for prefill, f32 weights: x rows and weight rows per lane (tile = 8*tm x 8*tn). */
   gemmTm: number;
   gemmTn: number;
-  /** gemm_sg for 2..16 rows (skinny; tile height 8 or 16 covers all rows): weight rows per lane. */
+  /** The same for f16 weights (packed f16 has half the weight loads, so a wider tile pays). */
+  gemmTmF16: number;
+  gemmTnF16: number;
+  /** gemm_sg for 2..16 rows (skinny; tile heights 2, 4, 8, 16: one covers all rows): weight rows per lane, f32 / f16 weights. */
   skinnyTn: number;
+  skinnyTnF16: number;
   /** Use the subgroup kernels (gemv_sg, gemm_sg) when the device has subgroups of >= 8 lanes. */
   useSubgroupKernels: boolean;
+  /**
+   * Read f16 weights as u32 pairs (unpack2x16float) rather than vec4<f16> in the decode kernels (gemv,
+   * skinny) and in the prefill GEMM. Lavapipe loads every 16-bit element separately, so packed
+   * halves the loads there; ignored (always packed) without shader-f16.
+   */
+  packedF16Decode: boolean;
+  packedF16Prefill: boolean;
+  /**
+   * The weight layout these kernels stream fastest; callers pass it to uploadWeight() for weights
+   * only matmul reads. 'interleaved8' suits the subgroup kernels (a workgroup's 8 lanes on 8 rows
+   * read adjacent blocks); the portable kernels stride lanes over k, which wants 'rows'.
+   */
+  weightLayout: WeightLayout;
 }
 
 export interface MatmulOptions {
-  /** false forces the packed-u32 f16 path even when the device has shader-f16 (tests use it). */
+  /** false forces the packed-u32 f16 view on every path even when the device has shader-f16 (tests use it). */
   nativeF16?: boolean;
   tuning?: Partial<MatmulTuning>;
 }
@@ -46,11 +72,21 @@ export function defaultTuning(gpu: GpuDevice): MatmulTuning {
     gemvRowsPerLane: 4,
     gemvLanes: cpu ? 8 : 64,
     gemvRowsPerGroup: cpu ? 4 : 2,
-    gemmTm: 1,
+    // Lavapipe, interleaved A/B runs (docs/benchmarks.md): 2x2 / 2x4 tiles beat 1x2 by 15-40%;
+    // 4x4 and 2x8 spill. Skinny: TN 4 wins for f16 (half the weight loads), loses for f32.
+    gemmTm: 2,
     gemmTn: 2,
+    gemmTmF16: 2,
+    gemmTnF16: 4,
     skinnyTn: 2,
+    skinnyTnF16: 4,
     // The subgroup kernels use 8-lane workgroups: right for lavapipe, wasteful on discrete GPUs.
     useSubgroupKernels: cpu,
+    // Lavapipe: packed measured faster on every path (interleaved A/B runs, docs/benchmarks.md).
+    // Other adapters keep native f16 loads (not measured there).
+    packedF16Decode: cpu,
+    packedF16Prefill: cpu,
+    weightLayout: cpu ? 'interleaved8' : 'rows',
   };
 }
 
@@ -69,9 +105,19 @@ interface GemvPipelines {
 
 interface KernelSet {
   gemv: GemvPipelines;
-  /** Subgroup GEMM for 2..8 and 9..16 rows; null without subgroups (gemm_tile serves them). */
+  /** Subgroup GEMM for 2, 3..4, 5..8 and 9..16 rows (SKINNY_TILE_ROWS); null without subgroups (gemm_tile serves them). */
   skinny: GemmPipelines[] | null;
   gemm: GemmPipelines;
+}
+
+/** The subgroup kernels need subgroups of at least 8 lanes, and are chosen by the tuning. */
+function usesSubgroupKernels(gpu: GpuDevice, tuning: MatmulTuning): boolean {
+  return tuning.useSubgroupKernels && gpu.hasSubgroups && (gpu.adapter.info.subgroupMinSize ?? 0) >= 8;
+}
+
+/** The layout MatmulKernels.create(gpu) with default tuning reads: upload model weights in it. */
+export function defaultWeightLayout(gpu: GpuDevice): WeightLayout {
+  return usesSubgroupKernels(gpu, defaultTuning(gpu)) ? 'interleaved8' : 'rows';
 }
 
 export class MatmulKernels {
@@ -80,7 +126,8 @@ export class MatmulKernels {
   private constructor(
     private readonly gpu: GpuDevice,
     private readonly kernels: Record<'f32' | 'f16', KernelSet>,
-    readonly storage: Record<'f32' | 'f16', WeightStorage>,
+    /** The view each path takes of f16 weights. */
+    readonly f16Storage: Record<MatmulPath, WeightStorage>,
     /** Bound where a binding is unused (no bias; x4 when x cannot be read as vec4s). */
     private readonly placeholder: GPUBuffer,
     readonly tuning: MatmulTuning,
@@ -88,14 +135,24 @@ export class MatmulKernels {
 
   static async create(gpu: GpuDevice, options: MatmulOptions = {}): Promise<MatmulKernels> {
     const tuning = { ...defaultTuning(gpu), ...options.tuning };
-    const f16Storage: WeightStorage = gpu.hasF16 && options.nativeF16 !== false ? 'f16' : 'f16_packed';
-    const useSubgroups = tuning.useSubgroupKernels && gpu.hasSubgroups && (gpu.adapter.info.subgroupMinSize ?? 0) >= 8;
+    const native = gpu.hasF16 && options.nativeF16 !== false;
+    const view = (packed: boolean): WeightStorage => (native && !packed ? 'f16' : 'f16_packed');
+    const decode = view(tuning.packedF16Decode);
+    const f16Storage: Record<MatmulPath, WeightStorage> = { gemv: decode, skinny: decode, gemm: view(tuning.packedF16Prefill) };
+    const useSubgroups = usesSubgroupKernels(gpu, tuning);
+    // Unless asked for, the layout follows the kernels actually compiled (see MatmulTuning.weightLayout).
+    if (options.tuning?.weightLayout === undefined) tuning.weightLayout = useSubgroups ? 'interleaved8' : 'rows';
     const [f32, f16] = await Promise.all([
-      compileKernelSet(gpu, 'f32', tuning, useSubgroups),
-      compileKernelSet(gpu, f16Storage, tuning, useSubgroups),
+      compileKernelSet(gpu, { gemv: 'f32', skinny: 'f32', gemm: 'f32' }, tuning, useSubgroups, { gemm: [tuning.gemmTm, tuning.gemmTn], skinnyTn: tuning.skinnyTn }),
+      compileKernelSet(gpu, f16Storage, tuning, useSubgroups, { gemm: [tuning.gemmTmF16, tuning.gemmTnF16], skinnyTn: tuning.skinnyTnF16 }),
     ]);
     const placeholder = gpu.createBuffer('matmul.placeholder', 16, GPUBufferUsage.STORAGE);
-    return new MatmulKernels(gpu, { f32, f16 }, { f32: 'f32', f16: f16Storage }, placeholder, tuning);
+    return new MatmulKernels(gpu, { f32, f16 }, f16Storage, placeholder, tuning);
+  }
+
+  /** The layout to upload weights in (uploadWeight's `layout`) when only matmul reads them; both layouts work. */
+  get weightLayout(): WeightLayout {
+    return this.tuning.weightLayout;
   }
 
   /**
@@ -115,7 +172,7 @@ export class MatmulKernels {
       const outRows = Math.min(w.rowsPerChunk, w.rows - row0);
       const p = this.params;
       p[0] = numRows; p[1] = w.cols; p[2] = w.rowStride / WEIGHT_ROW_ALIGN; p[3] = outRows;
-      p[4] = row0; p[5] = w.rows; p[6] = bias ? 1 : 0; p[7] = 0;
+      p[4] = row0; p[5] = w.rows; p[6] = bias ? 1 : 0; p[7] = w.layout === 'interleaved8' ? 1 : 0;
       const bindings = [x, xVec4 ? x : this.placeholder, w.chunks[c]!, bias ?? this.placeholder, y, uniforms.alloc(p)];
       if ('rowsPerGroup' in kernel) {
         dispatch(this.gpu.device, pass, kernel.pipelines[xVec4]!, bindings, grid1d(Math.ceil(outRows / kernel.rowsPerGroup)));
@@ -132,7 +189,7 @@ export class MatmulKernels {
   /** GEMV for one row, the skinny subgroup GEMM for 2..16 rows, the prefill GEMM above. */
   private select(set: KernelSet, numRows: number): GemmPipelines | GemvPipelines {
     if (numRows === 1) return set.gemv;
-    if (numRows <= GEMV_MAX_ROWS && set.skinny) return set.skinny[numRows <= 8 ? 0 : 1]!;
+    if (numRows <= GEMV_MAX_ROWS && set.skinny) return set.skinny[SKINNY_TILE_ROWS.findIndex((rows) => numRows <= rows)]!;
     return set.gemm;
   }
 
@@ -165,34 +222,41 @@ function parseSections(code: string): Map<string, string> {
   return sections;
 }
 
-async function compileKernelSet(gpu: GpuDevice, storage: WeightStorage, tuning: MatmulTuning, useSubgroups: boolean): Promise<KernelSet> {
-  const code = matmulSource(storage, useSubgroups);
-  const kernel = `matmul.${storage}`;
-  const bothXLayouts = (entryPoint: string, constants: Record<string, number>) =>
-    Promise.all([0, 1].map((xVec4) => gpu.pipelines.get({ kernel: `${kernel}.${entryPoint}`, code, entryPoint, constants: { ...constants, X_VEC4: xVec4 } })));
+/** gemm_sg tile shapes of one weight dtype. */
+interface SubgroupTiles {
+  gemm: [tm: number, tn: number];
+  skinnyTn: number;
+}
+
+async function compileKernelSet(gpu: GpuDevice, storage: Record<MatmulPath, WeightStorage>, tuning: MatmulTuning, useSubgroups: boolean, tiles: SubgroupTiles): Promise<KernelSet> {
+  const pipeline = (path: MatmulPath, entryPoint: string, constants: Record<string, number>) => {
+    const code = matmulSource(storage[path], useSubgroups);
+    return gpu.pipelines.get({ kernel: `matmul.${storage[path]}.${entryPoint}`, code, entryPoint, constants });
+  };
+  const bothXLayouts = (path: MatmulPath, entryPoint: string, constants: Record<string, number>) =>
+    Promise.all([0, 1].map((xVec4) => pipeline(path, entryPoint, { ...constants, X_VEC4: xVec4 })));
   let gemv: Promise<GemvPipelines>;
   if (useSubgroups) {
     const rpl = tuning.gemvRowsPerLane;
     if (!(Number.isInteger(rpl) && rpl >= 1 && rpl <= 8)) throw new Error(`matmul tuning: gemvRowsPerLane must be 1..8, got ${rpl}`);
     // gemv_sg reads x as scalars, so one pipeline serves both x layouts.
-    gemv = gpu.pipelines
-      .get({ kernel: `${kernel}.gemv_sg`, code, entryPoint: 'gemv_sg', constants: { RPL: rpl } })
-      .then((p) => ({ pipelines: [p, p], rowsPerGroup: 8 * rpl }));
+    gemv = pipeline('gemv', 'gemv_sg', { RPL: rpl }).then((p) => ({ pipelines: [p, p], rowsPerGroup: 8 * rpl }));
   } else {
     const rpw = tuning.gemvRowsPerGroup;
     if (!(Number.isInteger(rpw) && rpw >= 1 && rpw <= 16)) throw new Error(`matmul tuning: gemvRowsPerGroup must be 1..16, got ${rpw}`);
-    gemv = bothXLayouts('gemv', { WG: tuning.gemvLanes, RPW: rpw }).then((pipelines) => ({ pipelines, rowsPerGroup: rpw }));
+    gemv = bothXLayouts('gemv', 'gemv', { WG: tuning.gemvLanes, RPW: rpw }).then((pipelines) => ({ pipelines, rowsPerGroup: rpw }));
   }
-  const sg = async (tm: number, tn: number): Promise<GemmPipelines> => {
+  /** mr: x rows of the tile's last 8-row group in use (tile height 8 * (tm - 1) + mr). */
+  const sg = async (path: MatmulPath, tm: number, tn: number, mr = 8): Promise<GemmPipelines> => {
     if (!(tn >= 1 && tm >= 1 && 8 * tm * tn <= 128)) throw new Error(`matmul tuning: need 8 * TM * TN <= 128 (got TM ${tm}, TN ${tn})`);
-    return { pipelines: await bothXLayouts('gemm_sg', { TM: tm, TN: tn }), tileRows: 8 * tm, tileCols: 8 * tn };
+    return { pipelines: await bothXLayouts(path, 'gemm_sg', { TM: tm, TN: tn, MR: mr }), tileRows: 8 * (tm - 1) + mr, tileCols: 8 * tn };
   };
   const [gemvPipelines, skinny, gemm] = await Promise.all([
     gemv,
-    useSubgroups ? Promise.all([sg(1, tuning.skinnyTn), sg(2, tuning.skinnyTn)]) : null,
+    useSubgroups ? Promise.all(SKINNY_TILE_ROWS.map((rows) => sg('skinny', Math.ceil(rows / 8), tiles.skinnyTn, rows - 8 * (Math.ceil(rows / 8) - 1)))) : null,
     useSubgroups
-      ? sg(tuning.gemmTm, tuning.gemmTn)
-      : bothXLayouts('gemm_tile', {}).then((pipelines) => ({ pipelines, tileRows: 32, tileCols: 32 })),
+      ? sg('gemm', ...tiles.gemm)
+      : bothXLayouts('gemm', 'gemm_tile', {}).then((pipelines) => ({ pipelines, tileRows: 32, tileCols: 32 })),
   ]);
   return { gemv: gemvPipelines, skinny, gemm };
 }

@@ -1,7 +1,8 @@
 // Uploads one shard's share of the canonical tensors to its device, fusing q/k/v and gate/up into
 // single matrices so each layer needs two input matmuls instead of five.
 import type { GpuDevice } from '../gpu/index.js';
-import { uploadWeight, type GpuWeight, type WeightDtype } from '../kernels/weight.js';
+import { defaultWeightLayout } from '../kernels/matmul.js';
+import { uploadWeight, type GpuWeight, type WeightDtype, type WeightLayout } from '../kernels/weight.js';
 import type { ModelConfig } from './config.js';
 import type { CanonicalTensor } from './weights.js';
 import { concatRows, headRows, sliceCols, sliceRows, type ShardLayout } from './sharding.js';
@@ -35,6 +36,8 @@ export class ShardWeightBuilder {
   private lmHead: GpuWeight | null = null;
   private norm: GPUBuffer | null = null;
   numBytes = 0;
+  /** Matmul weights go in the layout the device's matmul kernels read fastest; the embedding table stays row-major for the gather. */
+  private readonly weightLayout: WeightLayout;
 
   constructor(
     private readonly gpu: GpuDevice,
@@ -43,6 +46,7 @@ export class ShardWeightBuilder {
     private readonly dtype: WeightDtype,
   ) {
     this.layers = Array.from({ length: config.numLayers }, () => ({}));
+    this.weightLayout = defaultWeightLayout(gpu);
   }
 
   add(t: CanonicalTensor): void {
@@ -148,7 +152,8 @@ export class ShardWeightBuilder {
   }
 
   private matrix(label: string, data: Matrix, rows: number, cols: number): GpuWeight {
-    const w = uploadWeight(this.gpu, `${this.gpu.label}:${label}`, data, rows, cols, this.dtype);
+    const layout = label === 'embed' ? 'rows' : this.weightLayout;
+    const w = uploadWeight(this.gpu, `${this.gpu.label}:${label}`, data, rows, cols, this.dtype, undefined, layout);
     this.numBytes += w.byteLength;
     return w;
   }

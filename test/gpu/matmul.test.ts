@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { type GpuDevice } from '../../src/gpu/index.js';
 import { GEMV_MAX_ROWS, MatmulKernels } from '../../src/kernels/matmul.js';
-import { destroyWeight, f16BitsToF32, f32ToF16Bits, uploadWeight, type GpuWeight, type WeightDtype } from '../../src/kernels/weight.js';
+import { destroyWeight, f16BitsToF32, f32ToF16Bits, uploadWeight, type GpuWeight, type WeightDtype, type WeightLayout } from '../../src/kernels/weight.js';
 import { assertClose, randomF32, runPass, testDevice } from '../helpers/gpu.js';
 import { StreamRead } from '../../bench/common.js';
 
@@ -31,6 +31,8 @@ interface Case {
   dtype: WeightDtype;
   bias?: boolean;
   maxChunkBytes?: number;
+  /** Default: 'rows'. */
+  layout?: WeightLayout;
 }
 
 let kernelsPromise: Promise<MatmulKernels> | null = null;
@@ -44,7 +46,7 @@ async function check(k: MatmulKernels, c: Case, seed: number): Promise<GpuWeight
   const x = randomF32(c.numRows * c.cols, seed);
   const wData = randomF32(c.rows * c.cols, seed + 1);
   const bias = c.bias ? randomF32(c.rows, seed + 2) : undefined;
-  const w = uploadWeight(gpu, 'w', wData, c.rows, c.cols, c.dtype, c.maxChunkBytes);
+  const w = uploadWeight(gpu, 'w', wData, c.rows, c.cols, c.dtype, c.maxChunkBytes, c.layout);
   const xb = gpu.upload('x', x);
   const yb = gpu.createBuffer('y', c.numRows * c.rows * 4, storage());
   const bb = bias ? gpu.upload('bias', bias) : undefined;
@@ -54,7 +56,7 @@ async function check(k: MatmulKernels, c: Case, seed: number): Promise<GpuWeight
   const want = referenceMatmul(x, effectiveW, c.numRows, c.rows, c.cols, bias);
   // Sums of ~cols products of values in [-1, 1]: scale the absolute tolerance with sqrt(cols).
   const rtol = c.dtype === 'f32' ? 1e-4 : 1e-3;
-  assertClose(got, want, rtol, rtol * Math.sqrt(c.cols), `${c.dtype} ${c.numRows}x${c.cols} * (${c.rows}x${c.cols})^T${c.bias ? ' + bias' : ''}`);
+  assertClose(got, want, rtol, rtol * Math.sqrt(c.cols), `${c.dtype} ${c.numRows}x${c.cols} * (${c.rows}x${c.cols})^T${c.bias ? ' + bias' : ''} ${c.layout ?? 'rows'}`);
   xb.destroy(); yb.destroy(); bb?.destroy();
   return w;
 }
@@ -96,22 +98,53 @@ test('uploadWeight pads rows to 8 elements, chunks by maxChunkBytes and accepts 
   assert.equal([...stored.slice(8, 11)], [...bits.slice(3, 6)]);
   assert.throws(() => uploadWeight(gpu, 'bad', bits, 5, 3, 'f32'), /dtype must be 'f16'/);
   assert.throws(() => uploadWeight(gpu, 'bad', data, 4, 3, 'f32'), /expected rows\*cols/);
-  assert.throws(() => uploadWeight(gpu, 'bad', data, 5, 3, 'f32', 16), /exceeds the 16-byte chunk limit/);
+  assert.throws(() => uploadWeight(gpu, 'bad', data, 5, 3, 'f32', 16), /exceed the 16-byte chunk limit/);
   for (const x of [w, h]) destroyWeight(x);
+});
+
+test('uploadWeight interleaved8: blocks of 8 rows side by side, chunks of whole zero-padded row groups', async () => {
+  const gpu = await testDevice();
+  const [rows, cols] = [19, 11]; // rowStride 16: two 8-element blocks per row
+  const data = randomF32(rows * cols, 9);
+  const w = uploadWeight(gpu, 'inter', data, rows, cols, 'f32', 8 * 16 * 4, 'interleaved8');
+  assert.is(w.layout, 'interleaved8');
+  assert.is(w.rowsPerChunk, 8);
+  assert.is(w.chunks.length, 3);
+  assert.is(w.chunks[2]!.size, 8 * 16 * 4, 'the last chunk (3 rows) is padded to a whole group');
+  for (let c = 0; c < 3; c++) {
+    const got = await gpu.readF32(w.chunks[c]!, 8 * 16);
+    for (let r = 0; r < 8; r++) {
+      for (let k = 0; k < 16; k++) {
+        const row = 8 * c + r;
+        const want = row < rows && k < cols ? data[row * cols + k]! : 0;
+        assert.is(got[(k >> 3) * 64 + r * 8 + (k & 7)], want, `chunk ${c} row ${r} col ${k}`);
+      }
+    }
+  }
+  const whole = uploadWeight(gpu, 'inter-f16', f32ToF16Bits(data), rows, cols, 'f16', undefined, 'interleaved8');
+  assert.is(whole.chunks.length, 1);
+  assert.is(whole.chunks[0]!.size, 24 * 16 * 2);
+  const stored = new Uint16Array(await gpu.read(whole.chunks[0]!, 24 * 16 * 2));
+  assert.is(stored[2 * 128 + 1 * 64 + 2 * 8 + 2], f32ToF16Bits(data)[18 * cols + 8 + 2], 'row 18 = group 2 lane 2, col 10 = block 1 element 2');
+  assert.is(stored[2 * 128 + 1 * 64 + 3 * 8 + 2], 0, 'row 19 is group padding');
+  assert.throws(() => uploadWeight(gpu, 'bad', data, rows, cols, 'f32', 7 * 16 * 4, 'interleaved8'), /8 row\(s\).*exceed the 448-byte chunk limit/);
+  for (const x of [w, whole]) destroyWeight(x);
 });
 
 // rows x cols of W, numRows of x: awkward sizes on both sides of the GEMV/GEMM switch and of tiles.
 const SHAPES: [number, number][] = [[1, 1], [3, 7], [17, 33], [65, 129], [40, 64]];
-const NUM_ROWS = [1, 2, 5, 16, 17, 130];
+const NUM_ROWS = [1, 2, 4, 5, 16, 17, 130];
 
 for (const dtype of ['f32', 'f16'] as const) {
-  test(`${dtype}: GEMV and GEMM match the reference on odd shapes, with and without bias`, async () => {
+  test(`${dtype}: GEMV and GEMM match the reference on odd shapes, with and without bias, in both layouts`, async () => {
     const k = await kernels();
     let seed = dtype === 'f32' ? 100 : 200;
-    for (const [rows, cols] of SHAPES) {
-      for (const numRows of NUM_ROWS) {
-        const w = await check(k, { numRows, rows, cols, dtype, bias: (numRows + rows) % 2 === 0 }, seed++);
-        destroyWeight(w);
+    for (const layout of ['rows', 'interleaved8'] as const) {
+      for (const [rows, cols] of SHAPES) {
+        for (const numRows of NUM_ROWS) {
+          const w = await check(k, { numRows, rows, cols, dtype, bias: (numRows + rows) % 2 === 0, layout }, seed++);
+          destroyWeight(w);
+        }
       }
     }
   });
@@ -130,16 +163,20 @@ test('chunked weights: each chunk writes its own column range (GEMV and GEMM, f3
       const w = await check(k, { numRows, rows: 23, cols: 70, dtype, bias: true, maxChunkBytes: 3 * 72 * (dtype === 'f32' ? 4 : 2) }, 300 + numRows);
       assert.is(w.chunks.length, 8);
       destroyWeight(w);
+      // interleaved8: 8-row chunks (23 rows -> 3 chunks, the last with 7 rows + 1 padding row).
+      const wi = await check(k, { numRows, rows: 23, cols: 70, dtype, bias: true, maxChunkBytes: 8 * 72 * (dtype === 'f32' ? 4 : 2), layout: 'interleaved8' }, 350 + numRows);
+      assert.is(wi.chunks.length, 3);
+      destroyWeight(wi);
     }
   }
 });
 
 test('packed-u32 f16 fallback (no native f16) matches the reference', async () => {
   const k = await packedKernels();
-  assert.is(k.storage.f16, 'f16_packed');
+  assert.equal(k.f16Storage, { gemv: 'f16_packed', skinny: 'f16_packed', gemm: 'f16_packed' });
   let seed = 400;
   for (const [rows, cols] of [[3, 7], [17, 33], [65, 129]] as const) {
-    for (const numRows of [1, 5, 17]) destroyWeight(await check(k, { numRows, rows, cols, dtype: 'f16', bias: true }, seed++));
+    for (const numRows of [1, 5, 17]) destroyWeight(await check(k, { numRows, rows, cols, dtype: 'f16', bias: true, layout: numRows === 5 ? 'interleaved8' : 'rows' }, seed++));
   }
   destroyWeight(await check(k, { numRows: 2, rows: 10, cols: 9, dtype: 'f16', maxChunkBytes: 4 * 16 * 2 }, seed++));
 });
@@ -151,14 +188,35 @@ test('portable kernels (no subgroups: GEMV for 1 row, gemm_tile above) match the
     for (const [rows, cols] of [[3, 7], [65, 129], [33, 40]] as const) {
       for (const numRows of [1, 2, 5, 16, 17, 40]) destroyWeight(await check(k, { numRows, rows, cols, dtype, bias: numRows % 2 === 1 }, seed++));
     }
+    destroyWeight(await check(k, { numRows: 1, rows: 33, cols: 40, dtype, bias: true, layout: 'interleaved8' }, seed++));
+    destroyWeight(await check(k, { numRows: 37, rows: 33, cols: 40, dtype, layout: 'interleaved8' }, seed++));
   }
+  assert.is(k.weightLayout, 'rows', 'portable kernels stride lanes over k, so they ask for row-major weights');
   k.destroy();
 });
 
-test('native f16 storage is used when the device has shader-f16', async () => {
+test('each path takes the f16 view its tuning asks for; native needs shader-f16', async () => {
   const gpu = await testDevice();
-  const k = await kernels();
-  assert.is(k.storage.f16, gpu.hasF16 ? 'f16' : 'f16_packed');
+  const tuning = (await kernels()).tuning;
+  const want = (packed: boolean) => (gpu.hasF16 && !packed ? 'f16' : 'f16_packed');
+  const decode = want(tuning.packedF16Decode);
+  assert.equal((await kernels()).f16Storage, { gemv: decode, skinny: decode, gemm: want(tuning.packedF16Prefill) });
+  const mixed = await MatmulKernels.create(gpu, { tuning: { packedF16Decode: true, packedF16Prefill: false } });
+  assert.equal(mixed.f16Storage, { gemv: 'f16_packed', skinny: 'f16_packed', gemm: want(false) });
+  mixed.destroy();
+});
+
+test('native vec4<f16> view (every path) matches the reference', async () => {
+  const gpu = await testDevice();
+  if (!gpu.hasF16) return; // covered by the packed tests: without shader-f16 every view is packed
+  const k = await MatmulKernels.create(gpu, { tuning: { packedF16Decode: false, packedF16Prefill: false } });
+  assert.equal(k.f16Storage, { gemv: 'f16', skinny: 'f16', gemm: 'f16' });
+  let seed = 900;
+  for (const [rows, cols] of [[3, 7], [17, 33], [65, 129]] as const) {
+    for (const numRows of [1, 5, 16, 17]) destroyWeight(await check(k, { numRows, rows, cols, dtype: 'f16', bias: numRows % 2 === 0, layout: numRows % 2 ? 'interleaved8' : 'rows' }, seed++));
+  }
+  destroyWeight(await check(k, { numRows: 3, rows: 10, cols: 9, dtype: 'f16', maxChunkBytes: 4 * 16 * 2 }, seed++));
+  k.destroy();
 });
 
 test('f16 against the unrounded f32 weights stays within 1e-2', async () => {
