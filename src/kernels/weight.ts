@@ -3,6 +3,7 @@
 // kernels load 8 weights at a time without a tail case), split into row chunks that each fit one
 // storage binding. Optionally 'interleaved8': groups of 8 rows stored block-interleaved, so the 8
 // lanes of a matmul workgroup, each on its own row, read one contiguous run of memory.
+import { f32ToF16Bits } from '../util/half.js';
 import { align, type GpuDevice } from '../gpu/index.js';
 
 export type WeightDtype = 'f32' | 'f16';
@@ -139,57 +140,4 @@ export function destroyWeight(w: GpuWeight): void {
   w.chunks.length = 0;
 }
 
-const f32View = new Float32Array(1);
-const u32View = new Uint32Array(f32View.buffer);
-
-/** IEEE f32 -> f16 bits, round-to-nearest-even; overflow goes to inf, NaN stays NaN, tiny values become subnormals or zero. */
-export function f32ToF16Bits(src: Float32Array): Uint16Array {
-  const out = new Uint16Array(src.length);
-  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
-  for (let i = 0; i < src.length; i++) out[i] = f32BitsToF16Bits(bits[i]!);
-  return out;
-}
-
-export function f32ToF16(value: number): number {
-  f32View[0] = value;
-  return f32BitsToF16Bits(u32View[0]!);
-}
-
-function f32BitsToF16Bits(x: number): number {
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  const mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 | (mant >>> 13) : 0); // inf, or a quiet NaN
-  const e = exp - 127 + 15;
-  if (e >= 31) return sign | 0x7c00; // overflow -> inf
-  if (e <= 0) {
-    // Subnormal f16 (or zero): shift the implicit-1 mantissa right, rounding to nearest even.
-    if (e < -10) return sign;
-    const m = mant | 0x800000;
-    const shift = 14 - e;
-    const half = 1 << (shift - 1);
-    const rest = m & ((1 << shift) - 1);
-    let h = m >>> shift;
-    if (rest > half || (rest === half && (h & 1))) h++;
-    return sign | h;
-  }
-  let h = (e << 10) | (mant >>> 13);
-  const rest = mant & 0x1fff;
-  if (rest > 0x1000 || (rest === 0x1000 && (h & 1))) h++; // may carry into the exponent: still correct (up to inf)
-  return sign | h;
-}
-
-export function f16BitsToF32(src: Uint16Array): Float32Array {
-  const out = new Float32Array(src.length);
-  for (let i = 0; i < src.length; i++) out[i] = f16ToNumber(src[i]!);
-  return out;
-}
-
-export function f16ToNumber(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >>> 10) & 0x1f;
-  const mant = h & 0x3ff;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 31) return mant ? NaN : sign * Infinity;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
-}
+export { f32ToF16Bits, f32ToF16, f16BitsToF32, f16ToNumber } from '../util/half.js';
