@@ -1,7 +1,7 @@
 // bench:serve — a load generator in the manner of LMDeploy's profile_restful_api: N streamed
 // completions with random story-word prompts at concurrency C against the real server (in-process,
 // bench model), reporting request throughput, output tok/s, TTFT and inter-token latency p50/p99.
-// Usage: npm run bench:serve [-- --json] [--requests 32] [--concurrency 8] [--input-words 64] [--output-tokens 64]
+// Usage: npm run bench:serve [-- --json] [--requests 32] [--concurrency 8] [--input-words 64] [--output-tokens 64] [--max-prefill-tokens N]
 import { Engine, DEFAULT_ENGINE_OPTIONS } from '../src/engine/engine.js';
 import { startServer } from '../src/server/listen.js';
 import { printTable, wantsJson } from './common.js';
@@ -16,6 +16,7 @@ const numRequests = arg('requests', 32);
 const concurrency = arg('concurrency', 8);
 const inputWords = arg('input-words', 64);
 const outputTokens = arg('output-tokens', 64);
+const maxPrefillTokens = arg('max-prefill-tokens', DEFAULT_ENGINE_OPTIONS.maxNumBatchedTokens);
 
 const WORDS = 'once upon a time there was a little girl named lily she loved to play outside in the park one day saw big red ball wanted it but was too high mom said tom and sue went happy sad dog cat bird tree sun friend'.split(' ');
 
@@ -34,7 +35,7 @@ function percentile(values: number[], p: number): number {
 }
 
 const modelDir = await benchModelDir();
-const engine = await Engine.create({ ...DEFAULT_ENGINE_OPTIONS, modelDir, modelName: 'bench', devices: [0], dtype: 'f16', maxBatchSize: 16, kvCacheBlocks: 64, sessionLen: 1024, progress: false });
+const engine = await Engine.create({ ...DEFAULT_ENGINE_OPTIONS, modelDir, modelName: 'bench', devices: [0], dtype: 'f16', maxBatchSize: 16, kvCacheBlocks: 64, sessionLen: 1024, maxNumBatchedTokens: maxPrefillTokens, progress: false });
 const server = await startServer(engine, { host: '127.0.0.1', port: 0, modelName: 'bench', apiKeys: [], allowOrigins: [], logLevel: 'warn' });
 
 interface Result { ttftMs: number; itlMs: number[]; outputTokens: number; totalMs: number }
@@ -83,6 +84,7 @@ const totalTokens = results.reduce((n, r) => n + r.outputTokens, 0);
 const itl = results.flatMap((r) => r.itlMs);
 const summary = {
   requests: numRequests,
+  maxPrefillTokens,
   concurrency,
   inputWords,
   outputTokens,
@@ -94,7 +96,7 @@ const summary = {
 };
 if (json) console.log(JSON.stringify(summary, null, 2));
 else {
-  printTable(`Serving the bench model: ${numRequests} streamed completions, ${inputWords} input words, ${outputTokens} output tokens, concurrency ${concurrency}`, [
+  printTable(`Serving the bench model: ${numRequests} streamed completions, ${inputWords} input words, ${outputTokens} output tokens, concurrency ${concurrency}, max ${maxPrefillTokens} prefill tokens per step`, [
     { metric: 'request throughput (req/s)', value: summary.requestThroughput },
     { metric: 'output tok/s', value: summary.outputTokPerS },
     { metric: 'TTFT p50 (ms)', value: summary.ttftMs.p50 },
