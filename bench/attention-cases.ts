@@ -1,8 +1,13 @@
-// Decode attention cases for bench/kernels.ts: one sequence, one query token at the end of a long
-// context, read from the paged KV cache (src/kernels/attention.ts). Attention decode is a stream
-// over the cached keys and values, so GB/s counts the K and V bytes of the context and the
-// streaming-read baseline reads the same bytes.
-import { AttentionKernel } from '../src/kernels/attention.js';
+// Decode attention cases for bench/kernels.ts, read from the paged KV cache (src/kernels/attention.ts):
+// - long context: one sequence, one query token at the end of a 1k..16k context. Attention decode is a
+//   stream over the cached keys and values, so GB/s counts the K and V bytes of the context and the
+//   streaming-read baseline reads the same bytes.
+// - short-context batch: 16 sequences of 20..40 tokens with the bench model's layer shape (one layer's
+//   attention of a batch-16 decode step), where per-workgroup overhead, not bandwidth, decides.
+// Each case runs on the kernel's default path and, where that differs, on the portable path
+// (`[portable]`), so one run gives before/after numbers.
+import { AttentionKernel, type AttentionDecodePath } from '../src/kernels/attention.js';
+import type { GpuDevice } from '../src/gpu/index.js';
 import { randomHost } from './common.js';
 import type { KernelCase } from './kernels.js';
 
@@ -15,47 +20,71 @@ export interface AttentionShape {
 
 /** A Llama-3-8B-like layer: 32 query heads sharing 8 KV heads of 128 dims, 64-token KV blocks. */
 export const DEFAULT_ATTENTION_SHAPE: AttentionShape = { numHeads: 32, numKvHeads: 8, headDim: 128, blockSize: 64 };
+/** The 76M bench model's layer (bench/bench-model.ts): 12 query heads over 4 KV heads of 64 dims. */
+export const BENCH_MODEL_ATTENTION_SHAPE: AttentionShape = { numHeads: 12, numKvHeads: 4, headDim: 64, blockSize: 64 };
+/** Contexts of a batch-16 decode step a few dozen tokens into generation. */
+const SHORT_BATCH_CONTEXTS = Array.from({ length: 16 }, (_, i) => 20 + ((i * 7) % 21));
 
+const PATHS: readonly AttentionDecodePath[] = ['auto', 'portable'];
+
+/** Long-context single-sequence cases for `shape`, then the batch-16 short-context cases, each on both paths. */
 export function attentionDecodeCases(contextLens: readonly number[], shape: AttentionShape = DEFAULT_ATTENTION_SHAPE): KernelCase[] {
-  return contextLens.map((contextLen) => attentionDecodeCase(contextLen, shape));
+  const long = contextLens.flatMap((contextLen) => {
+    const label = contextLen % 1024 === 0 ? `${contextLen / 1024}k` : String(contextLen);
+    const name = `decode attention ${label} ctx ${shapeLabel(shape)}`;
+    return PATHS.map((path) => decodeBatchCase(name, [contextLen], shape, path));
+  });
+  const short = PATHS.map((path) =>
+    decodeBatchCase(`decode attention 16 seqs x 20-40 ctx ${shapeLabel(BENCH_MODEL_ATTENTION_SHAPE)}`, SHORT_BATCH_CONTEXTS, BENCH_MODEL_ATTENTION_SHAPE, path));
+  return [...long, ...short];
 }
 
-function attentionDecodeCase(contextLen: number, shape: AttentionShape): KernelCase {
+function shapeLabel(s: AttentionShape): string {
+  return `${s.numHeads}q/${s.numKvHeads}kv x ${s.headDim}, block ${s.blockSize}`;
+}
+
+/** One decode token per sequence at the end of its context; sequences' blocks interleaved in reverse. */
+function decodeBatchCase(baseName: string, contextLens: readonly number[], shape: AttentionShape, path: AttentionDecodePath): KernelCase {
   const { numHeads, numKvHeads, headDim, blockSize } = shape;
-  const label = contextLen % 1024 === 0 ? `${contextLen / 1024}k` : String(contextLen);
+  const numSeqs = contextLens.length;
   return {
     group: 'attention',
-    name: `decode attention ${label} ctx ${numHeads}q/${numKvHeads}kv x ${headDim}, block ${blockSize}`,
-    async setup(gpu) {
-      const kernel = await AttentionKernel.create(gpu);
-      const numBlocks = Math.ceil(contextLen / blockSize);
+    name: path === 'auto' ? baseName : `${baseName} [${path}]`,
+    async setup(gpu: GpuDevice) {
+      const kernel = await AttentionKernel.create(gpu, { decodePath: path });
+      const blocksPerSeq = contextLens.map((n) => Math.ceil(n / blockSize));
+      const maxBlocksPerSeq = Math.max(...blocksPerSeq);
+      const numBlocks = blocksPerSeq.reduce((a, b) => a + b, 0);
       const kvBytes = numBlocks * blockSize * numKvHeads * headDim * 4;
       if (kvBytes > gpu.limits.maxStorageBufferBindingSize) {
-        throw new Error(`attention bench: a ${contextLen}-token K cache (${kvBytes} bytes) exceeds one storage binding; use a shorter context`);
+        throw new Error(`attention bench: a ${kvBytes}-byte K cache exceeds one storage binding; use shorter contexts`);
       }
-      // Blocks in reverse order, so the block table is really followed rather than read linearly.
-      const table = new Uint32Array(numBlocks).map((_, i) => numBlocks - 1 - i);
+      // Blocks handed out in reverse order, so the block table is really followed rather than read linearly.
+      const table = new Uint32Array(numSeqs * maxBlocksPerSeq);
+      let next = numBlocks;
+      for (let s = 0; s < numSeqs; s++) for (let b = 0; b < blocksPerSeq[s]!; b++) table[s * maxBlocksPerSeq + b] = --next;
       const qWidth = numHeads * headDim;
       const buffers = {
-        qkv: gpu.upload('bench.q', randomHost(qWidth, 11)),
+        qkv: gpu.upload('bench.q', randomHost(numSeqs * qWidth, 11)),
         kCache: gpu.upload('bench.k-cache', randomHost(kvBytes / 4, 12)),
         vCache: gpu.upload('bench.v-cache', randomHost(kvBytes / 4, 13)),
         blockTables: gpu.upload('bench.block-table', table),
-        tokenSeq: gpu.upload('bench.token-seq', new Uint32Array([0])),
-        tokenPos: gpu.upload('bench.token-pos', new Uint32Array([contextLen - 1])),
-        out: gpu.createBuffer('bench.out', qWidth * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC),
+        tokenSeq: gpu.upload('bench.token-seq', Uint32Array.from(contextLens, (_, s) => s)),
+        tokenPos: gpu.upload('bench.token-pos', Uint32Array.from(contextLens, (n) => n - 1)),
+        out: gpu.createBuffer('bench.out', numSeqs * qWidth * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC),
       };
-      const contextBytes = contextLen * numKvHeads * headDim * 4;
+      const totalContext = contextLens.reduce((a, b) => a + b, 0);
+      const contextBytes = totalContext * numKvHeads * headDim * 4;
       return {
         record: (pass, uniforms) =>
           kernel.attend(pass, uniforms, {
-            ...buffers, rowStride: qWidth, qOffset: 0, maxBlocksPerSeq: numBlocks,
-            numTokens: 1, numSeqs: 1, numHeads, numKvHeads, headDim, blockSize,
-            scale: 1 / Math.sqrt(headDim), slidingWindow: 0, maxContextLen: contextLen,
+            ...buffers, rowStride: qWidth, qOffset: 0, maxBlocksPerSeq,
+            numTokens: numSeqs, numSeqs, numHeads, numKvHeads, headDim, blockSize,
+            scale: 1 / Math.sqrt(headDim), slidingWindow: 0, maxContextLen: Math.max(...contextLens),
           }),
-        bytes: 2 * contextBytes + qWidth * 4,
+        bytes: 2 * contextBytes + numSeqs * qWidth * 4,
         // q.k and p.v: two multiply-adds per (head, key, dim).
-        flops: 4 * numHeads * contextLen * headDim,
+        flops: 4 * numHeads * totalContext * headDim,
         streamed: [
           { buffer: buffers.kCache, bytes: contextBytes },
           { buffer: buffers.vCache, bytes: contextBytes },

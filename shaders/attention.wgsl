@@ -4,7 +4,9 @@
 //                 ROWS query rows (token, head) that share one kv head, so GQA heads and neighbouring
 //                 query tokens reuse each K/V load. Online softmax (running max and sum), f32 throughout.
 //                 num_splits == 1: writes out directly; else writes per-split (max, sum, acc) partials.
-//   reduce_splits one workgroup per (token, head): merges the partials of all splits into out.
+//   reduce_splits one workgroup per (token, head): merges the partials of all splits into out; also
+//                 merges the partials of attend_decode (shaders/attention_decode.wgsl, pure decode on
+//                 CPU adapters with 8-lane subgroups), which shares this file's bindings and Params.
 // Bindings (group 0; reduce_splits uses 0..3 only):
 //   0 partial_acc: array<vec4f> [numTokens, numHeads, num_splits, head_dim/4] (unnormalised acc)
 //   1 partial_ml:  array<vec2f> [numTokens, numHeads, num_splits] (running max, running sum)

@@ -1,11 +1,16 @@
 // Paged attention over the KV cache for prefill, decode and mixed batches in one dispatch family.
 // The wrapper picks the query tiling (decode: one token per tile so GQA heads share K/V; otherwise
 // several tokens per tile so K/V loads are reused across query rows) and, for long contexts, splits the
-// keys over workgroups (flash-decoding) and merges the partials in a second pass.
+// keys over workgroups (flash-decoding) and merges the partials in a second pass. Pure decode batches
+// on CPU adapters with 8-lane subgroups go to a barrier-free subgroup kernel (shaders/attention_decode.wgsl).
 import assert from 'node:assert/strict';
 import { dispatch, grid1d, loadShader, type Binding, type GpuDevice, type UniformArena } from '../gpu/index.js';
+import { isCpuAdapter } from './matmul.js';
 
-/** Query rows (token, head) per workgroup; must match ROWS in shaders/attention.wgsl. */
+/**
+ * Query rows (token, head) per workgroup; must match ROWS in shaders/attention.wgsl, and bounds the q
+ * heads of one decode workgroup (MAX_HEADS in shaders/attention_decode.wgsl).
+ */
 const ROWS_PER_WORKGROUP = 8;
 const MAX_HEAD_DIM = 256;
 /** Contexts longer than this are split over workgroups. */
@@ -84,6 +89,24 @@ export function planAttention(args: Pick<AttentionArgs, 'numTokens' | 'numSeqs' 
   return { tokensPerTile, headsPerRowGroup, numHeadGroups, numTiles, numSplits, splitLen: Math.max(KEY_CHUNK, splitLen) };
 }
 
+/**
+ * Which kernel serves pure decode batches (numTokens === numSeqs). 'auto': the subgroup kernel on CPU
+ * adapters (lavapipe) with subgroups of >= 8 lanes, the portable one elsewhere (the subgroup kernel's
+ * 8-lane workgroups were only measured on lavapipe). 'portable': always the tiled 64-thread kernel.
+ * 'subgroup': the subgroup kernel on any adapter that supports it (for measuring other adapters).
+ */
+export type AttentionDecodePath = 'auto' | 'portable' | 'subgroup';
+
+export interface AttentionOptions {
+  decodePath?: AttentionDecodePath;
+}
+
+/** The subgroup decode kernel runs an 8-lane workgroup as one subgroup. */
+export function supportsSubgroupDecode(gpu: GpuDevice): boolean {
+  return gpu.hasSubgroups && (gpu.adapter.info.subgroupMinSize ?? 0) >= 8;
+}
+
+
 export class AttentionKernel {
   private partialAcc: GPUBuffer;
   private partialMl: GPUBuffer;
@@ -94,24 +117,38 @@ export class AttentionKernel {
     private readonly gpu: GpuDevice,
     private readonly attendPipeline: GPUComputePipeline,
     private readonly reducePipeline: GPUComputePipeline,
+    /** attend_decode from attention_decode.wgsl; null when pure decode uses the portable kernel. */
+    private readonly decodePipeline: GPUComputePipeline | null,
   ) {
     this.partialAcc = this.createScratch('attention-partial-acc', 256);
     this.partialMl = this.createScratch('attention-partial-ml', 256);
   }
 
-  static async create(gpu: GpuDevice): Promise<AttentionKernel> {
+  static async create(gpu: GpuDevice, options: AttentionOptions = {}): Promise<AttentionKernel> {
+    const decodePath = options.decodePath ?? 'auto';
+    if (decodePath === 'subgroup' && !supportsSubgroupDecode(gpu)) {
+      throw new Error("attention: decodePath 'subgroup' needs the subgroups feature with >= 8-lane subgroups; use 'auto' or 'portable' on this adapter");
+    }
+    const useSubgroupDecode = decodePath === 'subgroup' || (decodePath === 'auto' && isCpuAdapter(gpu) && supportsSubgroupDecode(gpu));
     const code = loadShader('attention');
-    const [attend, reduce] = await Promise.all([
+    const [attend, reduce, decode] = await Promise.all([
       gpu.pipelines.get({ kernel: 'attention.attend', code, entryPoint: 'attend' }),
       gpu.pipelines.get({ kernel: 'attention.reduce_splits', code, entryPoint: 'reduce_splits' }),
+      useSubgroupDecode ? gpu.pipelines.get({ kernel: 'attention.attend_decode', code: loadShader('attention_decode'), entryPoint: 'attend_decode' }) : null,
     ]);
-    return new AttentionKernel(gpu, attend, reduce);
+    return new AttentionKernel(gpu, attend, reduce, decode);
+  }
+
+  /** The kernel pure decode batches run on, as create() resolved it. */
+  get decodePath(): 'portable' | 'subgroup' {
+    return this.decodePipeline ? 'subgroup' : 'portable';
   }
 
   /** Causal paged attention of every token's q heads over its sequence's cached keys and values. */
   attend(pass: GPUComputePassEncoder, uniforms: UniformArena, args: AttentionArgs): void {
     this.validate(args);
     if (args.numTokens === 0) return;
+    const subgroupDecode = this.decodePipeline !== null && args.numTokens === args.numSeqs;
     const plan = planAttention(args, Math.min(MAX_SCRATCH_BYTES, this.gpu.limits.maxStorageBufferBindingSize));
     assert(plan.numTiles <= MAX_WORKGROUPS_PER_DIM, `attention: ${args.numTokens} tokens need ${plan.numTiles} tiles; split the batch below ${MAX_WORKGROUPS_PER_DIM * plan.tokensPerTile} tokens`);
     const numPartials = args.numTokens * args.numHeads * plan.numSplits;
@@ -128,7 +165,7 @@ export class AttentionKernel {
     const paramsBinding = uniforms.alloc(new Uint8Array(params));
     const shared = [this.partialAcc, this.partialMl, args.out, paramsBinding];
     const attendBindings = [...shared, args.qkv, args.kCache, args.vCache, args.blockTables, args.tokenSeq, args.tokenPos];
-    dispatch(this.gpu.device, pass, this.attendPipeline, attendBindings, [plan.numTiles, args.numKvHeads * plan.numHeadGroups, plan.numSplits]);
+    dispatch(this.gpu.device, pass, subgroupDecode ? this.decodePipeline! : this.attendPipeline, attendBindings, [plan.numTiles, args.numKvHeads * plan.numHeadGroups, plan.numSplits]);
     if (plan.numSplits > 1) {
       dispatch(this.gpu.device, pass, this.reducePipeline, shared, grid1d(args.numTokens * args.numHeads));
     }

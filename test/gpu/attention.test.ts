@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { AttentionKernel, planAttention, ATTENTION_SPLIT_LEN } from '../../src/kernels/attention.js';
+import { AttentionKernel, planAttention, supportsSubgroupDecode, ATTENTION_SPLIT_LEN, type AttentionDecodePath } from '../../src/kernels/attention.js';
+import { isCpuAdapter } from '../../src/kernels/matmul.js';
 import { KvCacheKernel } from '../../src/kernels/kv-cache.js';
 import { assertClose, randomF32, runPass, testDevice } from '../helpers/gpu.js';
 import { attentionReference, buildPagedBatch, type PagedBatch, type PagedBatchSpec } from '../helpers/attention-reference.js';
@@ -21,9 +22,9 @@ function packQkv(batch: PagedBatch, qWidth: number, qOffset: number): { qkv: Flo
   return { qkv, rowStride };
 }
 
-async function runCase(c: Case, seed: number): Promise<PagedBatch> {
+async function runCase(c: Case, seed: number, decodePath: AttentionDecodePath = 'auto'): Promise<PagedBatch> {
   const gpu = await testDevice();
-  const kernel = await AttentionKernel.create(gpu);
+  const kernel = await AttentionKernel.create(gpu, { decodePath });
   const batch = buildPagedBatch({ ...c, seed });
   const qOffset = c.qOffset ?? 5;
   const qWidth = c.numHeads * c.headDim;
@@ -43,7 +44,7 @@ async function runCase(c: Case, seed: number): Promise<PagedBatch> {
   );
   const got = await gpu.readF32(out, batch.numTokens * qWidth);
   const want = attentionReference(batch, { numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim, blockSize: c.blockSize, scale, slidingWindow });
-  assertClose(got, want, 1e-4, 1e-5, 'attention output');
+  assertClose(got, want, 1e-4, 1e-5, `attention output (${kernel.decodePath} decode path)`);
   kernel.destroy();
   return batch;
 }
@@ -77,9 +78,53 @@ test('sliding window limits keys to [pos - window + 1, pos]', async () => {
   await runCase({ cachedLens: [3000, 40], queryLens: [1, 1], blockSize: 16, numHeads: 2, numKvHeads: 1, headDim: 32, slidingWindow: 100 }, 8);
 });
 
-test('decode batch with a context longer than one split (split-KV + reduce)', async () => {
+/** Every decode path this device can run: the portable kernel, and the subgroup kernel where supported. */
+async function decodePaths(): Promise<AttentionDecodePath[]> {
+  return supportsSubgroupDecode(await testDevice()) ? ['portable', 'subgroup'] : ['portable'];
+}
+
+/** Runs a pure decode case (one query token per sequence) on every decode path. */
+async function runDecodeCase(c: Omit<Case, 'queryLens'>, seed: number): Promise<PagedBatch> {
+  let batch: PagedBatch | undefined;
+  for (const path of await decodePaths()) batch = await runCase({ ...c, queryLens: c.cachedLens.map(() => 1) }, seed, path);
+  return batch!;
+}
+
+test('decode path: auto picks the subgroup kernel on CPU adapters with 8-lane subgroups, portable forces the tiled one', async () => {
+  const gpu = await testDevice();
+  const auto = await AttentionKernel.create(gpu);
+  assert.is(auto.decodePath, isCpuAdapter(gpu) && supportsSubgroupDecode(gpu) ? 'subgroup' : 'portable');
+  const portable = await AttentionKernel.create(gpu, { decodePath: 'portable' });
+  assert.is(portable.decodePath, 'portable');
+  auto.destroy();
+  portable.destroy();
+});
+
+test('pure decode batches on both paths: MHA, GQA 2/8, MQA with a partial head group', async () => {
+  // Contexts 1, 2, 17, 64, 65, 130 straddle block edges; the block-size-16 pool is shuffled.
+  const cachedLens = [0, 1, 16, 63, 64, 129];
+  await runDecodeCase({ cachedLens, blockSize: 16, numHeads: 4, numKvHeads: 4, headDim: 64 }, 21);
+  await runDecodeCase({ cachedLens, blockSize: 8, numHeads: 4, numKvHeads: 2, headDim: 32 }, 22);
+  await runDecodeCase({ cachedLens, blockSize: 16, numHeads: 16, numKvHeads: 2, headDim: 128 }, 23);
+  await runDecodeCase({ cachedLens, blockSize: 16, numHeads: 12, numKvHeads: 1, headDim: 80, qOffset: 0 }, 24);
+});
+
+test('pure decode on both paths: head dims 4, 96 and 256, 12q/4kv bench-model shape with 16 sequences', async () => {
+  await runDecodeCase({ cachedLens: [9, 0, 3], blockSize: 4, numHeads: 2, numKvHeads: 1, headDim: 256 }, 25);
+  await runDecodeCase({ cachedLens: [130, 5], blockSize: 32, numHeads: 6, numKvHeads: 3, headDim: 96 }, 26);
+  await runDecodeCase({ cachedLens: [7, 40], blockSize: 2, numHeads: 3, numKvHeads: 3, headDim: 4 }, 27);
+  const cachedLens = Array.from({ length: 16 }, (_, i) => 19 + ((i * 7) % 21));
+  await runDecodeCase({ cachedLens, blockSize: 64, numHeads: 12, numKvHeads: 4, headDim: 64 }, 28);
+});
+
+test('pure decode with a sliding window on both paths, short and split contexts', async () => {
+  await runDecodeCase({ cachedLens: [0, 3, 6, 7, 150], blockSize: 16, numHeads: 4, numKvHeads: 2, headDim: 32, slidingWindow: 7 }, 29);
+  await runDecodeCase({ cachedLens: [3000, 40], blockSize: 16, numHeads: 2, numKvHeads: 1, headDim: 32, slidingWindow: 1100 }, 30);
+});
+
+test('decode batch with a context longer than one split (split-KV + reduce), both paths', async () => {
   const spec = { cachedLens: [5000, 37, 1200], queryLens: [1, 1, 1], blockSize: 16, numHeads: 8, numKvHeads: 2, headDim: 64 };
-  const batch = await runCase(spec, 9);
+  const batch = await runDecodeCase(spec, 9);
   const plan = planAttention({ ...spec, numTokens: batch.numTokens, numSeqs: batch.numSeqs, maxContextLen: batch.maxContextLen });
   assert.is(plan.tokensPerTile, 1);
   assert.is(plan.numSplits, Math.ceil(5001 / ATTENTION_SPLIT_LEN));
@@ -91,8 +136,8 @@ test('mixed batch with a long prefix also splits', async () => {
   assert.ok(planAttention({ ...spec, numTokens: batch.numTokens, numSeqs: batch.numSeqs, maxContextLen: batch.maxContextLen }).numSplits > 1);
 });
 
-test('an understated maxContextLen still covers every key (the last split runs to the end)', async () => {
-  await runCase({ cachedLens: [5000, 10], queryLens: [1, 1], blockSize: 16, numHeads: 2, numKvHeads: 1, headDim: 32, maxContextLen: 2100 }, 14);
+test('an understated maxContextLen still covers every key (the last split runs to the end), both paths', async () => {
+  await runDecodeCase({ cachedLens: [5000, 10], blockSize: 16, numHeads: 2, numKvHeads: 1, headDim: 32, maxContextLen: 2100 }, 14);
 });
 
 test('split plans: fewer splits when a batch has enough workgroups or little scratch, spread evenly', () => {
@@ -107,8 +152,8 @@ test('split plans: fewer splits when a batch has enough workgroups or little scr
   assert.ok(tight.splitLen * (tight.numSplits - 1) < 32768);
 });
 
-test('32k-context decode', async () => {
-  await runCase({ cachedLens: [32767, 100], queryLens: [1, 1], blockSize: 64, numHeads: 2, numKvHeads: 1, headDim: 32, spareBlocks: 0 }, 11);
+test('32k-context decode, both paths', async () => {
+  await runDecodeCase({ cachedLens: [32767, 100], blockSize: 64, numHeads: 2, numKvHeads: 1, headDim: 32, spareBlocks: 0 }, 11);
 });
 
 test('kv write then attend in one pass, as the runner calls them', async () => {
