@@ -6,7 +6,9 @@
 // Pair i < rotary_dim/2 of a head: angle = pos * inv_freq[i], x1 = x[i], x2 = x[i + rotary_dim/2],
 //   out[i] = x1*cos - x2*sin, out[i + rotary_dim/2] = x2*cos + x1*sin (cos, sin times attention_scaling).
 //   Dims >= rotary_dim pass through (partial rotary).
-// Workgroup: 64 threads, one (token, head, pair) each over q heads then k heads; the grid may be 2-D.
+// Workgroup: WG lanes (override; 32 on CPU adapters, 64 otherwise), one (token, pair) each, looping
+//   over the token's q heads then k heads, so cos/sin are computed once per (token, pair); the grid is
+//   (ceil(rotary_dim/2 / WG), tokens), tokens split over y and z past 65535.
 // Tested against: a float64 reference in test/helpers/attention-reference.ts (test/gpu/rotary.test.ts),
 //   including positions up to 32767 where a naive f32 pos*inv_freq is off by ~2e-3 rad.
 
@@ -24,6 +26,8 @@ struct Params {
   _pad1: u32,
   _pad2: u32,
 }
+
+override WG: u32 = 64u;
 
 @group(0) @binding(0) var<storage, read_write> qkv: array<f32>;
 @group(0) @binding(1) var<storage, read> positions: array<u32>;
@@ -56,26 +60,28 @@ fn angle_turns(pos: u32, f: f32) -> f32 {
   return t - round(t);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let idx = gid.x + gid.y * nwg.x * 64u;
+  let i = gid.x;
+  let t = gid.y + gid.z * nwg.y;
   let half_rot = params.half_rotary;
-  let heads_per_token = params.num_heads + params.num_kv_heads;
-  if (idx >= params.num_tokens * heads_per_token * half_rot) { return; }
-  let i = idx % half_rot;
-  let head = (idx / half_rot) % heads_per_token;
-  let t = idx / (half_rot * heads_per_token);
-  var base = t * params.row_stride;
-  if (head < params.num_heads) {
-    base += params.q_offset + head * params.head_dim;
-  } else {
-    base += params.k_offset + (head - params.num_heads) * params.head_dim;
-  }
+  if (i >= half_rot || t >= params.num_tokens) { return; }
+  // One angle serves every q and k head of the token: sin/cos and the exact product are the costly part.
   let angle = TWO_PI * angle_turns(positions[t], inv_freq[i]);
   let c = cos(angle) * params.attention_scaling;
   let s = sin(angle) * params.attention_scaling;
-  let x1 = qkv[base + i];
-  let x2 = qkv[base + i + half_rot];
-  qkv[base + i] = x1 * c - x2 * s;
-  qkv[base + i + half_rot] = x2 * c + x1 * s;
+  let row = t * params.row_stride;
+  for (var h = 0u; h < params.num_heads; h++) {
+    rotate_pair(row + params.q_offset + h * params.head_dim + i, half_rot, c, s);
+  }
+  for (var h = 0u; h < params.num_kv_heads; h++) {
+    rotate_pair(row + params.k_offset + h * params.head_dim + i, half_rot, c, s);
+  }
+}
+
+fn rotate_pair(at: u32, half_rot: u32, c: f32, s: f32) {
+  let x1 = qkv[at];
+  let x2 = qkv[at + half_rot];
+  qkv[at] = x1 * c - x2 * s;
+  qkv[at + half_rot] = x2 * c + x1 * s;
 }

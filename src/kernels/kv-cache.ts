@@ -3,10 +3,18 @@
 import assert from 'node:assert/strict';
 import { dispatch, grid1d, loadShader, type Binding, type GpuDevice, type UniformArena } from '../gpu/index.js';
 
+/** Lanes per workgroup along a token's k/v row (one workgroup per 64-lane x 4-column stretch of it). */
 const WORKGROUP_SIZE = 64;
+/** Elements (vec4s on the vec4 path) each lane copies, at most; more workgroups past that. */
+const COLUMNS_PER_LANE = 4;
 
 /** A slotMapping entry that marks a padding token: its k and v are not written. */
 export const PADDING_SLOT = 0xffffffff;
+
+export interface KvCacheOptions {
+  /** Copy vec4s when row stride, offsets and row length are multiples of 4 (default); false forces the scalar entry (tests use it). */
+  vec4?: boolean;
+}
 
 export interface KvWriteArgs {
   qkv: Binding;
@@ -24,14 +32,19 @@ export interface KvWriteArgs {
 }
 
 export class KvCacheKernel {
+  private readonly params = new Uint32Array(8);
+
   private constructor(
     private readonly gpu: GpuDevice,
-    private readonly pipeline: GPUComputePipeline,
+    private readonly scalarPipeline: GPUComputePipeline,
+    private readonly vec4Pipeline: GPUComputePipeline | null,
   ) {}
 
-  static async create(gpu: GpuDevice): Promise<KvCacheKernel> {
-    const pipeline = await gpu.pipelines.get({ kernel: 'kv_cache.write', code: loadShader('kv_cache') });
-    return new KvCacheKernel(gpu, pipeline);
+  static async create(gpu: GpuDevice, options: KvCacheOptions = {}): Promise<KvCacheKernel> {
+    const code = loadShader('kv_cache');
+    const get = (entryPoint: string) => gpu.pipelines.get({ kernel: `kv_cache.${entryPoint}`, code, entryPoint, constants: { WG: WORKGROUP_SIZE } });
+    const [scalar, vec4] = await Promise.all([get('write'), options.vec4 === false ? null : get('write_vec4')]);
+    return new KvCacheKernel(gpu, scalar, vec4);
   }
 
   /** Copies each token's k and v heads from qkv into the cache slots given by slotMapping (u32 [numTokens]). */
@@ -40,8 +53,12 @@ export class KvCacheKernel {
     const rowLen = numKvHeads * headDim;
     assert(kOffset + rowLen <= rowStride && vOffset + rowLen <= rowStride, 'kv write: k or v heads run past rowStride');
     if (numTokens === 0) return;
-    const params = uniforms.alloc(new Uint32Array([numTokens, rowStride, kOffset, vOffset, numKvHeads, headDim, 0, 0]));
-    const bindings = [args.qkv, args.kCache, args.vCache, args.slotMapping, params];
-    dispatch(this.gpu.device, pass, this.pipeline, bindings, grid1d(Math.ceil((numTokens * rowLen) / WORKGROUP_SIZE)));
+    const vec4 = [rowStride, kOffset, vOffset, rowLen].every((n) => n % 4 === 0) ? this.vec4Pipeline : null;
+    const unit = vec4 ? 4 : 1;
+    this.params.set([numTokens, rowStride / unit, kOffset / unit, vOffset / unit, rowLen / unit, 0, 0, 0]);
+    const bindings = [args.qkv, args.kCache, args.vCache, args.slotMapping, uniforms.alloc(this.params)];
+    const [tokensY, tokensZ] = grid1d(numTokens);
+    const columnGroups = Math.ceil(rowLen / unit / (WORKGROUP_SIZE * COLUMNS_PER_LANE));
+    dispatch(this.gpu.device, pass, vec4 ?? this.scalarPipeline, bindings, [columnGroups, tokensY, tokensZ]);
   }
 }

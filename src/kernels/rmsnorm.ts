@@ -2,6 +2,22 @@
 // residual add fused in front (shaders/rmsnorm.wgsl).
 import assert from 'node:assert/strict';
 import { dispatch, grid1d, loadShader, type Binding, type GpuDevice, type UniformArena } from '../gpu/index.js';
+import { isCpuAdapter } from './matmul.js';
+
+/**
+ * How one workgroup reduces a row's sum of squares:
+ * - 'workgroup256': 256 lanes, tree in workgroup memory (GPUs: many rows' worth of lanes in flight);
+ * - 'workgroup8':   8 lanes, tree in workgroup memory (CPU adapters without subgroups);
+ * - 'subgroup8':    8 lanes = one subgroup, subgroupAdd and no barrier (CPU adapters with subgroups).
+ */
+export type RowReduction = 'workgroup256' | 'workgroup8' | 'subgroup8';
+
+export interface RmsNormOptions {
+  /** Default: defaultRowReduction(gpu). */
+  reduction?: RowReduction;
+  /** Read rows as vec4s when dim % 4 == 0. Default: on CPU adapters (measured there); false forces the scalar entries. */
+  vec4?: boolean;
+}
 
 export interface RmsNormArgs {
   /** f32 [numRows, dim]. */
@@ -20,33 +36,62 @@ export interface AddNormArgs extends RmsNormArgs {
   residual: Binding;
 }
 
+/**
+ * Lavapipe runs a workgroup as SIMD-8 fibers and switches between all of them at every barrier, so a
+ * 256-lane tree costs ~6x an 8-lane subgroupAdd there (16 x 768 addNorm: 215 vs 34 us); GPUs want wide
+ * workgroups.
+ */
+export function defaultRowReduction(gpu: GpuDevice): RowReduction {
+  if (!isCpuAdapter(gpu)) return 'workgroup256';
+  return gpu.hasSubgroups && (gpu.adapter.info.subgroupMinSize ?? 0) >= 8 ? 'subgroup8' : 'workgroup8';
+}
+
+interface EntryPipelines {
+  scalar: GPUComputePipeline;
+  /** null when vec4 reads are off. */
+  vec4: GPUComputePipeline | null;
+}
+
 export class RmsNormKernel {
   private constructor(
     private readonly gpu: GpuDevice,
-    private readonly normPipeline: GPUComputePipeline,
-    private readonly addNormPipeline: GPUComputePipeline,
+    private readonly normPipelines: EntryPipelines,
+    private readonly addNormPipelines: EntryPipelines,
+    readonly reduction: RowReduction,
   ) {}
 
-  static async create(gpu: GpuDevice): Promise<RmsNormKernel> {
-    const code = loadShader('rmsnorm');
-    const [norm, addNorm] = await Promise.all([
-      gpu.pipelines.get({ kernel: 'rmsnorm.norm', code, entryPoint: 'norm' }),
-      gpu.pipelines.get({ kernel: 'rmsnorm.add_norm', code, entryPoint: 'add_norm' }),
-    ]);
-    return new RmsNormKernel(gpu, norm, addNorm);
+  static async create(gpu: GpuDevice, options: RmsNormOptions = {}): Promise<RmsNormKernel> {
+    const reduction = options.reduction ?? defaultRowReduction(gpu);
+    const useVec4 = options.vec4 ?? isCpuAdapter(gpu);
+    const subgroup = reduction === 'subgroup8';
+    if (subgroup && !gpu.hasSubgroups) throw new Error("rmsnorm: reduction 'subgroup8' needs the subgroups feature; use 'workgroup8'");
+    const code = assembleSections(loadShader('rmsnorm'), 'rmsnorm.wgsl', [subgroup ? 'reduce_subgroup' : 'reduce_workgroup', 'kernels']);
+    const constants = { WG: reduction === 'workgroup256' ? 256 : 8 };
+    const get = (entryPoint: string) => gpu.pipelines.get({ kernel: `rmsnorm.${entryPoint}.${reduction}`, code, entryPoint, constants });
+    const entries = async (name: string): Promise<EntryPipelines> => {
+      const [scalar, vec4] = await Promise.all([get(name), useVec4 ? get(`${name}_vec4`) : null]);
+      return { scalar, vec4 };
+    };
+    const [norm, addNorm] = await Promise.all([entries('norm'), entries('add_norm')]);
+    return new RmsNormKernel(gpu, norm, addNorm, reduction);
   }
 
   /** out = rmsnorm(x) * weight, row by row. */
   norm(pass: GPUComputePassEncoder, uniforms: UniformArena, args: RmsNormArgs): void {
     if (!checkShape('norm', args)) return;
-    dispatch(this.gpu.device, pass, this.normPipeline, [args.x, args.weight, args.out, params(uniforms, args)], grid1d(args.numRows));
+    dispatch(this.gpu.device, pass, pick(this.normPipelines, args.dim), [args.x, args.weight, args.out, params(uniforms, args)], grid1d(args.numRows));
   }
 
   /** Fused residual add: residual += x (written back), then out = rmsnorm(residual) * weight. */
   addNorm(pass: GPUComputePassEncoder, uniforms: UniformArena, args: AddNormArgs): void {
     if (!checkShape('addNorm', args)) return;
-    dispatch(this.gpu.device, pass, this.addNormPipeline, [args.x, args.residual, args.weight, args.out, params(uniforms, args)], grid1d(args.numRows));
+    const bindings = [args.x, args.residual, args.weight, args.out, params(uniforms, args)];
+    dispatch(this.gpu.device, pass, pick(this.addNormPipelines, args.dim), bindings, grid1d(args.numRows));
   }
+}
+
+function pick(p: EntryPipelines, dim: number): GPUComputePipeline {
+  return p.vec4 && dim % 4 === 0 ? p.vec4 : p.scalar;
 }
 
 /** false when there is nothing to do. */
@@ -62,4 +107,18 @@ function params(uniforms: UniformArena, a: RmsNormArgs): Binding {
   new Uint32Array(data, 0, 2).set([a.numRows, a.dim]);
   new Float32Array(data, 8, 1)[0] = a.eps;
   return uniforms.alloc(new Uint8Array(data));
+}
+
+/** Joins the named `//#section <name>` parts of a shader file (text before the first is its header). */
+function assembleSections(code: string, file: string, names: readonly string[]): string {
+  const sections = new Map<string, string>();
+  const parts = code.split(/^\/\/#section +(\S+) *$/m);
+  for (let i = 1; i + 1 < parts.length; i += 2) sections.set(parts[i]!, parts[i + 1]!);
+  return names
+    .map((name) => {
+      const text = sections.get(name);
+      if (text === undefined) throw new Error(`shaders/${file} has no section "${name}"`);
+      return text;
+    })
+    .join('\n');
 }

@@ -3,7 +3,12 @@
 import assert from 'node:assert/strict';
 import { dispatch, grid1d, loadShader, type Binding, type GpuDevice, type UniformArena } from '../gpu/index.js';
 
-const WORKGROUP_SIZE = 64;
+import { isCpuAdapter } from './matmul.js';
+
+export interface RotaryOptions {
+  /** Lanes per workgroup, over a head's rotary pairs. Default: 32 on CPU adapters, 64 otherwise. */
+  workgroupSize?: number;
+}
 
 export interface RotaryArgs {
   qkv: Binding;
@@ -28,11 +33,14 @@ export class RotaryKernel {
   private constructor(
     private readonly gpu: GpuDevice,
     private readonly pipeline: GPUComputePipeline,
+    private readonly workgroupSize: number,
   ) {}
 
-  static async create(gpu: GpuDevice): Promise<RotaryKernel> {
-    const pipeline = await gpu.pipelines.get({ kernel: 'rotary', code: loadShader('rotary') });
-    return new RotaryKernel(gpu, pipeline);
+  static async create(gpu: GpuDevice, options: RotaryOptions = {}): Promise<RotaryKernel> {
+    const workgroupSize = options.workgroupSize ?? (isCpuAdapter(gpu) ? 32 : 64);
+    assert(Number.isInteger(workgroupSize) && workgroupSize >= 1 && workgroupSize <= 256, `rotary: workgroupSize ${workgroupSize} must be 1..256`);
+    const pipeline = await gpu.pipelines.get({ kernel: 'rotary', code: loadShader('rotary'), constants: { WG: workgroupSize } });
+    return new RotaryKernel(gpu, pipeline, workgroupSize);
   }
 
   /** Rotates pairs (i, i + rotaryDim/2) of every q and k head of every token by pos * invFreq[i]. */
@@ -44,8 +52,9 @@ export class RotaryKernel {
     const params = new ArrayBuffer(48);
     new Uint32Array(params, 0, 8).set([numTokens, rowStride, qOffset, numHeads, kOffset, numKvHeads, headDim, rotaryDim / 2]);
     new Float32Array(params, 32, 1)[0] = args.attentionScaling;
-    const numThreads = numTokens * (numHeads + numKvHeads) * (rotaryDim / 2);
-    dispatch(this.gpu.device, pass, this.pipeline, [args.qkv, args.positions, args.invFreq, uniforms.alloc(new Uint8Array(params))], grid1d(Math.ceil(numThreads / WORKGROUP_SIZE)));
+    const [tokensY, tokensZ] = grid1d(numTokens);
+    const grid = [Math.ceil(rotaryDim / 2 / this.workgroupSize), tokensY, tokensZ] as const;
+    dispatch(this.gpu.device, pass, this.pipeline, [args.qkv, args.positions, args.invFreq, uniforms.alloc(new Uint8Array(params))], grid);
   }
 }
 

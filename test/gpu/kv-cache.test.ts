@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { KvCacheKernel, PADDING_SLOT } from '../../src/kernels/kv-cache.js';
+import { KvCacheKernel, PADDING_SLOT, type KvCacheOptions } from '../../src/kernels/kv-cache.js';
 import { randomF32, rng, runPass, testDevice } from '../helpers/gpu.js';
 
 interface Case {
@@ -14,9 +14,9 @@ interface Case {
   padEvery?: number;
 }
 
-async function runCase(c: Case, seed: number): Promise<void> {
+async function runCase(c: Case, seed: number, options: KvCacheOptions = {}): Promise<void> {
   const gpu = await testDevice();
-  const kernel = await KvCacheKernel.create(gpu);
+  const kernel = await KvCacheKernel.create(gpu, options);
   const rowLen = c.numKvHeads * c.headDim;
   const kOffset = c.gaps[0];
   const vOffset = kOffset + rowLen + c.gaps[1];
@@ -51,6 +51,7 @@ async function runCase(c: Case, seed: number): Promise<void> {
   assert.equal(await gpu.readF32(vCache, wantV.length), wantV, 'v cache');
 }
 
+// Shapes with row stride, offsets and row length all multiples of 4 take the vec4 entry; the others the scalar one.
 test('random slots across blocks; untouched slots stay untouched', async () => {
   await runCase({ numTokens: 37, numKvHeads: 2, headDim: 64, blockSize: 16, numBlocks: 7, gaps: [5, 3, 1] }, 1);
 });
@@ -61,6 +62,12 @@ test('MQA, odd head dim, block size 1, padding tokens skipped', async () => {
 
 test('a single decode token with 8 kv heads of 128', async () => {
   await runCase({ numTokens: 1, numKvHeads: 8, headDim: 128, blockSize: 32, numBlocks: 3, gaps: [128 * 32, 0, 2] }, 3);
+});
+
+test('aligned shapes (vec4 entry, rows of several workgroups) and the same forced scalar', async () => {
+  const c: Case = { numTokens: 9, numKvHeads: 5, headDim: 256, blockSize: 4, numBlocks: 5, gaps: [8, 4, 12], padEvery: 5 };
+  await runCase(c, 4);
+  await runCase(c, 5, { vec4: false });
 });
 
 test.run();

@@ -1,9 +1,9 @@
 // RMSNorm, SwiGLU and the row gathers against float64 / host references at awkward shapes.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ActivationKernel } from '../../src/kernels/activation.js';
+import { ActivationKernel, type ActivationOptions } from '../../src/kernels/activation.js';
 import { EmbeddingKernel } from '../../src/kernels/embedding.js';
-import { RmsNormKernel } from '../../src/kernels/rmsnorm.js';
+import { defaultRowReduction, RmsNormKernel, type RmsNormOptions } from '../../src/kernels/rmsnorm.js';
 import { f16BitsToF32, f32ToF16Bits, uploadWeight } from '../../src/kernels/weight.js';
 import { assertClose, randomF32, runPass, testDevice } from '../helpers/gpu.js';
 
@@ -23,37 +23,59 @@ function rmsNormReference(x: Float32Array, weight: Float32Array, numRows: number
 const DIMS = [1, 7, 64, 769, 4096];
 const ROWS = [1, 3, 33];
 
-test('rmsnorm matches HF Llama RMSNorm at every dim x rows shape', async () => {
+/** Every way the kernel can run on this device: each reduction, with and without vec4 reads. */
+async function rmsNormVariants(): Promise<{ name: string; kernel: RmsNormKernel }[]> {
   const gpu = await testDevice();
-  const k = await RmsNormKernel.create(gpu);
-  for (const dim of DIMS) {
-    for (const numRows of ROWS) {
-      const eps = dim === 1 ? 1e-6 : 1e-5;
-      // Rows at very different scales: a norm that mixed rows or dropped eps would show.
-      const x = randomF32(numRows * dim, dim + numRows, 3).map((v, i) => v * (1 + (Math.floor(i / dim) % 4) * 10));
-      const w = randomF32(dim, dim * 7, 1.5);
-      const out = gpu.createBuffer('out', numRows * dim * 4, OUT());
-      await runPass(gpu, (pass, u) => k.norm(pass, u, { x: gpu.upload('x', x), weight: gpu.upload('w', w), out, numRows, dim, eps }));
-      assertClose(await gpu.readF32(out, numRows * dim), rmsNormReference(x, w, numRows, dim, eps), 2e-5, 1e-6, `norm dim=${dim} rows=${numRows}`);
+  const reductions: RmsNormOptions['reduction'][] = ['workgroup256', 'workgroup8'];
+  if (gpu.hasSubgroups && (gpu.adapter.info.subgroupMinSize ?? 0) >= 8) reductions.push('subgroup8');
+  const variants = [];
+  for (const reduction of reductions) {
+    for (const vec4 of [false, true]) variants.push({ name: `${reduction}${vec4 ? '/vec4' : ''}`, kernel: await RmsNormKernel.create(gpu, { reduction, vec4 }) });
+  }
+  return variants;
+}
+
+test('rmsnorm picks the reduction by adapter: 8-lane on CPU adapters, 256-lane on GPUs', async () => {
+  const gpu = await testDevice();
+  const cpu = gpu.adapter.info.architecture === 'software' || /llvmpipe|swiftshader/i.test(gpu.adapter.info.description);
+  const want = !cpu ? 'workgroup256' : gpu.hasSubgroups && (gpu.adapter.info.subgroupMinSize ?? 0) >= 8 ? 'subgroup8' : 'workgroup8';
+  assert.is(defaultRowReduction(gpu), want);
+  assert.is((await RmsNormKernel.create(gpu)).reduction, want);
+});
+
+test('rmsnorm matches HF Llama RMSNorm at every dim x rows shape, on every path', async () => {
+  const gpu = await testDevice();
+  for (const { name, kernel: k } of await rmsNormVariants()) {
+    for (const dim of DIMS) {
+      for (const numRows of ROWS) {
+        const eps = dim === 1 ? 1e-6 : 1e-5;
+        // Rows at very different scales: a norm that mixed rows or dropped eps would show.
+        const x = randomF32(numRows * dim, dim + numRows, 3).map((v, i) => v * (1 + (Math.floor(i / dim) % 4) * 10));
+        const w = randomF32(dim, dim * 7, 1.5);
+        const out = gpu.createBuffer('out', numRows * dim * 4, OUT());
+        await runPass(gpu, (pass, u) => k.norm(pass, u, { x: gpu.upload('x', x), weight: gpu.upload('w', w), out, numRows, dim, eps }));
+        assertClose(await gpu.readF32(out, numRows * dim), rmsNormReference(x, w, numRows, dim, eps), 2e-5, 1e-6, `norm ${name} dim=${dim} rows=${numRows}`);
+      }
     }
   }
 });
 
-test('addNorm writes residual + x back and normalises the sum', async () => {
+test('addNorm writes residual + x back and normalises the sum, on every path', async () => {
   const gpu = await testDevice();
-  const k = await RmsNormKernel.create(gpu);
-  for (const dim of DIMS) {
-    for (const numRows of ROWS) {
-      const n = numRows * dim;
-      const x = randomF32(n, 100 + dim, 2);
-      const res = randomF32(n, 200 + numRows, 4);
-      const w = randomF32(dim, 300 + dim);
-      const residual = gpu.upload('residual', res);
-      const out = gpu.createBuffer('out', n * 4, OUT());
-      await runPass(gpu, (pass, u) => k.addNorm(pass, u, { x: gpu.upload('x', x), residual, weight: gpu.upload('w', w), out, numRows, dim, eps: 1e-5 }));
-      const sum = res.map((v, i) => v + x[i]!);
-      assert.equal(Array.from(await gpu.readF32(residual, n)), Array.from(sum), `residual dim=${dim} rows=${numRows}`);
-      assertClose(await gpu.readF32(out, n), rmsNormReference(sum, w, numRows, dim, 1e-5), 2e-5, 1e-6, `addNorm dim=${dim} rows=${numRows}`);
+  for (const { name, kernel: k } of await rmsNormVariants()) {
+    for (const dim of DIMS) {
+      for (const numRows of ROWS) {
+        const n = numRows * dim;
+        const x = randomF32(n, 100 + dim, 2);
+        const res = randomF32(n, 200 + numRows, 4);
+        const w = randomF32(dim, 300 + dim);
+        const residual = gpu.upload('residual', res);
+        const out = gpu.createBuffer('out', n * 4, OUT());
+        await runPass(gpu, (pass, u) => k.addNorm(pass, u, { x: gpu.upload('x', x), residual, weight: gpu.upload('w', w), out, numRows, dim, eps: 1e-5 }));
+        const sum = res.map((v, i) => v + x[i]!);
+        assert.equal(Array.from(await gpu.readF32(residual, n)), Array.from(sum), `residual ${name} dim=${dim} rows=${numRows}`);
+        assertClose(await gpu.readF32(out, n), rmsNormReference(sum, w, numRows, dim, 1e-5), 2e-5, 1e-6, `addNorm ${name} dim=${dim} rows=${numRows}`);
+      }
     }
   }
 });
@@ -65,23 +87,28 @@ test('rmsnorm with zero rows records nothing', async () => {
   await runPass(gpu, (pass, u) => k.norm(pass, u, { x: b, weight: b, out: gpu.createBuffer('o', 16, OUT()), numRows: 0, dim: 4, eps: 1e-5 }));
 });
 
-test('siluAndMul matches silu(gate) * up at odd sizes, including saturated gates', async () => {
+test('siluAndMul matches silu(gate) * up at odd sizes and multiples of 4, including saturated gates, on every path', async () => {
   const gpu = await testDevice();
-  const k = await ActivationKernel.create(gpu);
-  for (const [numRows, inter] of [[1, 1], [3, 7], [5, 1001], [33, 129]] as const) {
-    const gateUp = randomF32(numRows * 2 * inter, numRows * inter, 8);
-    gateUp[0] = -120; // exp(120) overflows f32: must give -0, not NaN
-    if (inter > 1) gateUp[1] = 95;
-    const out = gpu.createBuffer('out', numRows * inter * 4, OUT());
-    await runPass(gpu, (pass, u) => k.siluAndMul(pass, u, { gateUp: gpu.upload('gu', gateUp), out, numRows, intermediate: inter }));
-    const want = new Float64Array(numRows * inter);
-    for (let r = 0; r < numRows; r++) {
-      for (let i = 0; i < inter; i++) {
-        const g = gateUp[r * 2 * inter + i]!;
-        want[r * inter + i] = (g / (1 + Math.exp(-g))) * gateUp[r * 2 * inter + inter + i]!;
+  // Default (vec4 where intermediate % 4 == 0), forced scalar, and the GPU shape (256 lanes, 1 column each),
+  // plus tiny workgroups so rows need several column groups.
+  const variants: ActivationOptions[] = [{}, { vec4: false }, { workgroupSize: 256, columnsPerLane: 1 }, { workgroupSize: 8, columnsPerLane: 2 }];
+  for (const options of variants) {
+    const k = await ActivationKernel.create(gpu, options);
+    for (const [numRows, inter] of [[1, 1], [3, 7], [5, 1001], [33, 129], [2, 4], [3, 2052], [17, 96]] as const) {
+      const gateUp = randomF32(numRows * 2 * inter, numRows * inter, 8);
+      gateUp[0] = -120; // exp(120) overflows f32: must give -0, not NaN
+      if (inter > 1) gateUp[1] = 95;
+      const out = gpu.createBuffer('out', numRows * inter * 4, OUT());
+      await runPass(gpu, (pass, u) => k.siluAndMul(pass, u, { gateUp: gpu.upload('gu', gateUp), out, numRows, intermediate: inter }));
+      const want = new Float64Array(numRows * inter);
+      for (let r = 0; r < numRows; r++) {
+        for (let i = 0; i < inter; i++) {
+          const g = gateUp[r * 2 * inter + i]!;
+          want[r * inter + i] = (g / (1 + Math.exp(-g))) * gateUp[r * 2 * inter + inter + i]!;
+        }
       }
+      assertClose(await gpu.readF32(out, numRows * inter), want, 1e-5, 1e-6, `siluAndMul ${JSON.stringify(options)} rows=${numRows} I=${inter}`);
     }
-    assertClose(await gpu.readF32(out, numRows * inter), want, 1e-5, 1e-6, `siluAndMul rows=${numRows} I=${inter}`);
   }
 });
 

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { RotaryKernel, defaultInvFreq } from '../../src/kernels/rotary.js';
+import { RotaryKernel, defaultInvFreq, type RotaryOptions } from '../../src/kernels/rotary.js';
 import { assertClose, randomF32, runPass, testDevice } from '../helpers/gpu.js';
 import { rotaryReference, type RotaryRefArgs } from '../helpers/attention-reference.js';
 
@@ -17,9 +17,9 @@ interface Case {
   tail: number;
 }
 
-async function runCase(c: Case, seed: number): Promise<void> {
+async function runCase(c: Case, seed: number, options: RotaryOptions = {}): Promise<void> {
   const gpu = await testDevice();
-  const kernel = await RotaryKernel.create(gpu);
+  const kernel = await RotaryKernel.create(gpu, options);
   const numTokens = c.positions.length;
   const qOffset = c.lead;
   const kOffset = qOffset + c.numHeads * c.headDim;
@@ -55,6 +55,12 @@ test('partial rotary (rotaryDim < headDim), odd token count, theta 1e6', async (
 test('attentionScaling multiplies cos and sin; arbitrary host inv_freq is honoured', async () => {
   const invFreq = Float32Array.from({ length: 40 }, (_, i) => (i % 3 === 0 ? 1 : 0.37 / (i + 1)));
   await runCase({ numHeads: 2, numKvHeads: 2, headDim: 80, rotaryDim: 80, positions: [3, 32767, 12345], invFreq, attentionScaling: 1.25, lead: 7, tail: 0 }, 3);
+});
+
+test("tiny workgroups: a head's pairs span several workgroups, GPU-sized workgroups leave lanes idle", async () => {
+  const c: Case = { numHeads: 3, numKvHeads: 1, headDim: 40, rotaryDim: 36, positions: [9, 32767, 0, 77], invFreq: defaultInvFreq(36, 10000), attentionScaling: 1, lead: 2, tail: 3 };
+  await runCase(c, 4, { workgroupSize: 8 });
+  await runCase(c, 5, { workgroupSize: 64 });
 });
 
 test('rotaryDim must be even and within headDim', async () => {
