@@ -20,6 +20,8 @@ export class GpuDevice {
   readonly features: ReadonlySet<string>;
   readonly hasF16: boolean;
   readonly hasSubgroups: boolean;
+  /** A CPU implementation (lavapipe, SwiftShader): kernels pick shapes measured there instead of GPU shapes. */
+  readonly isSoftware: boolean;
   readonly limits: GPUSupportedLimits;
   private pendingError: GpuError | null = null;
   private lost: DeviceLostError | null = null;
@@ -34,6 +36,7 @@ export class GpuDevice {
     this.features = new Set([...device.features].map(String));
     this.hasF16 = this.features.has('shader-f16');
     this.hasSubgroups = this.features.has('subgroups');
+    this.isSoftware = adapter.info.architecture === 'software' || /llvmpipe|swiftshader/i.test(adapter.info.description);
     this.limits = device.limits;
     this.pipelines = new PipelineCache(device, this.features);
     this.pool = new BufferPool(device);

@@ -2,7 +2,7 @@ export { getGpu } from './dawn.js';
 export { GpuError, NoGpuAdapterError, DeviceLostError } from './errors.js';
 export { enumerateAdapters, describeAdapter, requestAdapter, type AdapterDescription, WANTED_FEATURES } from './adapters.js';
 export { GpuDevice, openDevices, openDevice, openDefaultDevice, describeOpened, align } from './device.js';
-export { PipelineCache, loadShader, shaderDir, type PipelineSpec, type OverrideConstants } from './pipelines.js';
+export { PipelineCache, loadShader, loadShaderSections, shaderDir, type PipelineSpec, type OverrideConstants } from './pipelines.js';
 export { BufferPool } from './buffers.js';
 export { Profiler, type PassTiming } from './profiler.js';
 export { UniformArena, dispatch, grid1d, type Binding } from './dispatch.js';

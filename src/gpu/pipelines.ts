@@ -100,3 +100,21 @@ export function shaderDir(): string {
   // src/gpu/pipelines.ts and dist/gpu/pipelines.js both sit two levels below the project root.
   return join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'shaders');
 }
+
+/**
+ * Joins the named `//#section <name>` parts of shaders/<file>.wgsl, in the order given (text before
+ * the first section is the file's header comment). Lets one file hold a kernel family whose variants
+ * (weight storage, reduction style) are assembled per device.
+ */
+export function loadShaderSections(file: string, names: readonly string[]): string {
+  const parts = loadShader(file).split(/^\/\/#section +(\S+) *$/m);
+  const sections = new Map<string, string>();
+  for (let i = 1; i + 1 < parts.length; i += 2) sections.set(parts[i]!, parts[i + 1]!);
+  return names
+    .map((name) => {
+      const text = sections.get(name);
+      if (text === undefined) throw new Error(`shaders/${file}.wgsl has no section "${name}"`);
+      return text;
+    })
+    .join('\n');
+}

@@ -1,7 +1,6 @@
 // SwiGLU: silu(gate) * up over a fused [gate | up] projection (shaders/activation.wgsl).
 import assert from 'node:assert/strict';
 import { dispatch, grid1d, loadShader, type Binding, type GpuDevice, type UniformArena } from '../gpu/index.js';
-import { isCpuAdapter } from './matmul.js';
 
 export interface ActivationOptions {
   /** Lanes per workgroup. Default: 64 on CPU adapters (fewer, fuller workgroups measured fastest), 256 otherwise. */
@@ -31,7 +30,7 @@ export class ActivationKernel {
   ) {}
 
   static async create(gpu: GpuDevice, options: ActivationOptions = {}): Promise<ActivationKernel> {
-    const cpu = isCpuAdapter(gpu);
+    const cpu = gpu.isSoftware;
     const workgroupSize = options.workgroupSize ?? (cpu ? 64 : 256);
     const columnsPerLane = options.columnsPerLane ?? (cpu ? 4 : 1);
     assert(Number.isInteger(workgroupSize) && workgroupSize >= 1 && workgroupSize <= 256, `activation: workgroupSize ${workgroupSize} must be 1..256`);

@@ -5,7 +5,6 @@
 // on CPU adapters with 8-lane subgroups go to a barrier-free subgroup kernel (shaders/attention_decode.wgsl).
 import assert from 'node:assert/strict';
 import { dispatch, grid1d, loadShader, type Binding, type GpuDevice, type UniformArena } from '../gpu/index.js';
-import { isCpuAdapter } from './matmul.js';
 
 /**
  * Query rows (token, head) per workgroup; must match ROWS in shaders/attention.wgsl, and bounds the q
@@ -129,7 +128,7 @@ export class AttentionKernel {
     if (decodePath === 'subgroup' && !supportsSubgroupDecode(gpu)) {
       throw new Error("attention: decodePath 'subgroup' needs the subgroups feature with >= 8-lane subgroups; use 'auto' or 'portable' on this adapter");
     }
-    const useSubgroupDecode = decodePath === 'subgroup' || (decodePath === 'auto' && isCpuAdapter(gpu) && supportsSubgroupDecode(gpu));
+    const useSubgroupDecode = decodePath === 'subgroup' || (decodePath === 'auto' && gpu.isSoftware && supportsSubgroupDecode(gpu));
     const code = loadShader('attention');
     const [attend, reduce, decode] = await Promise.all([
       gpu.pipelines.get({ kernel: 'attention.attend', code, entryPoint: 'attend' }),

@@ -3,7 +3,7 @@
 // (gemv, skinny, gemm) since both f16 views read the same bytes; weights may be row-major or
 // interleaved8 (src/kernels/weight.ts), a uniform says which. The shader source is assembled from
 // sections of shaders/matmul.wgsl (see its header).
-import { dispatch, grid1d, loadShader, type Binding, type GpuDevice, type UniformArena } from '../gpu/index.js';
+import { dispatch, grid1d, loadShaderSections, type Binding, type GpuDevice, type UniformArena } from '../gpu/index.js';
 import { WEIGHT_ROW_ALIGN, type GpuWeight, type WeightLayout } from './weight.js';
 
 /**
@@ -61,13 +61,9 @@ export interface MatmulOptions {
   tuning?: Partial<MatmulTuning>;
 }
 
-/** Software rasterisers (lavapipe/SwiftShader) run a workgroup as SIMD lanes of one CPU thread. */
-export function isCpuAdapter(gpu: GpuDevice): boolean {
-  return gpu.adapter.info.architecture === 'software' || /llvmpipe|swiftshader/i.test(gpu.adapter.info.description);
-}
-
+/** Kernel shapes per device: software adapters (lavapipe) run a workgroup as SIMD lanes of one CPU thread. */
 export function defaultTuning(gpu: GpuDevice): MatmulTuning {
-  const cpu = isCpuAdapter(gpu);
+  const cpu = gpu.isSoftware;
   return {
     gemvRowsPerLane: 4,
     gemvLanes: cpu ? 8 : 64,
@@ -204,22 +200,7 @@ function bindingOffset(b: Binding): number {
 
 /** Concatenates the header-less sections of matmul.wgsl that make up one weight storage kind. */
 export function matmulSource(storage: WeightStorage, withSubgroups: boolean): string {
-  const sections = parseSections(loadShader('matmul'));
-  const names = [`weights_${storage}`, 'common', 'kernels', ...(withSubgroups ? ['subgroups'] : [])];
-  return names
-    .map((name) => {
-      const text = sections.get(name);
-      if (text === undefined) throw new Error(`shaders/matmul.wgsl has no section "${name}"`);
-      return text;
-    })
-    .join('\n');
-}
-
-function parseSections(code: string): Map<string, string> {
-  const sections = new Map<string, string>();
-  const parts = code.split(/^\/\/#section +(\S+) *$/m);
-  for (let i = 1; i + 1 < parts.length; i += 2) sections.set(parts[i]!, parts[i + 1]!);
-  return sections;
+  return loadShaderSections('matmul', [`weights_${storage}`, 'common', 'kernels', ...(withSubgroups ? ['subgroups'] : [])]);
 }
 
 /** gemm_sg tile shapes of one weight dtype. */

@@ -1,8 +1,7 @@
 // RMSNorm over f32 rows (HF Llama: out = x / sqrt(mean(x^2) + eps) * weight), plain and with the
 // residual add fused in front (shaders/rmsnorm.wgsl).
 import assert from 'node:assert/strict';
-import { dispatch, grid1d, loadShader, type Binding, type GpuDevice, type UniformArena } from '../gpu/index.js';
-import { isCpuAdapter } from './matmul.js';
+import { dispatch, grid1d, loadShaderSections, type Binding, type GpuDevice, type UniformArena } from '../gpu/index.js';
 
 /**
  * How one workgroup reduces a row's sum of squares:
@@ -42,7 +41,7 @@ export interface AddNormArgs extends RmsNormArgs {
  * workgroups.
  */
 export function defaultRowReduction(gpu: GpuDevice): RowReduction {
-  if (!isCpuAdapter(gpu)) return 'workgroup256';
+  if (!gpu.isSoftware) return 'workgroup256';
   return gpu.hasSubgroups && (gpu.adapter.info.subgroupMinSize ?? 0) >= 8 ? 'subgroup8' : 'workgroup8';
 }
 
@@ -62,10 +61,10 @@ export class RmsNormKernel {
 
   static async create(gpu: GpuDevice, options: RmsNormOptions = {}): Promise<RmsNormKernel> {
     const reduction = options.reduction ?? defaultRowReduction(gpu);
-    const useVec4 = options.vec4 ?? isCpuAdapter(gpu);
+    const useVec4 = options.vec4 ?? gpu.isSoftware;
     const subgroup = reduction === 'subgroup8';
     if (subgroup && !gpu.hasSubgroups) throw new Error("rmsnorm: reduction 'subgroup8' needs the subgroups feature; use 'workgroup8'");
-    const code = assembleSections(loadShader('rmsnorm'), 'rmsnorm.wgsl', [subgroup ? 'reduce_subgroup' : 'reduce_workgroup', 'kernels']);
+    const code = loadShaderSections('rmsnorm', [subgroup ? 'reduce_subgroup' : 'reduce_workgroup', 'kernels']);
     const constants = { WG: reduction === 'workgroup256' ? 256 : 8 };
     const get = (entryPoint: string) => gpu.pipelines.get({ kernel: `rmsnorm.${entryPoint}.${reduction}`, code, entryPoint, constants });
     const entries = async (name: string): Promise<EntryPipelines> => {
@@ -107,18 +106,4 @@ function params(uniforms: UniformArena, a: RmsNormArgs): Binding {
   new Uint32Array(data, 0, 2).set([a.numRows, a.dim]);
   new Float32Array(data, 8, 1)[0] = a.eps;
   return uniforms.alloc(new Uint8Array(data));
-}
-
-/** Joins the named `//#section <name>` parts of a shader file (text before the first is its header). */
-function assembleSections(code: string, file: string, names: readonly string[]): string {
-  const sections = new Map<string, string>();
-  const parts = code.split(/^\/\/#section +(\S+) *$/m);
-  for (let i = 1; i + 1 < parts.length; i += 2) sections.set(parts[i]!, parts[i + 1]!);
-  return names
-    .map((name) => {
-      const text = sections.get(name);
-      if (text === undefined) throw new Error(`shaders/${file} has no section "${name}"`);
-      return text;
-    })
-    .join('\n');
 }

@@ -3,7 +3,6 @@
 import assert from 'node:assert/strict';
 import { dispatch, grid1d, loadShader, type Binding, type GpuDevice, type UniformArena } from '../gpu/index.js';
 
-import { isCpuAdapter } from './matmul.js';
 
 export interface RotaryOptions {
   /** Lanes per workgroup, over a head's rotary pairs. Default: 32 on CPU adapters, 64 otherwise. */
@@ -37,7 +36,7 @@ export class RotaryKernel {
   ) {}
 
   static async create(gpu: GpuDevice, options: RotaryOptions = {}): Promise<RotaryKernel> {
-    const workgroupSize = options.workgroupSize ?? (isCpuAdapter(gpu) ? 32 : 64);
+    const workgroupSize = options.workgroupSize ?? (gpu.isSoftware ? 32 : 64);
     assert(Number.isInteger(workgroupSize) && workgroupSize >= 1 && workgroupSize <= 256, `rotary: workgroupSize ${workgroupSize} must be 1..256`);
     const pipeline = await gpu.pipelines.get({ kernel: 'rotary', code: loadShader('rotary'), constants: { WG: workgroupSize } });
     return new RotaryKernel(gpu, pipeline, workgroupSize);

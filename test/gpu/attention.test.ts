@@ -1,7 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AttentionKernel, planAttention, supportsSubgroupDecode, ATTENTION_SPLIT_LEN, type AttentionDecodePath } from '../../src/kernels/attention.js';
-import { isCpuAdapter } from '../../src/kernels/matmul.js';
 import { KvCacheKernel } from '../../src/kernels/kv-cache.js';
 import { assertClose, randomF32, runPass, testDevice } from '../helpers/gpu.js';
 import { attentionReference, buildPagedBatch, type PagedBatch, type PagedBatchSpec } from '../helpers/attention-reference.js';
@@ -93,7 +92,7 @@ async function runDecodeCase(c: Omit<Case, 'queryLens'>, seed: number): Promise<
 test('decode path: auto picks the subgroup kernel on CPU adapters with 8-lane subgroups, portable forces the tiled one', async () => {
   const gpu = await testDevice();
   const auto = await AttentionKernel.create(gpu);
-  assert.is(auto.decodePath, isCpuAdapter(gpu) && supportsSubgroupDecode(gpu) ? 'subgroup' : 'portable');
+  assert.is(auto.decodePath, gpu.isSoftware && supportsSubgroupDecode(gpu) ? 'subgroup' : 'portable');
   const portable = await AttentionKernel.create(gpu, { decodePath: 'portable' });
   assert.is(portable.decodePath, 'portable');
   auto.destroy();
