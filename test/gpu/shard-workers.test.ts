@@ -6,25 +6,12 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { planShardPlacement, parseDeviceSelectList, hasIdenticalGpus } from '../../src/gpu/adapters.js';
 import type { RemoteShard } from '../../src/model/shard-host.js';
-import { argmax, openTestRunner, relativeMaxError } from '../helpers/runner.js';
+import { greedyLogits as greedyLogitsOf, relativeMaxError } from '../helpers/runner.js';
 import { collect, openEngine, PUBLISHED_GREEDY_TEXT, request, STORIES } from '../helpers/engine.js';
 import { runCli } from '../helpers/cli.js';
 
-async function greedyLogits(tp: number, shardProcesses: boolean, prompt: number[], steps: number) {
-  const r = await openTestRunner(STORIES, { dtype: 'f32', tp, blockSize: 8, shardProcesses });
-  try {
-    const logits: Float32Array[] = [await r.forward(prompt, 0)];
-    const tokens: number[] = [];
-    for (let i = 0; i < steps; i++) {
-      const next = argmax(logits[logits.length - 1]!);
-      tokens.push(next);
-      logits.push(await r.forward([next], prompt.length + i));
-    }
-    return { tokens, logits, numWorkers: r.runner.remoteShards.length };
-  } finally {
-    r.destroy();
-  }
-}
+const greedyLogits = (tp: number, shardProcesses: boolean, prompt: number[], steps: number) =>
+  greedyLogitsOf(STORIES, { tp, shardProcesses }, prompt, steps);
 
 test('stories260K: tp 2 and 4 in worker processes give the in-process tp 1 logits and greedy tokens', async () => {
   const prompt = [1, 403, 407, 261, 378];

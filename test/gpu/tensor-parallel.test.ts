@@ -6,25 +6,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeSyntheticModel } from '../helpers/synthetic-model.js';
-import { argmax, openTestRunner, relativeMaxError } from '../helpers/runner.js';
+import { greedyLogits as greedyLogitsOf, relativeMaxError } from '../helpers/runner.js';
 import { collect, openEngine, request, STORIES } from '../helpers/engine.js';
 import { assertRejects } from '../helpers/gpu.js';
 
-async function greedyLogits(modelDir: string, tp: number, prompt: number[], steps: number): Promise<{ tokens: number[]; logits: Float32Array[] }> {
-  const r = await openTestRunner(modelDir, { dtype: 'f32', tp, blockSize: 8 });
-  try {
-    const logits: Float32Array[] = [await r.forward(prompt, 0)];
-    const tokens: number[] = [];
-    for (let i = 0; i < steps; i++) {
-      const next = argmax(logits[logits.length - 1]!);
-      tokens.push(next);
-      logits.push(await r.forward([next], prompt.length + i));
-    }
-    return { tokens, logits };
-  } finally {
-    r.destroy();
-  }
-}
+const greedyLogits = (modelDir: string, tp: number, prompt: number[], steps: number) => greedyLogitsOf(modelDir, { tp }, prompt, steps);
 
 test('stories260K: tp 2 and 4 give the tp 1 logits and greedy tokens', async () => {
   const prompt = [1, 403, 407, 261, 378];

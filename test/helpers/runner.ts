@@ -87,3 +87,25 @@ export function relativeMaxError(actual: ArrayLike<number>, expected: ArrayLike<
   }
   return maxDiff / Math.max(maxRef, 1e-6);
 }
+
+/** Greedy decoding through a test runner: the logits of the prompt and of each of `steps` decode steps. */
+export async function greedyLogits(
+  modelDir: string,
+  options: { tp: number; shardProcesses?: boolean },
+  prompt: number[],
+  steps: number,
+): Promise<{ tokens: number[]; logits: Float32Array[]; numWorkers: number }> {
+  const r = await openTestRunner(modelDir, { dtype: 'f32', tp: options.tp, blockSize: 8, shardProcesses: options.shardProcesses });
+  try {
+    const logits: Float32Array[] = [await r.forward(prompt, 0)];
+    const tokens: number[] = [];
+    for (let i = 0; i < steps; i++) {
+      const next = argmax(logits[logits.length - 1]!);
+      tokens.push(next);
+      logits.push(await r.forward([next], prompt.length + i));
+    }
+    return { tokens, logits, numWorkers: r.runner.remoteShards.length };
+  } finally {
+    r.destroy();
+  }
+}
