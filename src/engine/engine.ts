@@ -254,7 +254,8 @@ export class Engine implements EngineClient {
     this.counters.generationTokensTotal += update.newTokenIds.length;
     const processed = state.output.process(update.newTokenIds, update.sample, update.finishReason);
     let finishReason = update.finishReason;
-    if (processed.stoppedByString && finishReason === null) {
+    if (processed.stoppedByString && finishReason !== 'stop') {
+      // Also when this token hit max_tokens: the text ends at the stop string, so the reason is 'stop' (as in vLLM).
       this.scheduler.finishRequest(update.requestId, 'stop');
       finishReason = 'stop';
     }

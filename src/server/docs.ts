@@ -63,7 +63,7 @@ export function docsAssetRoute(ctx: Context, name: string): void {
     ctx.body = INIT;
     return;
   }
-  const type = ASSETS[name];
+  const type = Object.hasOwn(ASSETS, name) ? ASSETS[name] : undefined; // not "constructor" & co. from the prototype
   if (!type) return; // falls through to the 404 handler
   ctx.type = type;
   ctx.set('Cache-Control', 'public, max-age=86400');

@@ -12,8 +12,10 @@ export function completionLogprobs(items: readonly TokenLogprob[], numTop: numbe
     out.text_offset.push(offset);
     offset += item.token.length;
     // Like vLLM: the sampled token is always present, plus up to `numTop` alternatives.
-    const top: Record<string, number> = { [item.token]: item.logprob };
-    for (const alt of item.top.slice(0, numTop)) if (!(alt.token in top)) top[alt.token] = alt.logprob;
+    // No prototype: a token spelled "constructor" or "__proto__" must be an entry like any other.
+    const top = Object.create(null) as Record<string, number>;
+    top[item.token] = item.logprob;
+    for (const alt of item.top.slice(0, numTop)) if (!Object.hasOwn(top, alt.token)) top[alt.token] = alt.logprob;
     out.top_logprobs.push(top);
   }
   return out;

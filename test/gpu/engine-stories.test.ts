@@ -121,6 +121,10 @@ test('stop strings, stop token ids and max_tokens end generation with the right 
     const stopped = await collect(engine.generate(request([BOS], { maxTokens: 100, stop: ['little girl'] })));
     assert.is(stopped.text, 'Once upon a time, there was a ');
     assert.is(stopped.finishReason, 'stop');
+    // The stop string completes on the very token that reaches max_tokens: the text is cut, so 'stop'.
+    const stopAtCap = await collect(engine.generate(request([BOS], { maxTokens: 12, stop: ['little girl'] })));
+    assert.is(stopAtCap.text, 'Once upon a time, there was a ');
+    assert.is(stopAtCap.finishReason, 'stop');
     const lengthCapped = await collect(engine.generate(request([BOS], { maxTokens: 3 })));
     assert.is(lengthCapped.tokenIds.length, 3);
     assert.is(lengthCapped.finishReason, 'length');

@@ -130,6 +130,12 @@ test('404 unknown model and unknown route; 405 wrong method', async () => {
   const method = await fetch(`${server.url}/v1/completions`, { headers: AUTH });
   assert.is(method.status, 405);
   await errorOf(method);
+  // Names inherited from Object.prototype are not docs assets either.
+  for (const name of ['constructor', 'toString', '__proto__', 'nope.js']) {
+    const asset = await fetch(`${server.url}/docs/${name}`);
+    assert.is(asset.status, 404, `/docs/${name}`);
+    await errorOf(asset);
+  }
 });
 
 test('413 when the body is larger than maxBodyBytes', async () => {

@@ -2,6 +2,7 @@
 // messages naming the field, and the OpenAPI document's references all resolve.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { completionLogprobs } from '../../src/server/logprobs.js';
 import {
   buildOpenApiDocument, fieldName, validateChatCompletionRequest, validateCompletionRequest, validateInteractiveRequest,
 } from '../../src/protocol/index.js';
@@ -47,6 +48,14 @@ test('every $ref in the OpenAPI document resolves', () => {
   assert.ok(refs.length >= 10);
   const schemas = (doc.components as { schemas: Record<string, unknown> }).schemas;
   for (const ref of refs) assert.ok(schemas[ref], `schema ${ref}`);
+});
+
+test('completion top_logprobs keep tokens that are Object.prototype names', () => {
+  const entry = (token: string, logprob: number) => ({ tokenId: 0, token, logprob });
+  const out = completionLogprobs([{ ...entry('constructor', -0.5), top: [entry('constructor', -0.5), entry('__proto__', -1), entry('toString', -2)] }], 2, 0);
+  const top = out.top_logprobs[0]!;
+  assert.equal(Object.keys(top), ['constructor', '__proto__']);
+  assert.equal(JSON.parse(JSON.stringify(top)), JSON.parse('{"constructor": -0.5, "__proto__": -1}'));
 });
 
 test.run();
