@@ -24,8 +24,13 @@ export async function runApiClient(args: ApiClientArgs): Promise<void> {
   const history: ChatTurn[] = [];
   const ask = async (text: string, out: NodeJS.WritableStream) => {
     history.push({ role: 'user', content: text });
-    const answer = await streamChat(base, headers, { model, messages: history, max_tokens: args.maxTokens, temperature: args.temperature }, out);
-    history.push({ role: 'assistant', content: answer });
+    try {
+      const answer = await streamChat(base, headers, { model, messages: history, max_tokens: args.maxTokens, temperature: args.temperature }, out);
+      history.push({ role: 'assistant', content: answer });
+    } catch (err) {
+      history.pop(); // a failed turn must not leave two user messages in a row
+      throw err;
+    }
   };
   if (args.prompt !== undefined) {
     await ask(args.prompt, process.stdout);

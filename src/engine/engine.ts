@@ -172,18 +172,24 @@ export class Engine implements EngineClient {
     return this.stream(state, signal);
   }
 
-  private async *stream(state: RequestState, signal?: AbortSignal): AsyncGenerator<GenerateDelta> {
+  /**
+   * The request's deltas. The abort signal is wired at once (not when reading starts), so a caller
+   * that never reads still frees the request by aborting; one that stops reading early frees it too.
+   */
+  private stream(state: RequestState, signal?: AbortSignal): AsyncGenerator<GenerateDelta> {
     const id = state.request.requestId;
     const onAbort = () => this.abort(id);
     if (signal?.aborted) onAbort();
-    signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      for await (const delta of state.queue) yield delta;
-    } finally {
-      signal?.removeEventListener('abort', onAbort);
-      // The consumer stopped early (disconnect, break): free the request's blocks now.
-      if (this.states.has(id)) this.abort(id);
-    }
+    else signal?.addEventListener('abort', onAbort, { once: true });
+    const self = this;
+    return (async function* () {
+      try {
+        for await (const delta of state.queue) yield delta;
+      } finally {
+        signal?.removeEventListener('abort', onAbort);
+        if (self.states.has(id)) self.abort(id);
+      }
+    })();
   }
 
   abort(requestId: string): void {

@@ -68,7 +68,7 @@ export const chatCompletionResponseSchema: JsonSchema = {
         type: 'object',
         properties: {
           index: { type: 'integer' },
-          message: { type: 'object', properties: { role: { const: 'assistant' }, content: { type: 'string' } } },
+          message: { type: 'object', properties: { role: { const: 'assistant' }, content: { type: 'string' }, refusal: { type: 'null' } } },
           logprobs: chatLogprobs,
           finish_reason: finishReason,
           token_ids: tokenIds,

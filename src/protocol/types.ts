@@ -91,7 +91,7 @@ export interface ChatLogprobs { content: ChatTokenLogprob[] }
 
 export interface ChatCompletionChoice {
   index: number;
-  message: { role: 'assistant'; content: string };
+  message: { role: 'assistant'; content: string; refusal: null };
   logprobs: ChatLogprobs | null;
   finish_reason: WireFinishReason;
   token_ids?: number[];

@@ -24,7 +24,8 @@ class Histogram {
 
   render(labels: string): string[] {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
-    this.buckets.forEach((le, i) => lines.push(`${this.name}_bucket{${labels},le="${le}"} ${this.counts[i]}`));
+    // Bounds as Python's prometheus_client prints them ("1.0", not "1"), so dashboards built on vLLM match.
+    this.buckets.forEach((le, i) => lines.push(`${this.name}_bucket{${labels},le="${Number.isInteger(le) ? le.toFixed(1) : le}"} ${this.counts[i]}`));
     lines.push(`${this.name}_bucket{${labels},le="+Inf"} ${this.count}`);
     lines.push(`${this.name}_sum{${labels}} ${this.sum}`, `${this.name}_count{${labels}} ${this.count}`);
     return lines;

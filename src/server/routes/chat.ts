@@ -61,7 +61,7 @@ async function wholeChat(
   const results = await Promise.all(streams.map(collect));
   const choices = results.map((r, index): ChatCompletionChoice => ({
     index,
-    message: { role: 'assistant', content: r.text },
+    message: { role: 'assistant', content: r.text, refusal: null },
     logprobs: numTop === null ? null : { content: chatLogprobs(r.logprobs, numTop) },
     finish_reason: r.finishReason,
     ...(body.return_token_ids ? { token_ids: r.tokenIds } : {}),

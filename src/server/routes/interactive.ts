@@ -115,8 +115,10 @@ async function runTurn(ctx: Context, deps: ServerDeps, body: InteractiveRequest,
   }, cancel, deps.metrics);
   let text = '';
   const outputIds: number[] = [];
+  let started = false;
   try {
     let delta = await stream.next(); // before the status is committed: engine refusals stay HTTP errors
+    started = true;
     const writer = body.stream ? openEventStream(ctx, 'ndjson', { 'X-Session-Id': String(session.id) }) : null;
     try {
       for (; delta; delta = await stream.next()) {
@@ -138,7 +140,8 @@ async function runTurn(ctx: Context, deps: ServerDeps, body: InteractiveRequest,
     writer?.end();
   } finally {
     stream.close();
-    commit(session, inputIds, outputIds, newMessages, text);
+    // A turn the engine refused or failed before its first token leaves the history as it was.
+    if (started) commit(session, inputIds, outputIds, newMessages, text);
   }
 }
 
