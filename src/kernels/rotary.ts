@@ -56,10 +56,3 @@ export class RotaryKernel {
     dispatch(this.gpu.device, pass, this.pipeline, [args.qkv, args.positions, args.invFreq, uniforms.alloc(new Uint8Array(params))], grid);
   }
 }
-
-/** Plain (unscaled) RoPE frequencies: theta^(-2i/rotaryDim), i < rotaryDim/2, rounded to f32 as HF does. */
-export function defaultInvFreq(rotaryDim: number, theta: number): Float32Array {
-  const out = new Float32Array(rotaryDim / 2);
-  for (let i = 0; i < out.length; i++) out[i] = 1 / theta ** ((2 * i) / rotaryDim);
-  return out;
-}
