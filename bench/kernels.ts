@@ -169,7 +169,8 @@ function report(results: Result[], memcpy: number, gpu: GpuDevice, matmul: Matmu
           'stream GB/s': r.streamGbps,
           'vs stream': `${(100 * r.vsStream).toFixed(0)}%`,
           'vs memcpy': `${((100 * r.gbps) / memcpy).toFixed(0)}%`,
-          'x gemv GFLOP/s (best)': vsGemv ? `${vsGemv.toFixed(1)}x` : '',
+          // Only the matmul table has prefill rows to compare.
+          ...(results.some((g) => g.group === group && g.name.startsWith('prefill')) ? { 'x gemv GFLOP/s (best)': vsGemv ? `${vsGemv.toFixed(1)}x` : '' } : {}),
           timing: r.timing,
         };
       });

@@ -7,7 +7,8 @@
 //
 // Bindings (group 0), the same for every entry point:
 //   0 x:      array<f32>        activations [num_rows, cols], row-major, unpadded (read)
-//   1 x4:     array<vec4<f32>>  the same buffer seen as vec4s; only read when X_VEC4 (cols % 4 == 0)
+//   1 x4:     array<vec4<f32>>  the same buffer seen as vec4s; only read when X_VEC4 (cols % 4 == 0;
+//                               X_GUARD_HI false when cols % 8 == 0)
 //   2 w:      weight row chunk, rows padded with zeros to row_stride8 * 8 elements (read), in the
 //             'rows' or 'interleaved8' layout of src/kernels/weight.ts (params.w_interleaved; w_block()):
 //             f32: array<vec4<f32>>; f16: array<vec4<f16>>; f16 packed: array<vec4<u32>> (2 halves per u32)
@@ -32,7 +33,8 @@
 // Each entry point may take its own view of f16 weights (native vec4<f16> or packed vec4<u32>): the
 // bytes are the same, see MatmulTuning.packedF16* in src/kernels/matmul.ts.
 // Tested against plain-TS references (f32, f16-rounded weights, odd shapes, both weight layouts,
-// chunked weights, packed and native f16 views, bias) in test/gpu/matmul.test.ts.
+// chunked weights, packed and native f16 views, bias, the three x read modes with NaNs past the rows)
+// in test/gpu/matmul.test.ts.
 
 //#section weights_f32
 @group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
@@ -79,6 +81,10 @@ struct Params {
 
 // cols % 4 == 0 (and a 16-byte aligned binding): x rows can be read as vec4s.
 override X_VEC4: bool = true;
+// With X_VEC4: cols % 8 == 4, so the second vec4 of a row's last block lies past the row and must
+// read as zeros. Compiled false when cols % 8 == 0: the guard cost lavapipe's f16 prefill GEMM
+// 4-12% in same-run A/B runs (docs/benchmarks.md, Kernels).
+override X_GUARD_HI: bool = true;
 
 struct X8 { lo: vec4<f32>, hi: vec4<f32> }
 
@@ -95,6 +101,7 @@ fn load_x8(row: u32, k8: u32) -> X8 {
   let cols = params.cols;
   if (X_VEC4) {
     let i = (row * cols + k) / 4u;
+    if (!X_GUARD_HI) { return X8(x4[i], x4[i + 1u]); }
     return X8(x4[i], select(vec4<f32>(0.0), x4[i + 1u], k + 4u < cols));
   }
   let base = row * cols + k;

@@ -86,15 +86,28 @@ export function defaultTuning(gpu: GpuDevice): MatmulTuning {
   };
 }
 
+/**
+ * How a kernel reads x rows, the index into a path's pipelines: 0 scalars (cols % 4 != 0 or an
+ * unaligned binding), 1 vec4s with the last block's upper half guarded (cols % 8 == 4), 2 vec4s
+ * unguarded (cols % 8 == 0; the guard cost lavapipe's f16 prefill GEMM 4-12%).
+ */
+type XMode = 0 | 1 | 2;
+const X_MODES: readonly XMode[] = [0, 1, 2];
+
+function xModeOf(cols: number, x: Binding): XMode {
+  if (cols % 4 !== 0 || bindingOffset(x) % 16 !== 0) return 0;
+  return cols % 8 === 0 ? 2 : 1;
+}
+
 interface GemmPipelines {
-  /** [xVec4 ? 1 : 0] */
+  /** By XMode. */
   pipelines: GPUComputePipeline[];
   tileRows: number;
   tileCols: number;
 }
 
 interface GemvPipelines {
-  /** [xVec4 ? 1 : 0] */
+  /** By XMode. */
   pipelines: GPUComputePipeline[];
   rowsPerGroup: number;
 }
@@ -161,7 +174,7 @@ export class MatmulKernels {
     if (w.chunks.length === 0) throw new Error(`matmul(${w.label}): weight was destroyed`);
     if (w.rowStride % WEIGHT_ROW_ALIGN !== 0) throw new Error(`matmul(${w.label}): rowStride ${w.rowStride} is not a multiple of ${WEIGHT_ROW_ALIGN}; upload weights with uploadWeight()`);
     const set = this.kernels[w.dtype];
-    const xVec4 = w.cols % 4 === 0 && bindingOffset(x) % 16 === 0 ? 1 : 0;
+    const xMode = xModeOf(w.cols, x);
     const kernel = this.select(set, numRows);
     for (let c = 0; c < w.chunks.length; c++) {
       const row0 = c * w.rowsPerChunk;
@@ -169,15 +182,15 @@ export class MatmulKernels {
       const p = this.params;
       p[0] = numRows; p[1] = w.cols; p[2] = w.rowStride / WEIGHT_ROW_ALIGN; p[3] = outRows;
       p[4] = row0; p[5] = w.rows; p[6] = bias ? 1 : 0; p[7] = w.layout === 'interleaved8' ? 1 : 0;
-      const bindings = [x, xVec4 ? x : this.placeholder, w.chunks[c]!, bias ?? this.placeholder, y, uniforms.alloc(p)];
+      const bindings = [x, xMode !== 0 ? x : this.placeholder, w.chunks[c]!, bias ?? this.placeholder, y, uniforms.alloc(p)];
       if ('rowsPerGroup' in kernel) {
-        dispatch(this.gpu.device, pass, kernel.pipelines[xVec4]!, bindings, grid1d(Math.ceil(outRows / kernel.rowsPerGroup)));
+        dispatch(this.gpu.device, pass, kernel.pipelines[xMode]!, bindings, grid1d(Math.ceil(outRows / kernel.rowsPerGroup)));
       } else {
         const gx = Math.ceil(outRows / kernel.tileCols), gy = Math.ceil(numRows / kernel.tileRows);
         if (gx > this.gpu.limits.maxComputeWorkgroupsPerDimension || gy > this.gpu.limits.maxComputeWorkgroupsPerDimension) {
           throw new Error(`matmul(${w.label}): ${numRows} x ${outRows} outputs need more workgroups than one dispatch allows; split the batch`);
         }
-        dispatch(this.gpu.device, pass, kernel.pipelines[xVec4]!, bindings, [gx, gy]);
+        dispatch(this.gpu.device, pass, kernel.pipelines[xMode]!, bindings, [gx, gy]);
       }
     }
   }
@@ -214,30 +227,31 @@ async function compileKernelSet(gpu: GpuDevice, storage: Record<MatmulPath, Weig
     const code = matmulSource(storage[path], useSubgroups);
     return gpu.pipelines.get({ kernel: `matmul.${storage[path]}.${entryPoint}`, code, entryPoint, constants });
   };
-  const bothXLayouts = (path: MatmulPath, entryPoint: string, constants: Record<string, number>) =>
-    Promise.all([0, 1].map((xVec4) => pipeline(path, entryPoint, { ...constants, X_VEC4: xVec4 })));
+  const allXModes = (path: MatmulPath, entryPoint: string, constants: Record<string, number>) =>
+    Promise.all(X_MODES.map((mode) => pipeline(path, entryPoint, { ...constants, X_VEC4: mode === 0 ? 0 : 1, X_GUARD_HI: mode === 1 ? 1 : 0 })));
   let gemv: Promise<GemvPipelines>;
   if (useSubgroups) {
     const rpl = tuning.gemvRowsPerLane;
     if (!(Number.isInteger(rpl) && rpl >= 1 && rpl <= 8)) throw new Error(`matmul tuning: gemvRowsPerLane must be 1..8, got ${rpl}`);
-    // gemv_sg reads x as scalars, so one pipeline serves both x layouts.
-    gemv = pipeline('gemv', 'gemv_sg', { RPL: rpl }).then((p) => ({ pipelines: [p, p], rowsPerGroup: 8 * rpl }));
+    // gemv_sg reads x as scalars, so one pipeline serves every x mode.
+    gemv = pipeline('gemv', 'gemv_sg', { RPL: rpl }).then((p) => ({ pipelines: [p, p, p], rowsPerGroup: 8 * rpl }));
   } else {
     const rpw = tuning.gemvRowsPerGroup;
     if (!(Number.isInteger(rpw) && rpw >= 1 && rpw <= 16)) throw new Error(`matmul tuning: gemvRowsPerGroup must be 1..16, got ${rpw}`);
-    gemv = bothXLayouts('gemv', 'gemv', { WG: tuning.gemvLanes, RPW: rpw }).then((pipelines) => ({ pipelines, rowsPerGroup: rpw }));
+    gemv = allXModes('gemv', 'gemv', { WG: tuning.gemvLanes, RPW: rpw }).then((pipelines) => ({ pipelines, rowsPerGroup: rpw }));
   }
   /** mr: x rows of the tile's last 8-row group in use (tile height 8 * (tm - 1) + mr). */
   const sg = async (path: MatmulPath, tm: number, tn: number, mr = 8): Promise<GemmPipelines> => {
     if (!(tn >= 1 && tm >= 1 && 8 * tm * tn <= 128)) throw new Error(`matmul tuning: need 8 * TM * TN <= 128 (got TM ${tm}, TN ${tn})`);
-    return { pipelines: await bothXLayouts(path, 'gemm_sg', { TM: tm, TN: tn, MR: mr }), tileRows: 8 * (tm - 1) + mr, tileCols: 8 * tn };
+    return { pipelines: await allXModes(path, 'gemm_sg', { TM: tm, TN: tn, MR: mr }), tileRows: 8 * (tm - 1) + mr, tileCols: 8 * tn };
   };
   const [gemvPipelines, skinny, gemm] = await Promise.all([
     gemv,
     useSubgroups ? Promise.all(SKINNY_TILE_ROWS.map((rows) => sg('skinny', Math.ceil(rows / 8), tiles.skinnyTn, rows - 8 * (Math.ceil(rows / 8) - 1)))) : null,
     useSubgroups
       ? sg('gemm', ...tiles.gemm)
-      : bothXLayouts('gemm', 'gemm_tile', {}).then((pipelines) => ({ pipelines, tileRows: 32, tileCols: 32 })),
+      : allXModes('gemm', 'gemm_tile', {}).then((pipelines) => ({ pipelines, tileRows: 32, tileCols: 32 })),
   ]);
   return { gemv: gemvPipelines, skinny, gemm };
 }
+

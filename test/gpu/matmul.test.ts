@@ -33,6 +33,8 @@ interface Case {
   maxChunkBytes?: number;
   /** Default: 'rows'. */
   layout?: WeightLayout;
+  /** Follow x's rows in its buffer with NaNs: a kernel that reads x past a row's end then fails. */
+  xNaNTail?: boolean;
 }
 
 let kernelsPromise: Promise<MatmulKernels> | null = null;
@@ -47,7 +49,7 @@ async function check(k: MatmulKernels, c: Case, seed: number): Promise<GpuWeight
   const wData = randomF32(c.rows * c.cols, seed + 1);
   const bias = c.bias ? randomF32(c.rows, seed + 2) : undefined;
   const w = uploadWeight(gpu, 'w', wData, c.rows, c.cols, c.dtype, c.maxChunkBytes, c.layout);
-  const xb = gpu.upload('x', x);
+  const xb = gpu.upload('x', c.xNaNTail ? Float32Array.from([...x, ...new Array<number>(16).fill(NaN)]) : x);
   const yb = gpu.createBuffer('y', c.numRows * c.rows * 4, storage());
   const bb = bias ? gpu.upload('bias', bias) : undefined;
   await runPass(gpu, (pass, u) => k.matmul(pass, u, xb, w, yb, c.numRows, bb));
@@ -149,6 +151,20 @@ for (const dtype of ['f32', 'f16'] as const) {
     }
   });
 }
+
+// cols picks how kernels read x: 46 scalars, 44 vec4s with the last half-block guarded (cols % 8 == 4),
+// 48 unguarded vec4s (cols % 8 == 0, what real models have: the guard cost the prefill GEMM ~5-10%).
+test('x read modes (scalar, guarded vec4, unguarded vec4) on every path; NaN past the rows never leaks', async () => {
+  const k = await kernels();
+  let seed = 700;
+  for (const dtype of ['f32', 'f16'] as const) {
+    for (const cols of [44, 46, 48]) {
+      for (const numRows of [1, 3, 17, 40]) {
+        destroyWeight(await check(k, { numRows, rows: 19, cols, dtype, bias: numRows === 3, layout: numRows % 2 ? 'interleaved8' : 'rows', xNaNTail: true }, seed++));
+      }
+    }
+  }
+});
 
 test('both kernels are exercised: the switch sits between 16 and 17 rows', () => {
   assert.is(GEMV_MAX_ROWS, 16);
