@@ -1,7 +1,7 @@
 // Matmul family: y[m, c] = sum_k x[m, k] * W[c, k] (+ bias[c]), W in HF [out, in] layout.
 //
 // This file is assembled by src/kernels/matmul.ts from sections: exactly one `weights_*` section
-// (how 8 consecutive weights of a row are loaded), then `common`, `kernels`, and `subgroups` (the
+// (load_w8_block: how one 8-element weight block is loaded), then `common`, `kernels`, and `subgroups` (the
 // subgroup kernels) when they are used. Sections start with a line `//#section <name>`; text before
 // the first section is this header.
 //
@@ -17,9 +17,10 @@
 //   5 params: uniform Params
 // Entry points:
 //   gemv_sg:   one x row (decode), needs subgroups of >= 8 lanes. Each lane owns RPL weight rows and
-//              streams them 8 k at a time; the 8 x values of a block are loaded one per lane and
-//              shared with subgroupBroadcast (on lavapipe every lane's load costs, uniform or not).
-//              Grid: ceil(out_rows / (8 * RPL)) workgroups (2-D when large).
+//              streams them 8 k at a time (block indices computed once, the k loop only adds); the 8
+//              x values of a block are loaded one per lane and shared with subgroupBroadcast (on
+//              lavapipe every lane's load costs, uniform or not). x is read as scalars, guarded unless
+//              X_VEC4 && !X_GUARD_HI (cols % 8 == 0). Grid: ceil(out_rows / (8 * RPL)) workgroups (2-D when large).
 //   gemv:      one x row without subgroups. A workgroup of WG lanes owns RPW weight rows; lanes stride over k
 //              in blocks of 8, each x block is loaded once for the RPW rows, and partial sums are
 //              reduced through workgroup memory. Grid: ceil(out_rows / RPW) workgroups (2-D when large).
@@ -39,8 +40,8 @@
 //#section weights_f32
 @group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
 struct W8 { lo: vec4<f32>, hi: vec4<f32> }
-fn load_w8(row: u32, k8: u32) -> W8 {
-  let i = 2u * w_block(row, k8);
+fn load_w8_block(block: u32) -> W8 {
+  let i = 2u * block;
   return W8(w[i], w[i + 1u]);
 }
 
@@ -48,16 +49,16 @@ fn load_w8(row: u32, k8: u32) -> W8 {
 // requires: f16
 @group(0) @binding(2) var<storage, read> w: array<vec4<f16>>;
 struct W8 { lo: vec4<f32>, hi: vec4<f32> }
-fn load_w8(row: u32, k8: u32) -> W8 {
-  let i = 2u * w_block(row, k8);
+fn load_w8_block(block: u32) -> W8 {
+  let i = 2u * block;
   return W8(vec4<f32>(w[i]), vec4<f32>(w[i + 1u]));
 }
 
 //#section weights_f16_packed
 @group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
 struct W8 { lo: vec4<f32>, hi: vec4<f32> }
-fn load_w8(row: u32, k8: u32) -> W8 {
-  let q = w[w_block(row, k8)];
+fn load_w8_block(block: u32) -> W8 {
+  let q = w[block];
   return W8(vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)), vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w)));
 }
 
@@ -93,6 +94,16 @@ fn w_block(row: u32, k8: u32) -> u32 {
   // interleaved8: the blocks of rows 8g..8g+7 sit side by side, so 8 lanes on 8 rows read 8 adjacent blocks.
   if (params.w_interleaved != 0u) { return ((row >> 3u) * params.row_stride8 + k8) * 8u + (row & 7u); }
   return row * params.row_stride8 + k8;
+}
+
+/** Blocks between k8 and k8 + 1 of one weight row: w_block(row, k8) = w_block(row, 0) + k8 * w_block_step(). */
+fn w_block_step() -> u32 {
+  return select(1u, 8u, params.w_interleaved != 0u);
+}
+
+/** Weights [row, 8*k8 .. 8*k8+7] (the load_w8_block of the weights_* section in use). */
+fn load_w8(row: u32, k8: u32) -> W8 {
+  return load_w8_block(w_block(row, k8));
 }
 
 /** x[row, 8*k8 .. 8*k8+7], zero past the end of the row (weights there are zero padding, but x must not be NaN). */
@@ -230,21 +241,32 @@ fn gemm_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_i
 // ---- gemv_sg: one x row, lane per weight row, x shared by subgroupBroadcast -----------------
 override RPL: u32 = 2;   // weight rows per lane: a workgroup owns 8 * RPL rows
 var<private> gsg_acc: array<f32, 8>;
+var<private> gsg_block: array<u32, 8>;
 
 @compute @workgroup_size(8)
 fn gemv_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
   _ = &x4; // keeps the binding list the same as the other entry points
   let row0 = (wid.x + wid.y * nwg.x) * 8u * RPL;
   let last_row = params.out_rows - 1u;
+  // Each row's first block and the step between blocks, so the k loop is loads, an add and the
+  // multiply-adds: the clamp, layout test and index math hoisted out of it gave +3-20 points of the
+  // streaming read on lavapipe (docs/benchmarks.md, Kernels).
+  let step = w_block_step();
+  for (var j = 0u; j < RPL; j++) { gsg_block[j] = w_block(min(row0 + 8u * j + lane, last_row), 0u); }
   let cols = params.cols;
+  // x past the row only exists when cols % 8 != 0 (x modes 0 and 1); with X_VEC4 && !X_GUARD_HI the
+  // row has whole blocks and x is read unguarded.
+  let x_guard = !X_VEC4 || X_GUARD_HI;
   for (var k8 = 0u; k8 < params.row_stride8; k8++) {
     // Each lane loads one of the 8 x values; broadcasts give every lane all 8.
     let k = 8u * k8 + lane;
-    let xl = select(0.0, x[k], k < cols);
+    var xl: f32;
+    if (x_guard) { xl = select(0.0, x[k], k < cols); } else { xl = x[k]; }
     let xv = X8(
       vec4<f32>(subgroupBroadcast(xl, 0u), subgroupBroadcast(xl, 1u), subgroupBroadcast(xl, 2u), subgroupBroadcast(xl, 3u)),
       vec4<f32>(subgroupBroadcast(xl, 4u), subgroupBroadcast(xl, 5u), subgroupBroadcast(xl, 6u), subgroupBroadcast(xl, 7u)));
-    for (var j = 0u; j < RPL; j++) { gsg_acc[j] += dot8(xv, load_w8(min(row0 + 8u * j + lane, last_row), k8)); }
+    let offset = step * k8;
+    for (var j = 0u; j < RPL; j++) { gsg_acc[j] += dot8(xv, load_w8_block(gsg_block[j] + offset)); }
   }
   for (var j = 0u; j < RPL; j++) {
     let n = row0 + 8u * j + lane;

@@ -233,8 +233,11 @@ async function compileKernelSet(gpu: GpuDevice, storage: Record<MatmulPath, Weig
   if (useSubgroups) {
     const rpl = tuning.gemvRowsPerLane;
     if (!(Number.isInteger(rpl) && rpl >= 1 && rpl <= 8)) throw new Error(`matmul tuning: gemvRowsPerLane must be 1..8, got ${rpl}`);
-    // gemv_sg reads x as scalars, so one pipeline serves every x mode.
-    gemv = pipeline('gemv', 'gemv_sg', { RPL: rpl }).then((p) => ({ pipelines: [p, p, p], rowsPerGroup: 8 * rpl }));
+    // gemv_sg reads x as scalars: it only needs to know whether x has whole 8-blocks (mode 2, read
+    // unguarded) or not (modes 0 and 1, guarded; mode 0 may also be an unaligned binding).
+    const xConstants = (mode: XMode) => ({ RPL: rpl, X_VEC4: mode === 0 ? 0 : 1, X_GUARD_HI: mode === 1 ? 1 : 0 });
+    gemv = Promise.all([pipeline('gemv', 'gemv_sg', xConstants(1)), pipeline('gemv', 'gemv_sg', xConstants(2))])
+      .then(([guarded, whole]) => ({ pipelines: [guarded, guarded, whole], rowsPerGroup: 8 * rpl }));
   } else {
     const rpw = tuning.gemvRowsPerGroup;
     if (!(Number.isInteger(rpw) && rpw >= 1 && rpw <= 16)) throw new Error(`matmul tuning: gemvRowsPerGroup must be 1..16, got ${rpw}`);

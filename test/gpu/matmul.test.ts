@@ -247,21 +247,23 @@ test('f16 against the unrounded f32 weights stays within 1e-2', async () => {
   destroyWeight(w);
 });
 
+// Skinny GEMM with a guarded x, and the GEMV's unguarded x path (cols % 8 == 0) on interleaved weights.
 test('x and y may be sub-ranges of larger buffers (offset bindings)', async () => {
   const gpu = await testDevice();
   const k = await kernels();
-  const [numRows, rows, cols] = [3, 20, 36];
-  const x = randomF32(numRows * cols, 600), wData = randomF32(rows * cols, 601);
-  const w = uploadWeight(gpu, 'w', wData, rows, cols, 'f32');
-  const xOffset = 256, yOffset = 512;
-  const xb = gpu.createBuffer('x', xOffset + x.byteLength, storage());
-  gpu.write(xb, x, xOffset);
-  const yb = gpu.createBuffer('y', yOffset + numRows * rows * 4, storage());
-  await runPass(gpu, (pass, u) =>
-    k.matmul(pass, u, { buffer: xb, offset: xOffset, size: x.byteLength }, w, { buffer: yb, offset: yOffset, size: numRows * rows * 4 }, numRows),
-  );
-  assertClose(await gpu.readF32(yb, numRows * rows, yOffset / 4), referenceMatmul(x, wData, numRows, rows, cols), 1e-4, 1e-3);
-  destroyWeight(w);
+  for (const [numRows, rows, cols, layout] of [[3, 20, 36, 'rows'], [1, 20, 40, 'interleaved8']] as const) {
+    const x = randomF32(numRows * cols, 600 + cols), wData = randomF32(rows * cols, 601 + cols);
+    const w = uploadWeight(gpu, 'w', wData, rows, cols, 'f32', undefined, layout);
+    const xOffset = 256, yOffset = 512;
+    const xb = gpu.createBuffer('x', xOffset + x.byteLength, storage());
+    gpu.write(xb, x, xOffset);
+    const yb = gpu.createBuffer('y', yOffset + numRows * rows * 4, storage());
+    await runPass(gpu, (pass, u) =>
+      k.matmul(pass, u, { buffer: xb, offset: xOffset, size: x.byteLength }, w, { buffer: yb, offset: yOffset, size: numRows * rows * 4 }, numRows),
+    );
+    assertClose(await gpu.readF32(yb, numRows * rows, yOffset / 4), referenceMatmul(x, wData, numRows, rows, cols), 1e-4, 1e-3);
+    destroyWeight(w);
+  }
 });
 
 test('a NaN in one x row stays in that row (the zero-padded tail of k never reads the next row)', async () => {
