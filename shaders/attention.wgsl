@@ -13,15 +13,37 @@
 //   2 out: array<vec4f> [numTokens, numHeads * head_dim/4]
 //   3 params: uniform Params
 //   4 qkv: array<f32> [numTokens, row_stride], q head h of token t at t*row_stride + q_offset + h*head_dim
-//   5 k_cache, 6 v_cache: array<vec4f> [numBlocks, block_size, num_kv_heads, head_dim/4]
+//   5 k_cache, 6 v_cache: [numBlocks, block_size, num_kv_heads, head_dim/4] vec4 columns, declared by one
+//     of the cache sections and read only through load_k / load_v (vec4 column index -> vec4<f32>):
+//     cache_f32: array<vec4f>; cache_f16: array<vec2<u32>>, 4 halves per element (element e of the cache
+//     is half e & 1 of u32 word e >> 1), unpacked with unpack2x16float (no shader-f16 needed).
 //   7 block_tables: array<u32> [numSeqs, max_blocks_per_seq]
 //   8 token_seq, 9 token_pos: array<u32> [numTokens] (tokens of a sequence contiguous, in position order)
+// Sections: src/kernels/attention.ts joins one cache section (cache_f32 or cache_f16) with `attention`;
+//   shaders/attention_decode.wgsl's kernel takes its cache section from this file too.
 // Masking: token at pos attends to keys [pos - sliding_window + 1 (if window > 0), pos] of its sequence.
 // Workgroup: 64 threads. Score phase: one key per thread, ROWS dot products against q in workgroup memory.
 //   PV phase: thread = (key group, head_dim/4 lane), keys strided over 64 / (head_dim/4) groups.
 // Limits: head_dim % 4 == 0, head_dim <= 256.
 // Tested against: a float64 reference in test/helpers/attention-reference.ts (test/gpu/attention.test.ts):
-//   GQA 1/2/8 and MQA, mixed query lengths, shuffled block tables, sliding window, split-KV up to 32k.
+//   GQA 1/2/8 and MQA, mixed query lengths, shuffled block tables, sliding window, split-KV up to 32k;
+//   the f16 cache against the same reference on f16-rounded K/V.
+
+//#section cache_f32
+@group(0) @binding(5) var<storage, read> k_cache: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> v_cache: array<vec4<f32>>;
+
+fn load_k(i: u32) -> vec4<f32> { return k_cache[i]; }
+fn load_v(i: u32) -> vec4<f32> { return v_cache[i]; }
+
+//#section cache_f16
+@group(0) @binding(5) var<storage, read> k_cache: array<vec2<u32>>;
+@group(0) @binding(6) var<storage, read> v_cache: array<vec2<u32>>;
+
+fn load_k(i: u32) -> vec4<f32> { let w = k_cache[i]; return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)); }
+fn load_v(i: u32) -> vec4<f32> { let w = v_cache[i]; return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)); }
+
+//#section attention
 
 struct Params {
   num_tokens: u32,
@@ -51,8 +73,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(3) var<uniform> params: Params;
 @group(0) @binding(4) var<storage, read> qkv: array<f32>;
-@group(0) @binding(5) var<storage, read> k_cache: array<vec4<f32>>;
-@group(0) @binding(6) var<storage, read> v_cache: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read> block_tables: array<u32>;
 @group(0) @binding(8) var<storage, read> token_seq: array<u32>;
 @group(0) @binding(9) var<storage, read> token_pos: array<u32>;
@@ -150,7 +170,7 @@ fn attend(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) ti
         let base = ((block * params.block_size + key % params.block_size) * params.num_kv_heads + kv_head) * hd4;
         key_base[tid] = base;
         for (var d = 0u; d < hd4; d++) {
-          let k = k_cache[base + d];
+          let k = load_k(base + d);
           for (var r = 0u; r < ROWS; r++) {
             if (r < num_rows) { s[r] += dot(q_tile[r * hd4 + d], k); }
           }
@@ -193,7 +213,7 @@ fn attend(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) ti
       if (pv_group < num_pv_groups) {
         for (var j = pv_group; j < CHUNK; j += num_pv_groups) {
           if (c0 + j >= key_hi) { break; }
-          let v = v_cache[key_base[j] + lane];
+          let v = load_v(key_base[j] + lane);
           for (var r = 0u; r < ROWS; r++) {
             if (r < num_rows) { acc[r] += probs[r * CHUNK + j] * v; }
           }

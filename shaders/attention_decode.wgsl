@@ -1,4 +1,3 @@
-// requires: subgroups
 // Paged attention for pure decode batches (one query token per sequence) on devices whose subgroups
 // have >= 8 lanes, chosen by src/kernels/attention.ts for CPU adapters (lavapipe). An 8-lane
 // workgroup is one subgroup, so scores are reduced with subgroupAdd and there is no workgroupBarrier:
@@ -18,7 +17,8 @@
 //   2 out: array<vec4f> [numTokens, numHeads * head_dim/4]
 //   3 params: uniform Params (same struct as attention.wgsl; tokens_per_tile must be 1)
 //   4 qkv: array<f32> [numTokens, row_stride], q head h of token t at t*row_stride + q_offset + h*head_dim
-//   5 k_cache, 6 v_cache: array<vec4f> [numBlocks, block_size, num_kv_heads, head_dim/4]
+//   5 k_cache, 6 v_cache: [numBlocks, block_size, num_kv_heads, head_dim/4] vec4 columns, declared with
+//     load_k / load_v by attention.wgsl's cache_f32 or cache_f16 section, which the host prepends
 //   7 block_tables: array<u32> [numSeqs, max_blocks_per_seq]
 //   8 token_seq, 9 token_pos: array<u32> [numTokens]
 // Masking: the token at pos attends to keys [pos - sliding_window + 1 (if window > 0), pos].
@@ -26,7 +26,10 @@
 // heads_per_row_group <= MAX_HEADS.
 // Tested against: the float64 reference in test/helpers/attention-reference.ts (test/gpu/attention.test.ts
 // runs every decode case on this path and on the portable one): GQA 1/2/8, MQA, head dims 32..256,
-// sliding window, split-KV up to 32k.
+// sliding window, split-KV up to 32k, f32 and f16 caches.
+
+//#section decode
+// requires: subgroups
 
 struct Params {
   num_tokens: u32,
@@ -56,8 +59,6 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(3) var<uniform> params: Params;
 @group(0) @binding(4) var<storage, read> qkv: array<f32>;
-@group(0) @binding(5) var<storage, read> k_cache: array<vec4<f32>>;
-@group(0) @binding(6) var<storage, read> v_cache: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read> block_tables: array<u32>;
 @group(0) @binding(8) var<storage, read> token_seq: array<u32>;
 @group(0) @binding(9) var<storage, read> token_pos: array<u32>;
@@ -121,7 +122,7 @@ fn attend_decode(@builtin(workgroup_id) wid: vec3u, @builtin(subgroup_invocation
       let d = lane + LANES * j;
       kr[j] = vec4<f32>(0.0);
       vr[j] = vec4<f32>(0.0);
-      if (d < hd4) { kr[j] = k_cache[base + d]; vr[j] = v_cache[base + d]; }
+      if (d < hd4) { kr[j] = load_k(base + d); vr[j] = load_v(base + d); }
     }
     for (var h = 0u; h < MAX_HEADS; h++) {
       if (h >= num_heads_here) { break; }

@@ -25,6 +25,7 @@ export function withEngineOptions<T>(y: Argv<T>) {
     .option('block-size', { type: 'number', default: DEFAULT_ENGINE_OPTIONS.blockSize, describe: 'tokens per KV-cache block' })
     .option('cache-max-entry-count', { type: 'number', default: DEFAULT_ENGINE_OPTIONS.cacheMaxEntryCount, describe: 'fraction of GPU memory left after weights given to the KV cache' })
     .option('kv-cache-blocks', { type: 'number', describe: 'KV-cache size in blocks (overrides --cache-max-entry-count)' })
+    .option('kv-cache-dtype', { choices: ['f32', 'f16'] as const, default: DEFAULT_ENGINE_OPTIONS.kvCacheDtype, describe: 'KV-cache element type; f16 halves KV memory (about twice the blocks) at f16 precision' })
     .option('gpu-memory', { type: 'string', describe: 'GPU memory budget per device, e.g. 24GiB (WebGPU cannot query free memory; default 2GiB on a software adapter, 16GiB otherwise)' })
     .option('max-waiting', { type: 'number', default: DEFAULT_ENGINE_OPTIONS.maxWaiting, describe: 'waiting-queue limit; more requests get 429' })
     .option('enable-prefix-caching', { type: 'boolean', default: true, describe: 'share KV blocks of identical prompt prefixes' })
@@ -45,6 +46,8 @@ export interface EngineArgs {
   blockSize: number;
   cacheMaxEntryCount: number;
   kvCacheBlocks?: number;
+  /** Absent (callers that predate the flag) means 'f32'. */
+  kvCacheDtype?: 'f32' | 'f16';
   gpuMemory?: string;
   maxWaiting: number;
   enablePrefixCaching: boolean;
@@ -98,6 +101,7 @@ export async function toEngineOptions(args: EngineArgs, modelDir: string, extra:
     maxNumBatchedTokens: args.maxPrefillTokens,
     cacheMaxEntryCount: args.cacheMaxEntryCount,
     kvCacheBlocks: args.kvCacheBlocks,
+    kvCacheDtype: args.kvCacheDtype ?? DEFAULT_ENGINE_OPTIONS.kvCacheDtype,
     gpuMemoryBytes: args.gpuMemory ? parseBytes(args.gpuMemory) : undefined,
     maxWaiting: args.maxWaiting,
     enablePrefixCaching: args.enablePrefixCaching,

@@ -5,6 +5,7 @@ import { openDevices, type GpuDevice } from '../gpu/index.js';
 import { shardPlacementFor } from '../gpu/adapters.js';
 import { KvCacheManager } from '../kv/kv-manager.js';
 import { loadModelConfig, type ModelConfig } from '../model/config.js';
+import type { KvCacheDtype } from '../model/memory.js';
 import { ModelRunner } from '../model/runner.js';
 import { shardLayout } from '../model/sharding.js';
 import type { SamplingRow } from '../sampling/params.js';
@@ -37,6 +38,8 @@ export interface EngineOptions {
   maxNumBatchedTokens: number;
   cacheMaxEntryCount: number;
   kvCacheBlocks?: number;
+  /** KV cache element type; 'f16' halves KV memory (twice the blocks) at f16 precision. Default 'f32'. */
+  kvCacheDtype?: KvCacheDtype;
   gpuMemoryBytes?: number;
   maxWaiting: number;
   enablePrefixCaching: boolean;
@@ -50,6 +53,7 @@ export const DEFAULT_ENGINE_OPTIONS = {
   maxBatchSize: 32,
   maxNumBatchedTokens: 512,
   cacheMaxEntryCount: 0.8,
+  kvCacheDtype: 'f32',
   maxWaiting: 1024,
   enablePrefixCaching: true,
 } as const satisfies Partial<EngineOptions>;
@@ -107,6 +111,7 @@ export class Engine implements EngineClient {
         maxNumBatchedTokens: options.maxNumBatchedTokens,
         cacheMaxEntryCount: options.cacheMaxEntryCount,
         kvCacheBlocks: options.kvCacheBlocks,
+        kvCacheDtype: options.kvCacheDtype ?? DEFAULT_ENGINE_OPTIONS.kvCacheDtype,
         gpuMemoryBytes: options.gpuMemoryBytes,
         progress: options.progress,
       };
@@ -120,7 +125,7 @@ export class Engine implements EngineClient {
       );
       const name = options.modelName ?? options.modelDir.replace(/\/+$/, '').split('/').pop() ?? 'model';
       log('engine', `model=${name} arch=${config.hfArchitecture} layers=${config.numLayers} tp=${runner.shards.length}${placements ? ' (worker processes)' : ''} dtype=${options.dtype} ` +
-        `kv_blocks=${runner.numBlocks}x${options.blockSize} session_len=${sessionLen} max_tokens_per_step=${runner.maxTokensPerStep}`);
+        `kv_blocks=${runner.numBlocks}x${options.blockSize} kv_dtype=${runnerOptions.kvCacheDtype} session_len=${sessionLen} max_tokens_per_step=${runner.maxTokensPerStep}`);
       return new Engine(name, sessionLen, config, tokenizer, runner, kv, scheduler, devices);
     } catch (err) {
       // The runner owns worker processes when shards run out of process: end them too.

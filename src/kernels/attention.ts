@@ -4,7 +4,8 @@
 // keys over workgroups (flash-decoding) and merges the partials in a second pass. Pure decode batches
 // on CPU adapters with 8-lane subgroups go to a barrier-free subgroup kernel (shaders/attention_decode.wgsl).
 import assert from 'node:assert/strict';
-import { dispatch, grid1d, loadShader, type Binding, type GpuDevice, type UniformArena } from '../gpu/index.js';
+import type { KvCacheDtype } from '../model/memory.js';
+import { dispatch, grid1d, loadShaderSections, type Binding, type GpuDevice, type UniformArena } from '../gpu/index.js';
 
 /**
  * Query rows (token, head) per workgroup; must match ROWS in shaders/attention.wgsl, and bounds the q
@@ -98,6 +99,8 @@ export type AttentionDecodePath = 'auto' | 'portable' | 'subgroup';
 
 export interface AttentionOptions {
   decodePath?: AttentionDecodePath;
+  /** Element type of the caches attend() reads (default 'f32'; 'f16' = packed u32 pairs, see KvCacheKernel). */
+  kvCacheDtype?: KvCacheDtype;
 }
 
 /** The subgroup decode kernel runs an 8-lane workgroup as one subgroup. */
@@ -118,6 +121,8 @@ export class AttentionKernel {
     private readonly reducePipeline: GPUComputePipeline,
     /** attend_decode from attention_decode.wgsl; null when pure decode uses the portable kernel. */
     private readonly decodePipeline: GPUComputePipeline | null,
+    /** Element type of the K/V caches this kernel reads. */
+    readonly kvCacheDtype: KvCacheDtype,
   ) {
     this.partialAcc = this.createScratch('attention-partial-acc', 256);
     this.partialMl = this.createScratch('attention-partial-ml', 256);
@@ -129,13 +134,17 @@ export class AttentionKernel {
       throw new Error("attention: decodePath 'subgroup' needs the subgroups feature with >= 8-lane subgroups; use 'auto' or 'portable' on this adapter");
     }
     const useSubgroupDecode = decodePath === 'subgroup' || (decodePath === 'auto' && gpu.isSoftware && supportsSubgroupDecode(gpu));
-    const code = loadShader('attention');
+    const kvCacheDtype = options.kvCacheDtype ?? 'f32';
+    // The cache section declares k_cache/v_cache and the load_k/load_v that unpack them.
+    const cache = loadShaderSections('attention', [`cache_${kvCacheDtype}`]);
+    const code = `${cache}\n${loadShaderSections('attention', ['attention'])}`;
+    const decodeCode = `${cache}\n${loadShaderSections('attention_decode', ['decode'])}`;
     const [attend, reduce, decode] = await Promise.all([
-      gpu.pipelines.get({ kernel: 'attention.attend', code, entryPoint: 'attend' }),
-      gpu.pipelines.get({ kernel: 'attention.reduce_splits', code, entryPoint: 'reduce_splits' }),
-      useSubgroupDecode ? gpu.pipelines.get({ kernel: 'attention.attend_decode', code: loadShader('attention_decode'), entryPoint: 'attend_decode' }) : null,
+      gpu.pipelines.get({ kernel: `attention.attend.${kvCacheDtype}`, code, entryPoint: 'attend' }),
+      gpu.pipelines.get({ kernel: `attention.reduce_splits.${kvCacheDtype}`, code, entryPoint: 'reduce_splits' }),
+      useSubgroupDecode ? gpu.pipelines.get({ kernel: `attention.attend_decode.${kvCacheDtype}`, code: decodeCode, entryPoint: 'attend_decode' }) : null,
     ]);
-    return new AttentionKernel(gpu, attend, reduce, decode);
+    return new AttentionKernel(gpu, attend, reduce, decode, kvCacheDtype);
   }
 
   /** The kernel pure decode batches run on, as create() resolved it. */

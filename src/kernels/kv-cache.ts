@@ -1,6 +1,7 @@
 // Paged KV-cache write: scatters this step's k and v heads from the fused qkv activation into the
 // cache slots the KV manager assigned (slot = blockId * blockSize + offset in block).
 import assert from 'node:assert/strict';
+import type { KvCacheDtype } from '../model/memory.js';
 import { dispatch, grid1d, loadShader, type Binding, type GpuDevice, type UniformArena } from '../gpu/index.js';
 
 /** Lanes per workgroup along a token's k/v row (one workgroup per 64-lane x 4-column stretch of it). */
@@ -14,6 +15,8 @@ export const PADDING_SLOT = 0xffffffff;
 export interface KvCacheOptions {
   /** Copy vec4s when row stride, offsets and row length are multiples of 4 (default); false forces the scalar entry (tests use it). */
   vec4?: boolean;
+  /** Cache element type (default 'f32'); 'f16' packs two halves per u32 word (no shader-f16 needed). */
+  dtype?: KvCacheDtype;
 }
 
 export interface KvWriteArgs {
@@ -24,7 +27,7 @@ export interface KvWriteArgs {
   vOffset: number;
   numKvHeads: number;
   headDim: number;
-  /** f32 [numBlocks, blockSize, numKvHeads, headDim]. */
+  /** [numBlocks, blockSize, numKvHeads, headDim] of the kernel's dtype (f16: packed u32 pairs). */
   kCache: Binding;
   vCache: Binding;
   /** u32 [numTokens]: cache slot of each token, or PADDING_SLOT. */
@@ -38,13 +41,17 @@ export class KvCacheKernel {
     private readonly gpu: GpuDevice,
     private readonly scalarPipeline: GPUComputePipeline,
     private readonly vec4Pipeline: GPUComputePipeline | null,
+    /** Element type of the caches this kernel writes. */
+    readonly dtype: KvCacheDtype,
   ) {}
 
   static async create(gpu: GpuDevice, options: KvCacheOptions = {}): Promise<KvCacheKernel> {
     const code = loadShader('kv_cache');
     const get = (entryPoint: string) => gpu.pipelines.get({ kernel: `kv_cache.${entryPoint}`, code, entryPoint, constants: { WG: WORKGROUP_SIZE } });
-    const [scalar, vec4] = await Promise.all([get('write'), options.vec4 === false ? null : get('write_vec4')]);
-    return new KvCacheKernel(gpu, scalar, vec4);
+    const dtype = options.dtype ?? 'f32';
+    const suffix = dtype === 'f16' ? '_f16' : '';
+    const [scalar, vec4] = await Promise.all([get(`write${suffix}`), options.vec4 === false ? null : get(dtype === 'f16' ? 'write_f16_vec4' : 'write_vec4')]);
+    return new KvCacheKernel(gpu, scalar, vec4, dtype);
   }
 
   /** Copies each token's k and v heads from qkv into the cache slots given by slotMapping (u32 [numTokens]). */
@@ -52,13 +59,16 @@ export class KvCacheKernel {
     const { numTokens, rowStride, kOffset, vOffset, numKvHeads, headDim } = args;
     const rowLen = numKvHeads * headDim;
     assert(kOffset + rowLen <= rowStride && vOffset + rowLen <= rowStride, 'kv write: k or v heads run past rowStride');
+    if (this.dtype === 'f16') assert(headDim % 2 === 0, `kv write: an f16 cache packs half pairs, so headDim ${headDim} must be even`);
     if (numTokens === 0) return;
     const vec4 = [rowStride, kOffset, vOffset, rowLen].every((n) => n % 4 === 0) ? this.vec4Pipeline : null;
     const unit = vec4 ? 4 : 1;
-    this.params.set([numTokens, rowStride / unit, kOffset / unit, vOffset / unit, rowLen / unit, 0, 0, 0]);
+    // The scalar f16 entry walks the row in u32 words (half pairs) but reads qkv in f32 elements.
+    const rowUnits = vec4 || this.dtype === 'f32' ? rowLen / unit : rowLen / 2;
+    this.params.set([numTokens, rowStride / unit, kOffset / unit, vOffset / unit, rowUnits, 0, 0, 0]);
     const bindings = [args.qkv, args.kCache, args.vCache, args.slotMapping, uniforms.alloc(this.params)];
     const [tokensY, tokensZ] = grid1d(numTokens);
-    const columnGroups = Math.ceil(rowLen / unit / (WORKGROUP_SIZE * COLUMNS_PER_LANE));
+    const columnGroups = Math.ceil(rowUnits / (WORKGROUP_SIZE * COLUMNS_PER_LANE));
     dispatch(this.gpu.device, pass, vec4 ?? this.scalarPipeline, bindings, [columnGroups, tokensY, tokensZ]);
   }
 }

@@ -6,6 +6,14 @@ import type { GpuDevice } from '../gpu/index.js';
 import type { ModelConfig } from './config.js';
 import type { ShardLayout } from './sharding.js';
 
+/** Element type of the paged KV cache: f16 halves its memory (packed u32 pairs, no shader-f16 needed). */
+export type KvCacheDtype = 'f32' | 'f16';
+
+/** Bytes per KV cache element. */
+export function kvCacheElementBytes(dtype: KvCacheDtype = 'f32'): number {
+  return dtype === 'f16' ? 2 : 4;
+}
+
 export interface MemoryOptions {
   /** Bytes of GPU memory this server may use per device; default: 2 GiB on a software adapter, 16 GiB otherwise. */
   gpuMemoryBytes?: number;
@@ -18,6 +26,8 @@ export interface MemoryOptions {
   blockSize: number;
   maxNumSeqs: number;
   dtype: 'f16' | 'f32';
+  /** KV cache element type (default 'f32'); 'f16' stores two halves per u32 word, halving the cache. */
+  kvCacheDtype?: KvCacheDtype;
 }
 
 export interface MemoryPlan {
@@ -49,7 +59,7 @@ export function planMemory(config: ModelConfig, layout: ShardLayout, gpu: GpuDev
   const perToken = 4 * (3 * H + qkvWidth + layout.numHeads * hd + 3 * layout.intermediate + 4);
   const vocabShard = layout.vocabEnd - layout.vocabStart;
   const activationBytes = maxTokensPerStep * perToken + options.maxNumSeqs * 4 * (H + vocabShard * (layout.tp > 1 ? 2 : 1));
-  const kvBytesPerLayerBlock = options.blockSize * layout.numKvHeads * hd * 4;
+  const kvBytesPerLayerBlock = options.blockSize * layout.numKvHeads * hd * kvCacheElementBytes(options.kvCacheDtype);
   const kvBytesPerBlock = 2 * config.numLayers * kvBytesPerLayerBlock;
   const left = budgetBytes - weightBytes - activationBytes;
   if (left <= 0) {

@@ -74,7 +74,7 @@ export class ModelRunner {
       }, progress);
       const { invFreq, attentionScaling } = ropeInvFreq(config.rope, config.maxPositionEmbeddings);
       const maxBlocksPerSeq = Math.ceil(options.maxModelLen / options.blockSize);
-      const build = { blockSize: options.blockSize, numBlocks: plan.numBlocks, maxTokensPerStep: plan.maxTokensPerStep, maxNumSeqs: options.maxNumSeqs, maxBlocksPerSeq, invFreq, attentionScaling };
+      const build = { blockSize: options.blockSize, numBlocks: plan.numBlocks, maxTokensPerStep: plan.maxTokensPerStep, maxNumSeqs: options.maxNumSeqs, maxBlocksPerSeq, invFreq, attentionScaling, kvCacheDtype: options.kvCacheDtype };
       const shards = await Promise.all(devices.map((gpu, rank) => createShard(gpu, config, layouts[rank]!, builders[rank]!.finish(), build)));
       for (const gpu of devices) await gpu.sync();
       return new ModelRunner(config, shards, plan, options.maxNumSeqs, maxBlocksPerSeq);

@@ -65,6 +65,7 @@ async function load(plan: { numBlocks: number; maxTokensPerStep: number }): Prom
     maxBlocksPerSeq: Math.ceil(i.options.maxModelLen / i.options.blockSize),
     invFreq,
     attentionScaling,
+    kvCacheDtype: i.options.kvCacheDtype,
   });
   await device.sync();
   return null;

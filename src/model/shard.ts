@@ -13,6 +13,7 @@ import { RmsNormKernel } from '../kernels/rmsnorm.js';
 import { RotaryKernel } from '../kernels/rotary.js';
 import { destroyWeight } from '../kernels/weight.js';
 import type { ModelConfig } from './config.js';
+import { kvCacheElementBytes, type KvCacheDtype } from './memory.js';
 import type { ShardLayout } from './sharding.js';
 import type { ShardWeights } from './shard-weights.js';
 
@@ -117,21 +118,23 @@ export class Shard implements ShardHandle {
     readonly attentionScaling: number,
   ) {
     this.uniforms = new UniformArena(gpu.device);
-    const bytesPerLayer = numBlocks * blockSize * layout.numKvHeads * config.headDim * 4;
+    // The KV write kernel decides the element type (f16 caches are packed u32 pairs); attention must agree.
+    if (kernels.attn.kvCacheDtype !== kernels.kv.dtype) throw new Error(`shard: attention reads ${kernels.attn.kvCacheDtype} caches but the KV write stores ${kernels.kv.dtype}; create both kernels with the same kvCacheDtype`);
+    const bytesPerLayer = numBlocks * blockSize * layout.numKvHeads * config.headDim * kvCacheElementBytes(kernels.kv.dtype);
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
     this.kCaches = Array.from({ length: config.numLayers }, (_, l) => gpu.createBuffer(`k_cache.${l}`, bytesPerLayer, usage));
     this.vCaches = Array.from({ length: config.numLayers }, (_, l) => gpu.createBuffer(`v_cache.${l}`, bytesPerLayer, usage));
   }
 
-  static async createKernels(gpu: GpuDevice): Promise<ShardKernels> {
+  static async createKernels(gpu: GpuDevice, kvCacheDtype: KvCacheDtype = 'f32'): Promise<ShardKernels> {
     const [matmul, norm, act, embed, rotary, kv, attn] = await Promise.all([
       MatmulKernels.create(gpu),
       RmsNormKernel.create(gpu),
       ActivationKernel.create(gpu),
       EmbeddingKernel.create(gpu),
       RotaryKernel.create(gpu),
-      KvCacheKernel.create(gpu),
-      AttentionKernel.create(gpu),
+      KvCacheKernel.create(gpu, { dtype: kvCacheDtype }),
+      AttentionKernel.create(gpu, { kvCacheDtype }),
     ]);
     return { matmul, norm, act, embed, rotary, kv, attn };
   }
@@ -293,11 +296,13 @@ export interface ShardBuildOptions {
   maxBlocksPerSeq: number;
   invFreq: Float32Array;
   attentionScaling: number;
+  /** KV cache element type (default 'f32'). */
+  kvCacheDtype?: KvCacheDtype;
 }
 
 /** Kernels, activation buffers and (rank 0) the sampler around uploaded weights: the same in-process and in a worker. */
 export async function createShard(gpu: GpuDevice, config: ModelConfig, layout: ShardLayout, weights: ShardWeights, o: ShardBuildOptions): Promise<Shard> {
-  const kernels = await Shard.createKernels(gpu);
+  const kernels = await Shard.createKernels(gpu, o.kvCacheDtype);
   const buffers = allocateBuffers(gpu, config, layout, o.maxTokensPerStep, o.maxNumSeqs, o.maxBlocksPerSeq, o.invFreq);
   const shard = new Shard(gpu, layout, config, weights, kernels, buffers, o.blockSize, o.numBlocks, o.attentionScaling);
   if (layout.rank === 0) await shard.enableSampling(o.maxNumSeqs);

@@ -2,6 +2,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AttentionKernel, planAttention, supportsSubgroupDecode, ATTENTION_SPLIT_LEN, type AttentionDecodePath } from '../../src/kernels/attention.js';
 import { KvCacheKernel } from '../../src/kernels/kv-cache.js';
+import type { KvCacheDtype } from '../../src/model/memory.js';
+import { f16BitsToF32, f32ToF16Bits } from '../../src/util/half.js';
 import { assertClose, randomF32, runPass, testDevice } from '../helpers/gpu.js';
 import { attentionReference, buildPagedBatch, type PagedBatch, type PagedBatchSpec } from '../helpers/attention-reference.js';
 
@@ -11,6 +13,8 @@ interface Case extends Omit<PagedBatchSpec, 'seed'> {
   qOffset?: number;
   /** Passed instead of the true largest context, to check an understated value drops no keys. */
   maxContextLen?: number;
+  /** 'f16': the cache holds the batch's K/V as packed halves, and the reference sees them f16-rounded. */
+  kvCacheDtype?: KvCacheDtype;
 }
 
 /** q of the batch placed inside a wider qkv row (other columns random), as the fused matmul leaves it. */
@@ -23,8 +27,13 @@ function packQkv(batch: PagedBatch, qWidth: number, qOffset: number): { qkv: Flo
 
 async function runCase(c: Case, seed: number, decodePath: AttentionDecodePath = 'auto'): Promise<PagedBatch> {
   const gpu = await testDevice();
-  const kernel = await AttentionKernel.create(gpu, { decodePath });
-  const batch = buildPagedBatch({ ...c, seed });
+  const kvCacheDtype = c.kvCacheDtype ?? 'f32';
+  const kernel = await AttentionKernel.create(gpu, { decodePath, kvCacheDtype });
+  const built = buildPagedBatch({ ...c, seed });
+  const kHalves = kvCacheDtype === 'f16' ? f32ToF16Bits(built.kCache) : null;
+  const vHalves = kvCacheDtype === 'f16' ? f32ToF16Bits(built.vCache) : null;
+  // The reference attends over exactly the values the cache holds: f16-rounded K/V for an f16 cache.
+  const batch = kHalves && vHalves ? { ...built, kCache: f16BitsToF32(kHalves), vCache: f16BitsToF32(vHalves) } : built;
   const qOffset = c.qOffset ?? 5;
   const qWidth = c.numHeads * c.headDim;
   const { qkv, rowStride } = packQkv(batch, qWidth, qOffset);
@@ -34,7 +43,7 @@ async function runCase(c: Case, seed: number, decodePath: AttentionDecodePath = 
   await runPass(gpu, (pass, u) =>
     kernel.attend(pass, u, {
       qkv: gpu.upload('qkv', qkv), rowStride, qOffset, out,
-      kCache: gpu.upload('k-cache', batch.kCache), vCache: gpu.upload('v-cache', batch.vCache),
+      kCache: gpu.upload('k-cache', kHalves ?? batch.kCache), vCache: gpu.upload('v-cache', vHalves ?? batch.vCache),
       blockTables: gpu.upload('block-tables', batch.blockTables), maxBlocksPerSeq: batch.maxBlocksPerSeq,
       tokenSeq: gpu.upload('token-seq', batch.tokenSeq), tokenPos: gpu.upload('token-pos', batch.tokenPos),
       numTokens: batch.numTokens, numSeqs: batch.numSeqs, numHeads: c.numHeads, numKvHeads: c.numKvHeads,
@@ -43,7 +52,7 @@ async function runCase(c: Case, seed: number, decodePath: AttentionDecodePath = 
   );
   const got = await gpu.readF32(out, batch.numTokens * qWidth);
   const want = attentionReference(batch, { numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim, blockSize: c.blockSize, scale, slidingWindow });
-  assertClose(got, want, 1e-4, 1e-5, `attention output (${kernel.decodePath} decode path)`);
+  assertClose(got, want, 1e-4, 1e-5, `attention output (${kernel.decodePath} decode path, ${kvCacheDtype} cache)`);
   kernel.destroy();
   return batch;
 }
@@ -188,6 +197,21 @@ test('kv write then attend in one pass, as the runner calls them', async () => {
   const want = attentionReference(batch, { numHeads, numKvHeads, headDim, blockSize, scale, slidingWindow: 0 });
   assertClose(await gpu.readF32(out, batch.numTokens * qWidth), want, 1e-4, 1e-5, 'attention after kv write');
   attention.destroy();
+});
+
+test('f16 cache: prefill/mixed batches, GQA and MQA, head dims 32..256, sliding window and split-KV', async () => {
+  const f16 = { kvCacheDtype: 'f16' } as const;
+  await runCase({ ...MIXED, numHeads: 4, numKvHeads: 2, headDim: 64, ...f16 }, 41);
+  await runCase({ ...MIXED, numHeads: 12, numKvHeads: 1, headDim: 80, qOffset: 0, slidingWindow: 9, ...f16 }, 42);
+  await runCase({ cachedLens: [9, 0], queryLens: [3, 4], blockSize: 4, numHeads: 2, numKvHeads: 1, headDim: 256, ...f16 }, 43);
+  await runCase({ cachedLens: [2500, 0], queryLens: [9, 2], blockSize: 32, numHeads: 4, numKvHeads: 1, headDim: 32, ...f16 }, 44);
+});
+
+test('f16 cache: pure decode on both paths, GQA 8, head dim 4, split-KV with a window', async () => {
+  const f16 = { kvCacheDtype: 'f16' } as const;
+  await runDecodeCase({ cachedLens: [0, 1, 16, 63, 64, 129], blockSize: 16, numHeads: 16, numKvHeads: 2, headDim: 128, ...f16 }, 45);
+  await runDecodeCase({ cachedLens: [7, 40], blockSize: 2, numHeads: 3, numKvHeads: 3, headDim: 4, ...f16 }, 46);
+  await runDecodeCase({ cachedLens: [3000, 40, 5], blockSize: 16, numHeads: 4, numKvHeads: 2, headDim: 96, slidingWindow: 1100, ...f16 }, 47);
 });
 
 test('unsupported shapes are refused with a reason', async () => {

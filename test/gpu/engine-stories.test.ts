@@ -31,6 +31,24 @@ test('greedy decoding from BOS reproduces the published text exactly', async () 
   }
 });
 
+test('an f16 KV cache (--kv-cache-dtype f16) keeps the greedy story and doubles the blocks of a budget', async () => {
+  // Blocks from the memory budget (not a fixed --kv-cache-blocks), so the element size shows.
+  const budget = { gpuMemoryBytes: 64 * 1024 ** 2, cacheMaxEntryCount: 0.5, kvCacheBlocks: undefined };
+  const f32 = await openEngine(budget);
+  const f32Blocks = f32.stats().numKvBlocks;
+  await f32.shutdown();
+  const engine = await openEngine({ ...budget, kvCacheDtype: 'f16' });
+  try {
+    // f16 K/V rounding may flip a late near-tie, so only the opening sentence is pinned.
+    const out = await collect(engine.generate(request([BOS], { maxTokens: 40, ignoreEos: true })));
+    assert.ok(out.text.startsWith('Once upon a time, there was a little girl named Lily.'), `got: ${out.text.slice(0, 240)}`);
+    const f16Blocks = engine.stats().numKvBlocks;
+    assert.ok(f16Blocks === 2 * f32Blocks || f16Blocks === 2 * f32Blocks + 1, `f16 blocks ${f16Blocks} vs f32 ${f32Blocks}`);
+  } finally {
+    await engine.shutdown();
+  }
+});
+
 const PROMPTS = [
   'Once upon a time',
   'The cat sat',
