@@ -43,7 +43,7 @@ fn load_v(i: u32) -> vec4<f32> { return v_cache[i]; }
 fn load_k(i: u32) -> vec4<f32> { let w = k_cache[i]; return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)); }
 fn load_v(i: u32) -> vec4<f32> { let w = v_cache[i]; return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)); }
 
-//#section attention
+//#section layout
 
 struct Params {
   num_tokens: u32,
@@ -76,6 +76,8 @@ struct Params {
 @group(0) @binding(7) var<storage, read> block_tables: array<u32>;
 @group(0) @binding(8) var<storage, read> token_seq: array<u32>;
 @group(0) @binding(9) var<storage, read> token_pos: array<u32>;
+
+//#section attention
 
 const WG: u32 = 64u;
 const CHUNK: u32 = 64u;    // keys per chunk: one per thread in the score phase

@@ -15,7 +15,7 @@
 //   0 partial_acc: array<vec4f> [numTokens, numHeads, num_splits, head_dim/4] (unnormalised acc)
 //   1 partial_ml:  array<vec2f> [numTokens, numHeads, num_splits] (running max, running sum)
 //   2 out: array<vec4f> [numTokens, numHeads * head_dim/4]
-//   3 params: uniform Params (same struct as attention.wgsl; tokens_per_tile must be 1)
+//   3 params: uniform Params (attention.wgsl's layout section, which the host prepends; tokens_per_tile must be 1)
 //   4 qkv: array<f32> [numTokens, row_stride], q head h of token t at t*row_stride + q_offset + h*head_dim
 //   5 k_cache, 6 v_cache: [numBlocks, block_size, num_kv_heads, head_dim/4] vec4 columns, declared with
 //     load_k / load_v by attention.wgsl's cache_f32 or cache_f16 section, which the host prepends
@@ -30,38 +30,6 @@
 
 //#section decode
 // requires: subgroups
-
-struct Params {
-  num_tokens: u32,
-  row_stride: u32,
-  q_offset: u32,
-  num_heads: u32,
-  num_kv_heads: u32,
-  head_dim: u32,
-  block_size: u32,
-  max_blocks_per_seq: u32,
-  group_size: u32,
-  heads_per_row_group: u32,
-  num_head_groups: u32,
-  tokens_per_tile: u32,
-  sliding_window: u32,
-  num_splits: u32,
-  split_len: u32,
-  _pad0: u32,
-  scale: f32,
-  _pad1: u32,
-  _pad2: u32,
-  _pad3: u32,
-}
-
-@group(0) @binding(0) var<storage, read_write> partial_acc: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> partial_ml: array<vec2<f32>>;
-@group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;
-@group(0) @binding(3) var<uniform> params: Params;
-@group(0) @binding(4) var<storage, read> qkv: array<f32>;
-@group(0) @binding(7) var<storage, read> block_tables: array<u32>;
-@group(0) @binding(8) var<storage, read> token_seq: array<u32>;
-@group(0) @binding(9) var<storage, read> token_pos: array<u32>;
 
 const LANES: u32 = 8u;
 const MAX_HEADS: u32 = 8u; // q heads per workgroup

@@ -47,11 +47,16 @@ struct Params {
 
 const PADDING_SLOT: u32 = 0xFFFFFFFFu;
 
+/** Token t's cache slot; PADDING_SLOT (write nothing) for padding entries and tokens past num_tokens. */
+fn slot_of(t: u32) -> u32 {
+  if (t >= params.num_tokens) { return PADDING_SLOT; }
+  return slot_mapping[t];
+}
+
 @compute @workgroup_size(WG)
 fn write(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let t = gid.y + gid.z * nwg.y;
-  if (t >= params.num_tokens) { return; }
-  let slot = slot_mapping[t];
+  let slot = slot_of(t);
   if (slot == PADDING_SLOT) { return; }
   let row_len = params.row_len;
   let src = t * params.row_stride;
@@ -65,8 +70,7 @@ fn write(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg
 @compute @workgroup_size(WG)
 fn write_vec4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let t = gid.y + gid.z * nwg.y;
-  if (t >= params.num_tokens) { return; }
-  let slot = slot_mapping[t];
+  let slot = slot_of(t);
   if (slot == PADDING_SLOT) { return; }
   let row_len = params.row_len;
   let src = t * params.row_stride;
@@ -84,8 +88,7 @@ fn pack4(v: vec4f) -> vec2<u32> {
 @compute @workgroup_size(WG)
 fn write_f16(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let t = gid.y + gid.z * nwg.y;
-  if (t >= params.num_tokens) { return; }
-  let slot = slot_mapping[t];
+  let slot = slot_of(t);
   if (slot == PADDING_SLOT) { return; }
   let words = params.row_len;
   let k_src = t * params.row_stride + params.k_offset;
@@ -100,8 +103,7 @@ fn write_f16(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups)
 @compute @workgroup_size(WG)
 fn write_f16_vec4(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let t = gid.y + gid.z * nwg.y;
-  if (t >= params.num_tokens) { return; }
-  let slot = slot_mapping[t];
+  let slot = slot_of(t);
   if (slot == PADDING_SLOT) { return; }
   let row_len = params.row_len;
   let src = t * params.row_stride;

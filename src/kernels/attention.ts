@@ -136,7 +136,8 @@ export class AttentionKernel {
     const useSubgroupDecode = decodePath === 'subgroup' || (decodePath === 'auto' && gpu.isSoftware && supportsSubgroupDecode(gpu));
     const kvCacheDtype = options.kvCacheDtype ?? 'f32';
     // The cache section declares k_cache/v_cache and the load_k/load_v that unpack them.
-    const cache = loadShaderSections('attention', [`cache_${kvCacheDtype}`]);
+    // The cache element type and the Params/bindings layout are shared by both kernels.
+    const cache = loadShaderSections('attention', [`cache_${kvCacheDtype}`, 'layout']);
     const code = `${cache}\n${loadShaderSections('attention', ['attention'])}`;
     const decodeCode = `${cache}\n${loadShaderSections('attention_decode', ['decode'])}`;
     const [attend, reduce, decode] = await Promise.all([
