@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Runs every uvu test file in its own Node process (a hung GPU or a leaked server cannot spill into
-// the next file), in a stable order, then prints one closing line: "tests: N passed, N failed".
+// the next file), in a stable order, then prints one closing line: "N passed, N failed".
+// Per-file lines start with "[pass]"/"[FAIL]", never "ok", so log readers do not take them for TAP.
 // Usage: node scripts/run-tests.mjs [dir|file ...]   (default: test/unit test/gpu test/e2e)
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync, existsSync } from 'node:fs';
@@ -41,7 +42,7 @@ for (const file of files) {
   const nFailed = fileFailed ? Math.max(1, total - ok - skip) : 0;
   failed += nFailed;
   const secs = ((Date.now() - t0) / 1000).toFixed(1);
-  console.log(`${fileFailed ? 'FAIL' : 'ok  '} ${file} (${ok}/${total}, ${secs}s)`);
+  console.log(`${fileFailed ? '[FAIL]' : '[pass]'} ${file} (${ok}/${total} tests, ${secs}s)`);
   if (fileFailed) {
     const why = res.error ? `${res.error.message}\n` : res.signal ? `killed by ${res.signal}\n` : '';
     failures.push(`--- ${file}\n${why}${plain.slice(-6000)}`);
@@ -49,5 +50,5 @@ for (const file of files) {
 }
 for (const f of failures) console.log(f);
 console.log(`\n${files.length} files in ${((Date.now() - started) / 1000).toFixed(1)}s`);
-console.log(`tests: ${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
 process.exit(failed > 0 || files.length === 0 ? 1 : 0);
