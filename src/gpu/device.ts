@@ -5,6 +5,7 @@ import { DeviceLostError, GpuError, NoGpuAdapterError } from './errors.js';
 import { PipelineCache } from './pipelines.js';
 import { BufferPool } from './buffers.js';
 import { Profiler } from './profiler.js';
+import { WaitPacer } from './wait-pacer.js';
 
 export interface DeviceHealth {
   healthy: boolean;
@@ -23,6 +24,8 @@ export class GpuDevice {
   /** A CPU implementation (lavapipe, SwiftShader): kernels pick shapes measured there instead of GPU shapes. */
   readonly isSoftware: boolean;
   readonly limits: GPUSupportedLimits;
+  /** Sleeps through most of a known wait instead of letting Dawn's event polling spin a core (wait-pacer.ts). */
+  readonly pacer: WaitPacer;
   private pendingError: GpuError | null = null;
   private lost: DeviceLostError | null = null;
   private readonly lostListeners = new Set<Listener>();
@@ -38,6 +41,7 @@ export class GpuDevice {
     this.hasSubgroups = this.features.has('subgroups');
     this.isSoftware = adapter.info.architecture === 'software' || /llvmpipe|swiftshader/i.test(adapter.info.description);
     this.limits = device.limits;
+    this.pacer = new WaitPacer({ enabled: waitPacingEnabled(this.isSoftware) });
     this.pipelines = new PipelineCache(device, this.features);
     this.pool = new BufferPool(device);
     this.profiler = this.features.has('timestamp-query') ? new Profiler(device) : null;
@@ -113,15 +117,19 @@ export class GpuDevice {
     this.device.queue.writeBuffer(buffer, offset, padded);
   }
 
-  /** Copies `byteLength` bytes of `buffer` back to the host. */
-  async read(buffer: GPUBuffer, byteLength = buffer.size, offset = 0): Promise<ArrayBuffer> {
+  /**
+   * Copies `byteLength` bytes of `buffer` back to the host. `waitKind` names what the readback waits
+   * for (submitted work of a repeating cost), so the pacer can sleep through it; omit it for one-offs.
+   */
+  async read(buffer: GPUBuffer, byteLength = buffer.size, offset = 0, waitKind?: string): Promise<ArrayBuffer> {
     const size = align(byteLength, 4);
     const staging = this.pool.acquireReadback(size);
     const encoder = this.device.createCommandEncoder({ label: 'readback' });
     encoder.copyBufferToBuffer(buffer, offset, staging, 0, size);
     this.device.queue.submit([encoder.finish()]);
     try {
-      await staging.mapAsync(GPUMapMode.READ, 0, size);
+      const map = () => staging.mapAsync(GPUMapMode.READ, 0, size);
+      await (waitKind === undefined ? map() : this.pacer.wait(waitKind, map));
     } catch (err) {
       this.throwIfFailed();
       throw new GpuError(`${this.label}: readback failed: ${(err as Error).message}`);
@@ -133,17 +141,18 @@ export class GpuDevice {
     return copy;
   }
 
-  async readF32(buffer: GPUBuffer, count: number, offsetElems = 0): Promise<Float32Array> {
-    return new Float32Array(await this.read(buffer, count * 4, offsetElems * 4));
+  async readF32(buffer: GPUBuffer, count: number, offsetElems = 0, waitKind?: string): Promise<Float32Array> {
+    return new Float32Array(await this.read(buffer, count * 4, offsetElems * 4, waitKind));
   }
 
   async readU32(buffer: GPUBuffer, count: number, offsetElems = 0): Promise<Uint32Array> {
     return new Uint32Array(await this.read(buffer, count * 4, offsetElems * 4));
   }
 
-  /** Waits until all submitted work has finished, then surfaces any GPU error. */
-  async sync(): Promise<void> {
-    await this.device.queue.onSubmittedWorkDone();
+  /** Waits until all submitted work has finished, then surfaces any GPU error. `waitKind`: as in read(). */
+  async sync(waitKind?: string): Promise<void> {
+    const done = () => this.device.queue.onSubmittedWorkDone();
+    await (waitKind === undefined ? done() : this.pacer.wait(waitKind, done));
     this.throwIfFailed();
   }
 
@@ -232,4 +241,14 @@ function padTo4(bytes: Uint8Array): Uint8Array {
   const out = new Uint8Array(align(bytes.byteLength, 4));
   out.set(bytes);
   return out;
+}
+
+/**
+ * Wait pacing is on for software adapters (measured there: docs/benchmarks.md) unless
+ * WEBGPU_LLM_WAIT_PACING is 0; 1 turns it on for any adapter.
+ */
+function waitPacingEnabled(isSoftware: boolean): boolean {
+  const env = process.env.WEBGPU_LLM_WAIT_PACING;
+  if (env === '0' || env === '1') return env === '1';
+  return isSoftware;
 }

@@ -6,3 +6,4 @@ export { PipelineCache, loadShader, loadShaderSections, shaderDir, type Pipeline
 export { BufferPool } from './buffers.js';
 export { Profiler, type PassTiming } from './profiler.js';
 export { UniformArena, dispatch, grid1d, type Binding } from './dispatch.js';
+export { WaitPacer, tokenBucket, type WaitPacerOptions } from './wait-pacer.js';

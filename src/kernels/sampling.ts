@@ -46,9 +46,10 @@ export class GpuSampler {
 
   /**
    * Samples one token per row. logits: f32 [rows.length, vocabSize] written by earlier submitted work.
-   * Submits its own command buffer and reads back only ids and logprobs.
+   * Submits its own command buffer and reads back only ids and logprobs. `waitKind` keys the
+   * device's WaitPacer: what the readback waits for (e.g. the forward step of N tokens before it).
    */
-  async sample(logits: GPUBuffer, rows: readonly SamplingRow[]): Promise<SampleResult[]> {
+  async sample(logits: GPUBuffer, rows: readonly SamplingRow[], waitKind = 'sampling'): Promise<SampleResult[]> {
     const numRows = rows.length;
     if (numRows === 0) return [];
     const V = this.vocabSize;
@@ -80,7 +81,7 @@ export class GpuSampler {
       this.uniforms.flush();
       this.gpu.device.queue.submit([encoder.finish()]);
       try {
-        await staging.mapAsync(GPUMapMode.READ, 0, resultBytes);
+        await this.gpu.pacer.wait(waitKind, () => staging.mapAsync(GPUMapMode.READ, 0, resultBytes));
       } catch (err) {
         this.gpu.throwIfFailed();
         throw new GpuError(`sampling readback failed: ${(err as Error).message}`, 'sampling');

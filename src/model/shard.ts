@@ -1,7 +1,7 @@
 // One tensor-parallel shard: its device, kernels, weights, KV cache and activation buffers, and the
 // recording of the forward pass into compute passes. The runner drives shards through ShardHandle
 // (this class in-process, RemoteShard in a worker process); a shard never talks to another shard.
-import { UniformArena, type GpuDevice } from '../gpu/index.js';
+import { tokenBucket, UniformArena, type GpuDevice } from '../gpu/index.js';
 import { GpuSampler } from '../kernels/sampling.js';
 import type { SampleResult, SamplingRow } from '../sampling/params.js';
 import { ActivationKernel } from '../kernels/activation.js';
@@ -101,6 +101,9 @@ export class Shard implements ShardHandle {
   private encoder: GPUCommandEncoder | null = null;
   private sampler: GpuSampler | null = null;
   private fullLogits: GPUBuffer | null = null;
+  /** Tokens in the step being recorded and reads issued in it: the wait kinds of its readbacks. */
+  private stepTokens = 0;
+  private readsThisStep = 0;
   private pass: GPUComputePassEncoder | null = null;
   readonly uniforms: UniformArena;
   readonly kCaches: GPUBuffer[];
@@ -167,6 +170,8 @@ export class Shard implements ShardHandle {
 
   uploadMetadata(meta: StepMetadata): void {
     const { buffers: b, gpu } = this;
+    this.stepTokens = meta.shape.numTokens;
+    this.readsThisStep = 0;
     gpu.write(b.tokenIds, this.layout.tp > 1 ? remapToShardVocab(meta.tokenIds, this.layout) : meta.tokenIds);
     gpu.write(b.positions, meta.positions);
     gpu.write(b.tokenSeq, meta.tokenSeq);
@@ -176,7 +181,10 @@ export class Shard implements ShardHandle {
   }
 
   read(name: ExchangeBufferName, count: number): Promise<Float32Array> {
-    return this.gpu.readF32(this.buffers[name], count);
+    // The k-th read of a step waits for the same stretch of the forward pass every step (the
+    // embedding, one layer's attention or MLP, the logits), so each position is its own wait kind.
+    const kind = `read${this.readsThisStep++}:${name}:${tokenBucket(this.stepTokens)}`;
+    return this.gpu.readF32(this.buffers[name], count, 0, kind);
   }
 
   write(name: ExchangeBufferName, data: Float32Array): void {
@@ -187,9 +195,10 @@ export class Shard implements ShardHandle {
     if (!this.sampler) throw new Error(`shard ${this.layout.rank} does not sample (only rank 0 does)`);
     if (fullLogits) {
       this.gpu.write(this.fullLogits!, fullLogits);
-      return this.sampler.sample(this.fullLogits!, rows);
+      return this.sampler.sample(this.fullLogits!, rows, 'sample:gathered');
     }
-    return this.sampler.sample(this.buffers.logits, rows);
+    // The readback waits for the whole forward step submitted just before it.
+    return this.sampler.sample(this.buffers.logits, rows, `step:${tokenBucket(this.stepTokens)}`);
   }
 
   throwIfFailed(): void {

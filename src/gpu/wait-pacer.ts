@@ -1,0 +1,78 @@
+// Sleeping through most of a known GPU wait instead of spinning on it.
+//
+// While any mapAsync or onSubmittedWorkDone is pending, Dawn's Node binding re-queues
+// instance.ProcessEvents() with setImmediate, so awaiting a 30 ms decode step keeps one CPU core busy
+// for 30 ms. On a software adapter (lavapipe) the CPU cores *are* the GPU: on the 2-core reference
+// machine that spinning cost batch-16 decode a quarter of its throughput (docs/benchmarks.md). The
+// pacer learns how long each kind of wait takes and sleeps on a timer for most of it before the
+// map is requested, so the event loop is idle while the kernels run.
+
+/** Smoothing of the learned durations: weight of the newest measurement. */
+const LEARN_RATE = 0.5;
+/** Below this many ms a nap is not worth a timer (Node's timers have ~1 ms granularity). */
+const MIN_NAP_MS = 2;
+/** A wait that resolves within this long after the nap had finished before the nap ended. */
+const DONE_DURING_NAP_MS = 0.3;
+
+export interface WaitPacerOptions {
+  /** Sleep before waits at all (default: only on software adapters, where it was measured to pay). */
+  enabled: boolean;
+  /** Part of the learned duration slept before the wait is requested (the rest is polled). */
+  napFraction?: number;
+}
+
+export class WaitPacer {
+  private readonly learnedMs = new Map<string, number>();
+  readonly enabled: boolean;
+  private readonly napFraction: number;
+
+  constructor(options: WaitPacerOptions) {
+    this.enabled = options.enabled;
+    this.napFraction = options.napFraction ?? 0.8;
+    if (!(this.napFraction >= 0 && this.napFraction < 1)) throw new Error(`WaitPacer: napFraction must be in [0, 1), got ${this.napFraction}`);
+  }
+
+  /**
+   * Runs `request` (which starts the Dawn wait, e.g. a mapAsync) after sleeping for part of what
+   * waits of this `kind` took before, and learns from how long this one takes. Call it right after
+   * the submit whose results it waits for. Waits of one kind must cost about the same: key them by
+   * what sets the cost (e.g. the step's token count).
+   */
+  async wait<T>(kind: string, request: () => Promise<T>): Promise<T> {
+    if (!this.enabled) return request();
+    const start = performance.now();
+    const learned = this.learnedMs.get(kind);
+    const nap = learned === undefined ? 0 : learned * this.napFraction;
+    if (nap >= MIN_NAP_MS) await sleep(nap);
+    const napEnd = performance.now();
+    const result = await request();
+    const end = performance.now();
+    if (learned === undefined) {
+      this.learnedMs.set(kind, end - start);
+    } else if (nap >= MIN_NAP_MS && end - napEnd < DONE_DURING_NAP_MS) {
+      // The work was done before the nap ended: its real duration is unknown but shorter, so
+      // halve the estimate (an EMA would take many overslept waits to come down).
+      this.learnedMs.set(kind, (end - start) / 2);
+    } else {
+      this.learnedMs.set(kind, (1 - LEARN_RATE) * learned + LEARN_RATE * (end - start));
+    }
+    return result;
+  }
+
+  /** What waits of `kind` are expected to take (ms), if one was seen. */
+  expectedMs(kind: string): number | undefined {
+    return this.learnedMs.get(kind);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * A wait kind for GPU work that scales with a token count: exact up to 16 (decode batches differ
+ * row by row), then by power of two (prefill chunks).
+ */
+export function tokenBucket(numTokens: number): number {
+  return numTokens <= 16 ? numTokens : 2 ** Math.ceil(Math.log2(numTokens));
+}
