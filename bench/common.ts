@@ -24,10 +24,17 @@ export type RecordFn = (pass: GPUComputePassEncoder, uniforms: UniformArena) => 
  * Samples of the different records are interleaved, so load from other processes on a shared
  * machine hits a kernel and its baseline alike. With timestamp-query each pass is bracketed by GPU
  * timestamps; otherwise a sample is the wall time of submit -> onSubmittedWorkDone.
+ *
+ * With timestamps, each wait starts only after sleeping a quarter longer than the pass last took:
+ * while a wait is pending Dawn's event polling spins a CPU core, which on lavapipe slows the very
+ * kernels being timed (by up to 2x on the 2-core reference machine; docs/benchmarks.md, "Wait
+ * pacing"). The engine's WaitPacer sleeps for less (it must not add latency); a bench need not.
  */
 export async function timePasses(gpu: GpuDevice, records: readonly RecordFn[], samples = 5, warmup = 1): Promise<Timing[]> {
   const uniforms = new UniformArena(gpu.device);
   const profiler = gpu.profiler;
+  /** Per record: how long its pass took when it outlasted the sleep before its wait. */
+  const expectedMs = records.map(() => 0);
   const wall: number[][] = records.map(() => []);
   try {
     for (let i = 0; i < warmup + samples; i++) {
@@ -40,9 +47,13 @@ export async function timePasses(gpu: GpuDevice, records: readonly RecordFn[], s
         uniforms.flush();
         const t0 = performance.now();
         gpu.device.queue.submit([encoder.finish()]);
-        // Paced like the engine's waits, so a spinning event loop does not take CPU from lavapipe.
-        await gpu.sync(`bench${r}`);
-        if (timed) wall[r]!.push(performance.now() - t0);
+        const nap = profiler ? 1.25 * expectedMs[r]! : 0;
+        if (nap > 1) await sleep(nap);
+        const napEnd = performance.now();
+        await gpu.sync();
+        const end = performance.now();
+        if (end - napEnd > 0.3) expectedMs[r] = end - t0;
+        if (timed) wall[r]!.push(end - t0);
       }
     }
     if (profiler) {
@@ -60,6 +71,10 @@ export async function timePasses(gpu: GpuDevice, records: readonly RecordFn[], s
 
 export async function timePass(gpu: GpuDevice, record: RecordFn, samples = 5, warmup = 1): Promise<Timing> {
   return (await timePasses(gpu, [record], samples, warmup))[0]!;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Host memory bandwidth: bytes copied per second by TypedArray.set over `bytes` (median of runs). */
