@@ -70,12 +70,9 @@ export function dispatch(
   bindings: readonly Binding[],
   workgroups: readonly [number, number?, number?],
 ): void {
-  const entries: GPUBindGroupEntry[] = bindings.map((b, binding) =>
-    b instanceof GPUBuffer
-      ? { binding, resource: { buffer: b } }
-      : { binding, resource: { buffer: b.buffer, offset: b.offset ?? 0, size: b.size } },
-  );
-  const bindGroup = device.createBindGroup({ label: pipeline.label, layout: pipeline.getBindGroupLayout(0), entries });
+  let cache = bindGroupCaches.get(device);
+  if (!cache) bindGroupCaches.set(device, (cache = new BindGroupCache(device)));
+  const bindGroup = cache.get(pipeline, bindings);
   pass.setPipeline(pipeline);
   pass.setBindGroup(0, bindGroup);
   const [x, y = 1, z = 1] = workgroups;
@@ -87,4 +84,46 @@ export function grid1d(numWorkgroups: number, maxPerDim = 65535): [number, numbe
   if (numWorkgroups <= maxPerDim) return [Math.max(1, numWorkgroups), 1];
   const y = Math.ceil(numWorkgroups / maxPerDim);
   return [Math.ceil(numWorkgroups / y), y];
+}
+
+/**
+ * Bind groups by pipeline and bound ranges. A decode step dispatches the same ~130 (pipeline,
+ * buffers, uniform-arena offset) combinations every step, and creating a bind group costs ~20 us
+ * through the Node binding: ~2.5 ms of host time per step that the GPU waits for (docs/benchmarks.md).
+ * Entries hold their buffers alive until the cache is next cleared (when it outgrows MAX_ENTRIES).
+ */
+class BindGroupCache {
+  private static readonly MAX_ENTRIES = 4096;
+  private readonly groups = new Map<string, GPUBindGroup>();
+
+  constructor(private readonly device: GPUDevice) {}
+
+  get(pipeline: GPUComputePipeline, bindings: readonly Binding[]): GPUBindGroup {
+    let key = String(objectId(pipeline));
+    for (const b of bindings) {
+      key += b instanceof GPUBuffer ? `|${objectId(b)}` : `|${objectId(b.buffer)}:${b.offset ?? 0}:${b.size ?? ''}`;
+    }
+    let group = this.groups.get(key);
+    if (!group) {
+      const entries: GPUBindGroupEntry[] = bindings.map((b, binding) =>
+        b instanceof GPUBuffer
+          ? { binding, resource: { buffer: b } }
+          : { binding, resource: { buffer: b.buffer, offset: b.offset ?? 0, size: b.size } },
+      );
+      group = this.device.createBindGroup({ label: pipeline.label, layout: pipeline.getBindGroupLayout(0), entries });
+      if (this.groups.size >= BindGroupCache.MAX_ENTRIES) this.groups.clear();
+      this.groups.set(key, group);
+    }
+    return group;
+  }
+}
+
+const bindGroupCaches = new WeakMap<GPUDevice, BindGroupCache>();
+const objectIds = new WeakMap<object, number>();
+let nextObjectId = 1;
+
+function objectId(o: object): number {
+  let id = objectIds.get(o);
+  if (id === undefined) objectIds.set(o, (id = nextObjectId++));
+  return id;
 }

@@ -28,6 +28,26 @@ test('a WGSL kernel round-trips data (odd length)', async () => {
   assert.is(got[n - 1], Math.fround(a[n - 1]! + b[n - 1]!));
 });
 
+test('bind groups are reused only for identical bindings (offsets, sizes and uniforms told apart)', async () => {
+  const gpu = await testDevice();
+  const k = await ElementwiseKernels.create(gpu);
+  const n = 300; // per half; offsets are multiples of 256 bytes as bindings require
+  const a = randomF32(2 * 320, 3), b = randomF32(2 * 320, 4);
+  const ba = gpu.upload('a', a), bb = gpu.upload('b', b);
+  const out = gpu.createBuffer('out', 2 * 320 * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
+  const half = (buf: GPUBuffer, i: number) => ({ buffer: buf, offset: i * 320 * 4, size: n * 4 });
+  // The same pipeline and buffers twice per pass, differing only in offsets; then again in a second
+  // pass (same uniform-arena offsets, so cached groups are hit) with a different element count.
+  await runPass(gpu, (pass, u) => { k.add(pass, u, half(ba, 0), half(bb, 0), half(out, 0), n); k.add(pass, u, half(ba, 1), half(bb, 1), half(out, 1), n); });
+  let got = await gpu.readF32(out, 2 * 320);
+  for (const i of [0, n - 1, 320, 320 + n - 1]) assert.is(got[i], Math.fround(a[i]! + b[i]!), `element ${i}`);
+  await runPass(gpu, (pass, u) => { k.add(pass, u, half(bb, 0), half(bb, 0), half(out, 0), 10); k.add(pass, u, half(ba, 1), half(ba, 1), half(out, 1), 10); });
+  got = await gpu.readF32(out, 2 * 320);
+  assert.is(got[9], Math.fround(2 * b[9]!));
+  assert.is(got[10], Math.fround(a[10]! + b[10]!), 'beyond the new count: left from the first pass');
+  assert.is(got[329], Math.fround(2 * a[329]!));
+});
+
 test('a WGSL compile error is thrown naming the kernel and line', async () => {
   const gpu = await testDevice();
   try {
