@@ -5,9 +5,12 @@
 // - short-context batch: 16 sequences of 20..40 tokens with the bench model's layer shape (one layer's
 //   attention of a batch-16 decode step), where per-workgroup overhead, not bandwidth, decides.
 // Each case runs on the kernel's default path and, where that differs, on the portable path
-// (`[portable]`), so one run gives before/after numbers.
+// (`[portable]`), so one run gives before/after numbers; the long-context cases also run on an f16
+// KV cache (`[f16 kv]`, `--kv-cache-dtype f16`: half the bytes, unpacked in the kernel).
 import { AttentionKernel, type AttentionDecodePath } from '../src/kernels/attention.js';
 import type { GpuDevice } from '../src/gpu/index.js';
+import type { KvCacheDtype } from '../src/model/memory.js';
+import { f32ToF16Bits } from '../src/util/half.js';
 import { randomHost } from './common.js';
 import type { KernelCase } from './kernels.js';
 
@@ -32,7 +35,7 @@ export function attentionDecodeCases(contextLens: readonly number[], shape: Atte
   const long = contextLens.flatMap((contextLen) => {
     const label = contextLen % 1024 === 0 ? `${contextLen / 1024}k` : String(contextLen);
     const name = `decode attention ${label} ctx ${shapeLabel(shape)}`;
-    return PATHS.map((path) => decodeBatchCase(name, [contextLen], shape, path));
+    return [...PATHS.map((path) => decodeBatchCase(name, [contextLen], shape, path)), decodeBatchCase(name, [contextLen], shape, 'auto', 'f16')];
   });
   const short = PATHS.map((path) =>
     decodeBatchCase(`decode attention 16 seqs x 20-40 ctx ${shapeLabel(BENCH_MODEL_ATTENTION_SHAPE)}`, SHORT_BATCH_CONTEXTS, BENCH_MODEL_ATTENTION_SHAPE, path));
@@ -44,18 +47,25 @@ function shapeLabel(s: AttentionShape): string {
 }
 
 /** One decode token per sequence at the end of its context; sequences' blocks interleaved in reverse. */
-function decodeBatchCase(baseName: string, contextLens: readonly number[], shape: AttentionShape, path: AttentionDecodePath): KernelCase {
+function decodeBatchCase(baseName: string, contextLens: readonly number[], shape: AttentionShape, path: AttentionDecodePath, kvCacheDtype: KvCacheDtype = 'f32'): KernelCase {
   const { numHeads, numKvHeads, headDim, blockSize } = shape;
   const numSeqs = contextLens.length;
+  const tags = [...(path === 'auto' ? [] : [path]), ...(kvCacheDtype === 'f32' ? [] : [`${kvCacheDtype} kv`])];
+  const elemBytes = kvCacheDtype === 'f16' ? 2 : 4;
+  /** Random K/V contents in the cache's element type. */
+  const cacheData = (elems: number, seed: number) => {
+    const values = randomHost(elems, seed);
+    return kvCacheDtype === 'f16' ? new Uint32Array(f32ToF16Bits(values).buffer) : values;
+  };
   return {
     group: 'attention',
-    name: path === 'auto' ? baseName : `${baseName} [${path}]`,
+    name: tags.length ? `${baseName} [${tags.join(', ')}]` : baseName,
     async setup(gpu: GpuDevice) {
-      const kernel = await AttentionKernel.create(gpu, { decodePath: path });
+      const kernel = await AttentionKernel.create(gpu, { decodePath: path, kvCacheDtype });
       const blocksPerSeq = contextLens.map((n) => Math.ceil(n / blockSize));
       const maxBlocksPerSeq = Math.max(...blocksPerSeq);
       const numBlocks = blocksPerSeq.reduce((a, b) => a + b, 0);
-      const kvBytes = numBlocks * blockSize * numKvHeads * headDim * 4;
+      const kvBytes = numBlocks * blockSize * numKvHeads * headDim * elemBytes;
       if (kvBytes > gpu.limits.maxStorageBufferBindingSize) {
         throw new Error(`attention bench: a ${kvBytes}-byte K cache exceeds one storage binding; use shorter contexts`);
       }
@@ -66,15 +76,15 @@ function decodeBatchCase(baseName: string, contextLens: readonly number[], shape
       const qWidth = numHeads * headDim;
       const buffers = {
         qkv: gpu.upload('bench.q', randomHost(numSeqs * qWidth, 11)),
-        kCache: gpu.upload('bench.k-cache', randomHost(kvBytes / 4, 12)),
-        vCache: gpu.upload('bench.v-cache', randomHost(kvBytes / 4, 13)),
+        kCache: gpu.upload('bench.k-cache', cacheData(kvBytes / elemBytes, 12)),
+        vCache: gpu.upload('bench.v-cache', cacheData(kvBytes / elemBytes, 13)),
         blockTables: gpu.upload('bench.block-table', table),
         tokenSeq: gpu.upload('bench.token-seq', Uint32Array.from(contextLens, (_, s) => s)),
         tokenPos: gpu.upload('bench.token-pos', Uint32Array.from(contextLens, (n) => n - 1)),
         out: gpu.createBuffer('bench.out', numSeqs * qWidth * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC),
       };
       const totalContext = contextLens.reduce((a, b) => a + b, 0);
-      const contextBytes = totalContext * numKvHeads * headDim * 4;
+      const contextBytes = totalContext * numKvHeads * headDim * elemBytes;
       return {
         record: (pass, uniforms) =>
           kernel.attend(pass, uniforms, {
