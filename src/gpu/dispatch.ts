@@ -1,5 +1,6 @@
 // The one way kernels record work: bind buffers in binding order, write uniforms into a per-batch
-// arena, and dispatch. Kernel wrappers call dispatch(); they never build bind groups themselves.
+// arena, and dispatch. Kernel wrappers call dispatch(); they never build bind groups themselves
+// (dispatch() keeps them per pipeline and bound ranges, so a repeated step creates none).
 
 /** A buffer, or a byte range of one, bound at the binding of its position in the list. */
 export type Binding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
