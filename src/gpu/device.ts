@@ -119,9 +119,10 @@ export class GpuDevice {
 
   /**
    * Copies `byteLength` bytes of `buffer` back to the host. `waitKind` names what the readback waits
-   * for (submitted work of a repeating cost), so the pacer can sleep through it; omit it for one-offs.
+   * for (submitted work of a repeating cost) and `waitWork` how much of it, so the pacer can sleep
+   * through it (WaitPacer.wait); omit them for one-offs.
    */
-  async read(buffer: GPUBuffer, byteLength = buffer.size, offset = 0, waitKind?: string): Promise<ArrayBuffer> {
+  async read(buffer: GPUBuffer, byteLength = buffer.size, offset = 0, waitKind?: string, waitWork = 1): Promise<ArrayBuffer> {
     const size = align(byteLength, 4);
     const staging = this.pool.acquireReadback(size);
     const encoder = this.device.createCommandEncoder({ label: 'readback' });
@@ -129,7 +130,7 @@ export class GpuDevice {
     this.device.queue.submit([encoder.finish()]);
     try {
       const map = () => staging.mapAsync(GPUMapMode.READ, 0, size);
-      await (waitKind === undefined ? map() : this.pacer.wait(waitKind, map));
+      await (waitKind === undefined ? map() : this.pacer.wait(waitKind, map, waitWork));
     } catch (err) {
       this.throwIfFailed();
       throw new GpuError(`${this.label}: readback failed: ${(err as Error).message}`);
@@ -141,8 +142,8 @@ export class GpuDevice {
     return copy;
   }
 
-  async readF32(buffer: GPUBuffer, count: number, offsetElems = 0, waitKind?: string): Promise<Float32Array> {
-    return new Float32Array(await this.read(buffer, count * 4, offsetElems * 4, waitKind));
+  async readF32(buffer: GPUBuffer, count: number, offsetElems = 0, waitKind?: string, waitWork = 1): Promise<Float32Array> {
+    return new Float32Array(await this.read(buffer, count * 4, offsetElems * 4, waitKind, waitWork));
   }
 
   async readU32(buffer: GPUBuffer, count: number, offsetElems = 0): Promise<Uint32Array> {

@@ -22,7 +22,8 @@ export interface WaitPacerOptions {
 }
 
 export class WaitPacer {
-  private readonly learnedMs = new Map<string, number>();
+  /** Per kind: learned milliseconds per unit of work. */
+  private readonly learnedMsPerUnit = new Map<string, number>();
   readonly enabled: boolean;
   private readonly napFraction: number;
 
@@ -34,34 +35,38 @@ export class WaitPacer {
 
   /**
    * Runs `request` (which starts the Dawn wait, e.g. a mapAsync) after sleeping for part of what
-   * waits of this `kind` took before, and learns from how long this one takes. Call it right after
-   * the submit whose results it waits for. Waits of one kind must cost about the same: key them by
-   * what sets the cost (e.g. the step's token count).
+   * waits of this `kind` are expected to take, and learns from how long this one takes. Call it
+   * right after the submit whose results it waits for. Within a kind, time is taken to grow in
+   * proportion to `work` (e.g. the step's token count; keep kinds narrow enough for that to hold:
+   * a decode step of 4 rows does not cost 4 of 1 row).
    */
-  async wait<T>(kind: string, request: () => Promise<T>): Promise<T> {
+  async wait<T>(kind: string, request: () => Promise<T>, work = 1): Promise<T> {
     if (!this.enabled) return request();
+    if (!(work > 0)) throw new Error(`WaitPacer.wait(${kind}): work must be positive, got ${work}`);
     const start = performance.now();
-    const learned = this.learnedMs.get(kind);
-    const nap = learned === undefined ? 0 : learned * this.napFraction;
+    const rate = this.learnedMsPerUnit.get(kind);
+    const nap = rate === undefined ? 0 : rate * work * this.napFraction;
     if (nap >= MIN_NAP_MS) await sleep(nap);
     const napEnd = performance.now();
     const result = await request();
     const end = performance.now();
-    if (learned === undefined) {
-      this.learnedMs.set(kind, end - start);
+    const took = (end - start) / work;
+    if (rate === undefined) {
+      this.learnedMsPerUnit.set(kind, took);
     } else if (nap >= MIN_NAP_MS && end - napEnd < DONE_DURING_NAP_MS) {
       // The work was done before the nap ended: its real duration is unknown but shorter, so
       // halve the estimate (an EMA would take many overslept waits to come down).
-      this.learnedMs.set(kind, (end - start) / 2);
+      this.learnedMsPerUnit.set(kind, took / 2);
     } else {
-      this.learnedMs.set(kind, (1 - LEARN_RATE) * learned + LEARN_RATE * (end - start));
+      this.learnedMsPerUnit.set(kind, (1 - LEARN_RATE) * rate + LEARN_RATE * took);
     }
     return result;
   }
 
-  /** What waits of `kind` are expected to take (ms), if one was seen. */
-  expectedMs(kind: string): number | undefined {
-    return this.learnedMs.get(kind);
+  /** What a wait of `kind` for `work` units is expected to take (ms), if one was seen. */
+  expectedMs(kind: string, work = 1): number | undefined {
+    const rate = this.learnedMsPerUnit.get(kind);
+    return rate === undefined ? undefined : rate * work;
   }
 }
 

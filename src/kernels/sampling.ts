@@ -47,9 +47,10 @@ export class GpuSampler {
   /**
    * Samples one token per row. logits: f32 [rows.length, vocabSize] written by earlier submitted work.
    * Submits its own command buffer and reads back only ids and logprobs. `waitKind` keys the
-   * device's WaitPacer: what the readback waits for (e.g. the forward step of N tokens before it).
+   * device's WaitPacer: what the readback waits for (e.g. the forward step of N tokens before it),
+   * and `waitWork` how much of it (WaitPacer.wait).
    */
-  async sample(logits: GPUBuffer, rows: readonly SamplingRow[], waitKind = 'sampling'): Promise<SampleResult[]> {
+  async sample(logits: GPUBuffer, rows: readonly SamplingRow[], waitKind = 'sampling', waitWork = 1): Promise<SampleResult[]> {
     const numRows = rows.length;
     if (numRows === 0) return [];
     const V = this.vocabSize;
@@ -81,7 +82,7 @@ export class GpuSampler {
       this.uniforms.flush();
       this.gpu.device.queue.submit([encoder.finish()]);
       try {
-        await this.gpu.pacer.wait(waitKind, () => staging.mapAsync(GPUMapMode.READ, 0, resultBytes));
+        await this.gpu.pacer.wait(waitKind, () => staging.mapAsync(GPUMapMode.READ, 0, resultBytes), waitWork);
       } catch (err) {
         this.gpu.throwIfFailed();
         throw new GpuError(`sampling readback failed: ${(err as Error).message}`, 'sampling');

@@ -184,7 +184,7 @@ export class Shard implements ShardHandle {
     // The k-th read of a step waits for the same stretch of the forward pass every step (the
     // embedding, one layer's attention or MLP, the logits), so each position is its own wait kind.
     const kind = `read${this.readsThisStep++}:${name}:${tokenBucket(this.stepTokens)}`;
-    return this.gpu.readF32(this.buffers[name], count, 0, kind);
+    return this.gpu.readF32(this.buffers[name], count, 0, kind, this.stepTokens);
   }
 
   write(name: ExchangeBufferName, data: Float32Array): void {
@@ -198,7 +198,7 @@ export class Shard implements ShardHandle {
       return this.sampler.sample(this.fullLogits!, rows, 'sample:gathered');
     }
     // The readback waits for the whole forward step submitted just before it.
-    return this.sampler.sample(this.buffers.logits, rows, `step:${tokenBucket(this.stepTokens)}`);
+    return this.sampler.sample(this.buffers.logits, rows, `step:${tokenBucket(this.stepTokens)}`, this.stepTokens);
   }
 
   throwIfFailed(): void {

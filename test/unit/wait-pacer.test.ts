@@ -8,14 +8,14 @@ import { tokenBucket, WaitPacer } from '../../src/gpu/wait-pacer.js';
 const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Starts `workMs` of "work", then waits for it through the pacer; returns when the wait was requested (ms after start). */
-async function pacedWait(pacer: WaitPacer, kind: string, workMs: number): Promise<number> {
+async function pacedWait(pacer: WaitPacer, kind: string, workMs: number, units = 1): Promise<number> {
   const start = performance.now();
   const work = delay(workMs);
   let requestedAt = -1;
   await pacer.wait(kind, () => {
     requestedAt = performance.now() - start;
     return work;
-  });
+  }, units);
   return requestedAt;
 }
 
@@ -44,6 +44,16 @@ test('an overestimate is halved when the work finished during the nap', async ()
   await pacedWait(pacer, 'k', 5); // sleeps ~80 ms for 5 ms of work
   const after = pacer.expectedMs('k')!;
   assert.ok(after < 0.6 * before, `estimate went from ${before} to ${after} ms`);
+});
+
+test('within a kind the expected time scales with the work units', async () => {
+  const pacer = new WaitPacer({ enabled: true, napFraction: 0.8 });
+  await pacedWait(pacer, 'step:512', 60, 600); // 0.1 ms per unit
+  const perUnit = pacer.expectedMs('step:512')!;
+  assert.ok(pacer.expectedMs('step:512', 300)! === perUnit * 300);
+  // Half the tokens: the nap is about half as long, so it ends before the (half as long) work.
+  const requestedAt = await pacedWait(pacer, 'step:512', 30, 300);
+  assert.ok(requestedAt >= 0.8 * perUnit * 300 - 1 && requestedAt < 30, `requested after ${requestedAt} ms`);
 });
 
 test('napFraction must be in [0, 1)', () => {
