@@ -11,7 +11,7 @@
 const LEARN_RATE = 0.5;
 /** Below this many ms a nap is not worth a timer (Node's timers have ~1 ms granularity). */
 const MIN_NAP_MS = 2;
-/** A wait that resolves within this long after the nap had finished before the nap ended. */
+/** A wait that resolves within this long after its nap found the work already done. */
 const DONE_DURING_NAP_MS = 0.3;
 
 export interface WaitPacerOptions {
