@@ -1,5 +1,6 @@
-// Paged attention for pure decode batches (one query token per sequence) on devices whose subgroups
-// have >= 8 lanes, chosen by src/kernels/attention.ts for CPU adapters (lavapipe). An 8-lane
+// Paged attention, one query token per workgroup, on devices whose subgroups have >= 8 lanes: chosen
+// by src/kernels/attention.ts on CPU adapters (lavapipe) for every batch, pure decode (one query token
+// per sequence), prefill and mixed alike (each token attends to keys up to its own position). An 8-lane
 // workgroup is one subgroup, so scores are reduced with subgroupAdd and there is no workgroupBarrier:
 // on llvmpipe a workgroup's SIMD-8 fibres switch at every barrier, which dominated the 64-thread kernel.
 // Entry point:

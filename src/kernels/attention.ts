@@ -1,8 +1,10 @@
 // Paged attention over the KV cache for prefill, decode and mixed batches in one dispatch family.
 // The wrapper picks the query tiling (decode: one token per tile so GQA heads share K/V; otherwise
 // several tokens per tile so K/V loads are reused across query rows) and, for long contexts, splits the
-// keys over workgroups (flash-decoding) and merges the partials in a second pass. Pure decode batches
-// on CPU adapters with 8-lane subgroups go to a barrier-free subgroup kernel (shaders/attention_decode.wgsl).
+// keys over workgroups (flash-decoding) and merges the partials in a second pass. On CPU adapters with
+// 8-lane subgroups every batch goes to a barrier-free subgroup kernel (shaders/attention_decode.wgsl),
+// one query token per workgroup: pure decode batches always did; prefill and mixed batches since it
+// measured 2-5x faster there than the tiled kernel (docs/benchmarks.md).
 import assert from 'node:assert/strict';
 import type { KvCacheDtype } from '../model/memory.js';
 import { dispatch, grid1d, loadShaderSections, type Binding, type GpuDevice, type UniformArena } from '../gpu/index.js';
@@ -61,14 +63,17 @@ export interface AttentionPlan {
   splitLen: number;
 }
 
-/** Query tiling and KV split count for a batch; attend() uses it, tests and benches may inspect it. */
-export function planAttention(args: Pick<AttentionArgs, 'numTokens' | 'numSeqs' | 'numHeads' | 'numKvHeads' | 'headDim' | 'maxContextLen'>, maxScratchBytes = MAX_SCRATCH_BYTES): AttentionPlan {
+/**
+ * Query tiling and KV split count for a batch; attend() uses it, tests and benches may inspect it.
+ * oneTokenPerTile: the subgroup kernel's layout (one query token per workgroup) for any batch.
+ */
+export function planAttention(args: Pick<AttentionArgs, 'numTokens' | 'numSeqs' | 'numHeads' | 'numKvHeads' | 'headDim' | 'maxContextLen'>, maxScratchBytes = MAX_SCRATCH_BYTES, oneTokenPerTile = false): AttentionPlan {
   const groupSize = args.numHeads / args.numKvHeads;
   const headsPerRowGroup = Math.min(groupSize, ROWS_PER_WORKGROUP);
   const numHeadGroups = Math.ceil(groupSize / headsPerRowGroup);
   // A pure decode batch has one token per sequence: tiles of several tokens would mix sequences.
   const isDecode = args.numTokens === args.numSeqs;
-  const tokensPerTile = isDecode ? 1 : Math.max(1, Math.floor(ROWS_PER_WORKGROUP / headsPerRowGroup));
+  const tokensPerTile = isDecode || oneTokenPerTile ? 1 : Math.max(1, Math.floor(ROWS_PER_WORKGROUP / headsPerRowGroup));
   const numTiles = Math.ceil(args.numTokens / tokensPerTile);
   // Split long contexts (flash-decoding) only as far as the GPU needs more workgroups and the
   // partial results fit the scratch budget; prefill batches usually have enough tiles already.
@@ -99,6 +104,13 @@ export type AttentionDecodePath = 'auto' | 'portable' | 'subgroup';
 
 export interface AttentionOptions {
   decodePath?: AttentionDecodePath;
+  /**
+   * When pure decode runs on the subgroup kernel, run prefill and mixed batches on it too (one query
+   * token per workgroup, K/V re-read per token instead of shared by a tile). Default: on software
+   * adapters, where the tiled kernel's workgroup-memory q loads and barriers made prefill attention
+   * 2-5x slower (docs/benchmarks.md); false keeps the tiled kernel for them (tests use it).
+   */
+  subgroupPrefill?: boolean;
   /** Element type of the caches attend() reads (default 'f32'; 'f16' = packed u32 pairs, see KvCacheKernel). */
   kvCacheDtype?: KvCacheDtype;
 }
@@ -123,6 +135,8 @@ export class AttentionKernel {
     private readonly decodePipeline: GPUComputePipeline | null,
     /** Element type of the K/V caches this kernel reads. */
     readonly kvCacheDtype: KvCacheDtype,
+    /** Prefill and mixed batches also run on decodePipeline (when there is one). */
+    private readonly subgroupPrefill: boolean,
   ) {
     this.partialAcc = this.createScratch('attention-partial-acc', 256);
     this.partialMl = this.createScratch('attention-partial-ml', 256);
@@ -145,7 +159,8 @@ export class AttentionKernel {
       gpu.pipelines.get({ kernel: `attention.reduce_splits.${kvCacheDtype}`, code, entryPoint: 'reduce_splits' }),
       useSubgroupDecode ? gpu.pipelines.get({ kernel: `attention.attend_decode.${kvCacheDtype}`, code: decodeCode, entryPoint: 'attend_decode' }) : null,
     ]);
-    return new AttentionKernel(gpu, attend, reduce, decode, kvCacheDtype);
+    const subgroupPrefill = options.subgroupPrefill ?? gpu.isSoftware;
+    return new AttentionKernel(gpu, attend, reduce, decode, kvCacheDtype, subgroupPrefill);
   }
 
   /** The kernel pure decode batches run on, as create() resolved it. */
@@ -153,12 +168,17 @@ export class AttentionKernel {
     return this.decodePipeline ? 'subgroup' : 'portable';
   }
 
+  /** The kernel prefill and mixed batches run on. */
+  get prefillPath(): 'portable' | 'subgroup' {
+    return this.decodePipeline && this.subgroupPrefill ? 'subgroup' : 'portable';
+  }
+
   /** Causal paged attention of every token's q heads over its sequence's cached keys and values. */
   attend(pass: GPUComputePassEncoder, uniforms: UniformArena, args: AttentionArgs): void {
     this.validate(args);
     if (args.numTokens === 0) return;
-    const subgroupDecode = this.decodePipeline !== null && args.numTokens === args.numSeqs;
-    const plan = planAttention(args, Math.min(MAX_SCRATCH_BYTES, this.gpu.limits.maxStorageBufferBindingSize));
+    const onSubgroupKernel = this.decodePipeline !== null && (args.numTokens === args.numSeqs || this.subgroupPrefill);
+    const plan = planAttention(args, Math.min(MAX_SCRATCH_BYTES, this.gpu.limits.maxStorageBufferBindingSize), onSubgroupKernel);
     assert(plan.numTiles <= MAX_WORKGROUPS_PER_DIM, `attention: ${args.numTokens} tokens need ${plan.numTiles} tiles; split the batch below ${MAX_WORKGROUPS_PER_DIM * plan.tokensPerTile} tokens`);
     const numPartials = args.numTokens * args.numHeads * plan.numSplits;
     if (plan.numSplits > 1) this.ensureScratch(numPartials * args.headDim * 4, numPartials * 8);
@@ -174,7 +194,7 @@ export class AttentionKernel {
     const paramsBinding = uniforms.alloc(new Uint8Array(params));
     const shared = [this.partialAcc, this.partialMl, args.out, paramsBinding];
     const attendBindings = [...shared, args.qkv, args.kCache, args.vCache, args.blockTables, args.tokenSeq, args.tokenPos];
-    dispatch(this.gpu.device, pass, subgroupDecode ? this.decodePipeline! : this.attendPipeline, attendBindings, [plan.numTiles, args.numKvHeads * plan.numHeadGroups, plan.numSplits]);
+    dispatch(this.gpu.device, pass, onSubgroupKernel ? this.decodePipeline! : this.attendPipeline, attendBindings, [plan.numTiles, args.numKvHeads * plan.numHeadGroups, plan.numSplits]);
     if (plan.numSplits > 1) {
       dispatch(this.gpu.device, pass, this.reducePipeline, shared, grid1d(args.numTokens * args.numHeads));
     }

@@ -28,7 +28,8 @@ function packQkv(batch: PagedBatch, qWidth: number, qOffset: number): { qkv: Flo
 async function runCase(c: Case, seed: number, decodePath: AttentionDecodePath = 'auto'): Promise<PagedBatch> {
   const gpu = await testDevice();
   const kvCacheDtype = c.kvCacheDtype ?? 'f32';
-  const kernel = await AttentionKernel.create(gpu, { decodePath, kvCacheDtype });
+  // A forced path serves every batch (the subgroup kernel prefill too); 'auto' is what the engine gets.
+  const kernel = await AttentionKernel.create(gpu, { decodePath, kvCacheDtype, ...(decodePath === 'auto' ? {} : { subgroupPrefill: decodePath === 'subgroup' }) });
   const built = buildPagedBatch({ ...c, seed });
   const kHalves = kvCacheDtype === 'f16' ? f32ToF16Bits(built.kCache) : null;
   const vHalves = kvCacheDtype === 'f16' ? f32ToF16Bits(built.vCache) : null;
@@ -52,7 +53,7 @@ async function runCase(c: Case, seed: number, decodePath: AttentionDecodePath = 
   );
   const got = await gpu.readF32(out, batch.numTokens * qWidth);
   const want = attentionReference(batch, { numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim, blockSize: c.blockSize, scale, slidingWindow });
-  assertClose(got, want, 1e-4, 1e-5, `attention output (${kernel.decodePath} decode path, ${kvCacheDtype} cache)`);
+  assertClose(got, want, 1e-4, 1e-5, `attention output (${kernel.decodePath} decode path, ${kernel.prefillPath} prefill path, ${kvCacheDtype} cache)`);
   kernel.destroy();
   return batch;
 }
@@ -60,30 +61,37 @@ async function runCase(c: Case, seed: number, decodePath: AttentionDecodePath = 
 // Query lengths 1, 5, 17 over cached prefixes 0, 3, 70 cross block boundaries in both directions.
 const MIXED = { cachedLens: [0, 3, 70], queryLens: [1, 5, 17], blockSize: 16 };
 
+/** Runs a prefill or mixed case on the tiled kernel and, where supported, on the subgroup kernel. */
+async function runOnEveryPath(c: Case, seed: number): Promise<PagedBatch> {
+  let batch: PagedBatch | undefined;
+  for (const path of await decodePaths()) batch = await runCase(c, seed, path);
+  return batch!;
+}
+
 test('MHA (GQA ratio 1), head dim 64, mixed prefill/decode lengths', async () => {
-  await runCase({ ...MIXED, numHeads: 4, numKvHeads: 4, headDim: 64 }, 1);
+  await runOnEveryPath({ ...MIXED, numHeads: 4, numKvHeads: 4, headDim: 64 }, 1);
 });
 
 test('GQA ratio 2, head dim 32, block size 8', async () => {
-  await runCase({ ...MIXED, blockSize: 8, numHeads: 4, numKvHeads: 2, headDim: 32 }, 2);
+  await runOnEveryPath({ ...MIXED, blockSize: 8, numHeads: 4, numKvHeads: 2, headDim: 32 }, 2);
 });
 
 test('GQA ratio 8, head dim 128', async () => {
-  await runCase({ ...MIXED, numHeads: 16, numKvHeads: 2, headDim: 128 }, 3);
+  await runOnEveryPath({ ...MIXED, numHeads: 16, numKvHeads: 2, headDim: 128 }, 3);
 });
 
 test('MQA with 12 heads (two head groups, one partial), head dim 80', async () => {
-  await runCase({ ...MIXED, numHeads: 12, numKvHeads: 1, headDim: 80, qOffset: 0 }, 4);
+  await runOnEveryPath({ ...MIXED, numHeads: 12, numKvHeads: 1, headDim: 80, qOffset: 0 }, 4);
 });
 
 test('head dim 256 and head dim 96', async () => {
-  await runCase({ cachedLens: [9, 0], queryLens: [3, 4], blockSize: 4, numHeads: 2, numKvHeads: 1, headDim: 256 }, 5);
-  await runCase({ cachedLens: [130], queryLens: [6], blockSize: 32, numHeads: 6, numKvHeads: 3, headDim: 96 }, 6);
+  await runOnEveryPath({ cachedLens: [9, 0], queryLens: [3, 4], blockSize: 4, numHeads: 2, numKvHeads: 1, headDim: 256 }, 5);
+  await runOnEveryPath({ cachedLens: [130], queryLens: [6], blockSize: 32, numHeads: 6, numKvHeads: 3, headDim: 96 }, 6);
 });
 
 test('sliding window limits keys to [pos - window + 1, pos]', async () => {
-  await runCase({ ...MIXED, cachedLens: [0, 3, 150], numHeads: 4, numKvHeads: 2, headDim: 32, slidingWindow: 7 }, 7);
-  await runCase({ cachedLens: [3000, 40], queryLens: [1, 1], blockSize: 16, numHeads: 2, numKvHeads: 1, headDim: 32, slidingWindow: 100 }, 8);
+  await runOnEveryPath({ ...MIXED, cachedLens: [0, 3, 150], numHeads: 4, numKvHeads: 2, headDim: 32, slidingWindow: 7 }, 7);
+  await runOnEveryPath({ cachedLens: [3000, 40], queryLens: [1, 1], blockSize: 16, numHeads: 2, numKvHeads: 1, headDim: 32, slidingWindow: 100 }, 8);
 });
 
 /** Every decode path this device can run: the portable kernel, and the subgroup kernel where supported. */
@@ -98,14 +106,18 @@ async function runDecodeCase(c: Omit<Case, 'queryLens'>, seed: number): Promise<
   return batch!;
 }
 
-test('decode path: auto picks the subgroup kernel on CPU adapters with 8-lane subgroups, portable forces the tiled one', async () => {
+test('paths: auto picks the subgroup kernel on CPU adapters with 8-lane subgroups (prefill too), portable forces the tiled one', async () => {
   const gpu = await testDevice();
   const auto = await AttentionKernel.create(gpu);
-  assert.is(auto.decodePath, gpu.isSoftware && supportsSubgroupDecode(gpu) ? 'subgroup' : 'portable');
+  const expected = gpu.isSoftware && supportsSubgroupDecode(gpu) ? 'subgroup' : 'portable';
+  assert.is(auto.decodePath, expected);
+  assert.is(auto.prefillPath, expected);
   const portable = await AttentionKernel.create(gpu, { decodePath: 'portable' });
   assert.is(portable.decodePath, 'portable');
-  auto.destroy();
-  portable.destroy();
+  assert.is(portable.prefillPath, 'portable');
+  const decodeOnly = await AttentionKernel.create(gpu, { subgroupPrefill: false });
+  assert.is(decodeOnly.prefillPath, 'portable');
+  for (const k of [auto, portable, decodeOnly]) k.destroy();
 });
 
 test('pure decode batches on both paths: MHA, GQA 2/8, MQA with a partial head group', async () => {
@@ -140,8 +152,12 @@ test('decode batch with a context longer than one split (split-KV + reduce), bot
 
 test('mixed batch with a long prefix also splits', async () => {
   const spec = { cachedLens: [2500, 0], queryLens: [9, 2], blockSize: 32, numHeads: 4, numKvHeads: 1, headDim: 32 };
-  const batch = await runCase(spec, 10);
-  assert.ok(planAttention({ ...spec, numTokens: batch.numTokens, numSeqs: batch.numSeqs, maxContextLen: batch.maxContextLen }).numSplits > 1);
+  const batch = await runOnEveryPath(spec, 10);
+  const shape = { ...spec, numTokens: batch.numTokens, numSeqs: batch.numSeqs, maxContextLen: batch.maxContextLen };
+  assert.ok(planAttention(shape).numSplits > 1);
+  const oneTokenTiles = planAttention(shape, undefined, true);
+  assert.is(oneTokenTiles.tokensPerTile, 1);
+  assert.ok(oneTokenTiles.numSplits > 1);
 });
 
 test('an understated maxContextLen still covers every key (the last split runs to the end), both paths', async () => {
@@ -201,10 +217,10 @@ test('kv write then attend in one pass, as the runner calls them', async () => {
 
 test('f16 cache: prefill/mixed batches, GQA and MQA, head dims 32..256, sliding window and split-KV', async () => {
   const f16 = { kvCacheDtype: 'f16' } as const;
-  await runCase({ ...MIXED, numHeads: 4, numKvHeads: 2, headDim: 64, ...f16 }, 41);
-  await runCase({ ...MIXED, numHeads: 12, numKvHeads: 1, headDim: 80, qOffset: 0, slidingWindow: 9, ...f16 }, 42);
-  await runCase({ cachedLens: [9, 0], queryLens: [3, 4], blockSize: 4, numHeads: 2, numKvHeads: 1, headDim: 256, ...f16 }, 43);
-  await runCase({ cachedLens: [2500, 0], queryLens: [9, 2], blockSize: 32, numHeads: 4, numKvHeads: 1, headDim: 32, ...f16 }, 44);
+  await runOnEveryPath({ ...MIXED, numHeads: 4, numKvHeads: 2, headDim: 64, ...f16 }, 41);
+  await runOnEveryPath({ ...MIXED, numHeads: 12, numKvHeads: 1, headDim: 80, qOffset: 0, slidingWindow: 9, ...f16 }, 42);
+  await runOnEveryPath({ cachedLens: [9, 0], queryLens: [3, 4], blockSize: 4, numHeads: 2, numKvHeads: 1, headDim: 256, ...f16 }, 43);
+  await runOnEveryPath({ cachedLens: [2500, 0], queryLens: [9, 2], blockSize: 32, numHeads: 4, numKvHeads: 1, headDim: 32, ...f16 }, 44);
 });
 
 test('f16 cache: pure decode on both paths, GQA 8, head dim 4, split-KV with a window', async () => {
