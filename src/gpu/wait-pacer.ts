@@ -6,9 +6,16 @@
 // machine that spinning cost batch-16 decode a quarter of its throughput (docs/benchmarks.md). The
 // pacer learns how long each kind of wait takes and sleeps on a timer for most of it before the
 // map is requested, so the event loop is idle while the kernels run.
+//
+// Sleeping too long adds latency, sleeping too little only spins, so the estimate errs low: it is the
+// fastest of the last few waits, and none is made before two have been seen. A one-off slow wait,
+// such as a step that JIT-compiles its pipelines on first use (seconds on lavapipe), is then never
+// what the next wait sleeps for.
 
-/** Smoothing of the learned durations: weight of the newest measurement. */
-const LEARN_RATE = 0.5;
+/** Recent waits per kind that the estimate is the minimum of. */
+const WINDOW = 4;
+/** Waits of a kind seen before the pacer sleeps on it. */
+const MIN_SAMPLES = 2;
 /** Below this many ms a nap is not worth a timer (Node's timers have ~1 ms granularity). */
 const MIN_NAP_MS = 2;
 /** A wait that resolves within this long after its nap found the work already done. */
@@ -17,13 +24,13 @@ const DONE_DURING_NAP_MS = 0.3;
 export interface WaitPacerOptions {
   /** Sleep before waits at all (default: only on software adapters, where it was measured to pay). */
   enabled: boolean;
-  /** Part of the learned duration slept before the wait is requested (the rest is polled). */
+  /** Part of the expected duration slept before the wait is requested (the rest is polled). */
   napFraction?: number;
 }
 
 export class WaitPacer {
-  /** Per kind: learned milliseconds per unit of work. */
-  private readonly learnedMsPerUnit = new Map<string, number>();
+  /** Per kind: the last WINDOW waits' milliseconds per unit of work, oldest first. */
+  private readonly recentMsPerUnit = new Map<string, number[]>();
   readonly enabled: boolean;
   private readonly napFraction: number;
 
@@ -44,29 +51,30 @@ export class WaitPacer {
     if (!this.enabled) return request();
     if (!(work > 0)) throw new Error(`WaitPacer.wait(${kind}): work must be positive, got ${work}`);
     const start = performance.now();
-    const rate = this.learnedMsPerUnit.get(kind);
-    const nap = rate === undefined ? 0 : rate * work * this.napFraction;
+    const expected = this.expectedMs(kind, work);
+    const nap = expected === undefined ? 0 : expected * this.napFraction;
     if (nap >= MIN_NAP_MS) await sleep(nap);
     const napEnd = performance.now();
     const result = await request();
     const end = performance.now();
-    const took = (end - start) / work;
-    if (rate === undefined) {
-      this.learnedMsPerUnit.set(kind, took);
-    } else if (nap >= MIN_NAP_MS && end - napEnd < DONE_DURING_NAP_MS) {
-      // The work was done before the nap ended: its real duration is unknown but shorter, so
-      // halve the estimate (an EMA would take many overslept waits to come down).
-      this.learnedMsPerUnit.set(kind, took / 2);
-    } else {
-      this.learnedMsPerUnit.set(kind, (1 - LEARN_RATE) * rate + LEARN_RATE * took);
-    }
+    // Done before the nap ended: the real duration is unknown but shorter, so record half of it
+    // (the estimate then falls by half per overslept wait instead of creeping down).
+    const overslept = nap >= MIN_NAP_MS && end - napEnd < DONE_DURING_NAP_MS;
+    this.record(kind, ((end - start) / work) * (overslept ? 0.5 : 1));
     return result;
   }
 
-  /** What a wait of `kind` for `work` units is expected to take (ms), if one was seen. */
+  /** What a wait of `kind` for `work` units is expected to take (ms), once enough were seen. */
   expectedMs(kind: string, work = 1): number | undefined {
-    const rate = this.learnedMsPerUnit.get(kind);
-    return rate === undefined ? undefined : rate * work;
+    const recent = this.recentMsPerUnit.get(kind);
+    return recent && recent.length >= MIN_SAMPLES ? Math.min(...recent) * work : undefined;
+  }
+
+  private record(kind: string, msPerUnit: number): void {
+    let recent = this.recentMsPerUnit.get(kind);
+    if (!recent) this.recentMsPerUnit.set(kind, (recent = []));
+    recent.push(msPerUnit);
+    if (recent.length > WINDOW) recent.shift();
   }
 }
 

@@ -25,8 +25,10 @@ test('a disabled pacer requests the wait at once and learns nothing', async () =
   assert.is(pacer.expectedMs('k'), undefined);
 });
 
-test('the first wait of a kind is requested at once; later ones after napping most of the learned time', async () => {
+test('the first two waits of a kind are requested at once; later ones after napping most of the expected time', async () => {
   const pacer = new WaitPacer({ enabled: true, napFraction: 0.8 });
+  assert.ok((await pacedWait(pacer, 'step:1', 40)) < 5);
+  assert.is(pacer.expectedMs('step:1'), undefined, 'one wait is not enough to go by');
   assert.ok((await pacedWait(pacer, 'step:1', 40)) < 5);
   const learned = pacer.expectedMs('step:1')!;
   assert.ok(learned >= 38 && learned < 80, `learned ${learned} ms for 40 ms of work`);
@@ -37,8 +39,17 @@ test('the first wait of a kind is requested at once; later ones after napping mo
   assert.ok((await pacedWait(pacer, 'step:16', 10)) < 5);
 });
 
+test('a one-off slow wait (a step that compiles its pipelines) never sets the nap', async () => {
+  const pacer = new WaitPacer({ enabled: true, napFraction: 0.8 });
+  await pacedWait(pacer, 'step:1', 300);
+  assert.ok((await pacedWait(pacer, 'step:1', 20)) < 5, 'no nap after a single wait');
+  const requestedAt = await pacedWait(pacer, 'step:1', 20);
+  assert.ok(requestedAt < 20, `the third wait naps for the fast waits, not the slow one (requested after ${requestedAt} ms)`);
+});
+
 test('an overestimate is halved when the work finished during the nap', async () => {
   const pacer = new WaitPacer({ enabled: true, napFraction: 0.8 });
+  await pacedWait(pacer, 'k', 100);
   await pacedWait(pacer, 'k', 100);
   const before = pacer.expectedMs('k')!;
   await pacedWait(pacer, 'k', 5); // sleeps ~80 ms for 5 ms of work
@@ -49,6 +60,7 @@ test('an overestimate is halved when the work finished during the nap', async ()
 test('within a kind the expected time scales with the work units', async () => {
   const pacer = new WaitPacer({ enabled: true, napFraction: 0.8 });
   await pacedWait(pacer, 'step:512', 60, 600); // 0.1 ms per unit
+  await pacedWait(pacer, 'step:512', 60, 600);
   const perUnit = pacer.expectedMs('step:512')!;
   assert.ok(pacer.expectedMs('step:512', 300)! === perUnit * 300);
   // Half the tokens: the nap is about half as long, so it ends before the (half as long) work.
