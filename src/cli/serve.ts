@@ -17,6 +17,8 @@ export interface ServeArgs extends EngineArgs {
   logLevel: LogLevel;
   maxSessions: number;
   sessionIdleSeconds: number;
+  /** Compile the GPU pipelines with throwaway requests before reporting ready (Engine.warmup). */
+  warmup: boolean;
 }
 
 export async function runServe(args: ServeArgs): Promise<void> {
@@ -52,6 +54,7 @@ export async function runServe(args: ServeArgs): Promise<void> {
   try {
     const modelDir = await resolveModel(args.model, { revision: args.revision, progress: true });
     const real = await Engine.create(await toEngineOptions(args, modelDir, { modelName, progress: true }));
+    if (args.warmup && !stopping) log('serve', `warmed up the GPU pipelines in ${((await real.warmup()) / 1000).toFixed(1)} s`);
     if (stopping) {
       await real.shutdown();
     } else {

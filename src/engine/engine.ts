@@ -8,7 +8,7 @@ import { loadModelConfig, type ModelConfig } from '../model/config.js';
 import type { KvCacheDtype } from '../model/memory.js';
 import { ModelRunner } from '../model/runner.js';
 import { shardLayout } from '../model/sharding.js';
-import type { SamplingRow } from '../sampling/params.js';
+import { DEFAULT_SAMPLING, type SamplingRow } from '../sampling/params.js';
 import { Request } from '../scheduler/request.js';
 import { Scheduler, type RequestUpdate } from '../scheduler/scheduler.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -138,6 +138,36 @@ export class Engine implements EngineClient {
   /** Token ids that always end generation unless ignore_eos: the model's and the tokenizer's eos ids. */
   get eosTokenIds(): number[] {
     return [...new Set([...this.config.eosTokenIds, ...this.tokenizer.eosTokenIds])];
+  }
+
+  /**
+   * Runs throwaway greedy requests so that the pipelines real requests use are compiled before the
+   * first one arrives: a prompt of more than 16 tokens (the prefill GEMM) with one decode step (the
+   * GEMV), then batches of 2, 4, 8 and 16 one-token prompts (each skinny-GEMM tile height), as far as
+   * --max-batch-size and the KV pool allow. Lavapipe compiles a pipeline on its first dispatch:
+   * seconds each with an empty Mesa shader cache, which the first user request would otherwise wait
+   * for. Leaves no request, KV block or counted token behind. Returns the milliseconds it took.
+   */
+  async warmup(): Promise<number> {
+    const t0 = performance.now();
+    const vocab = this.config.vocabSize;
+    const prompt = (length: number, first: number) => Array.from({ length }, (_, i) => (first + i) % vocab);
+    const runAll = (prompts: number[][]) =>
+      Promise.all(prompts.map(async (promptTokenIds, i) => {
+        const req: GenerateRequest = {
+          requestId: `warmup-${randomUUID()}-${i}`, promptTokenIds, sampling: { ...DEFAULT_SAMPLING, temperature: 0 },
+          maxTokens: 2, stop: [], stopTokenIds: [], ignoreEos: true, skipSpecialTokens: true,
+        };
+        for await (const _ of this.generate(req)) { /* drained */ }
+      }));
+    await runAll([prompt(Math.min(32, this.sessionLen - 2), 1)]);
+    const widest = Math.min(16, this.runner.maxNumSeqs, this.runner.numBlocks);
+    for (let batch = 2; batch <= widest; batch *= 2) await runAll(Array.from({ length: batch }, (_, i) => prompt(1, i + 1)));
+    this.counters.promptTokensTotal = 0;
+    this.counters.generationTokensTotal = 0;
+    this.counters.requestsFinishedTotal = 0;
+    this.kv.resetStats();
+    return performance.now() - t0;
   }
 
   generate(req: GenerateRequest, signal?: AbortSignal): AsyncIterable<GenerateDelta> {

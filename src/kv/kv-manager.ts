@@ -134,6 +134,12 @@ export class KvCacheManager {
     return this.numHitTokens;
   }
 
+  /** Zeroes the prefix-cache query and hit counts (the engine's warmup requests do not count). */
+  resetStats(): void {
+    this.numQueryTokens = 0;
+    this.numHitTokens = 0;
+  }
+
   /** Forgets all cached prefixes; blocks in use stay allocated but are no longer shared with newcomers. */
   resetPrefixCache(): void {
     this.pool.resetHashes();

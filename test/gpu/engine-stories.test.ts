@@ -31,6 +31,29 @@ test('greedy decoding from BOS reproduces the published text exactly', async () 
   }
 });
 
+test('warmup runs its throwaway batches and leaves no request, block or counted token behind', async () => {
+  const engine = await openEngine();
+  try {
+    const steps = (engine as unknown as { stepCount: number }).stepCount;
+    const ms = await engine.warmup();
+    assert.ok(ms > 0);
+    // One prompt (prefill + decode), then batches of 2, 4, 8 and 16 (a prefill and a decode step each).
+    assert.ok((engine as unknown as { stepCount: number }).stepCount - steps >= 2 + 4 * 2);
+    const s = engine.stats();
+    assert.is(s.numRunning, 0);
+    assert.is(s.numWaiting, 0);
+    assert.is(s.numFreeKvBlocks, s.numKvBlocks);
+    assert.is(s.promptTokensTotal, 0);
+    assert.is(s.generationTokensTotal, 0);
+    assert.is(s.requestsFinishedTotal, 0);
+    assert.is(s.prefixCacheQueries, 0);
+    const out = await collect(engine.generate(request([BOS], { maxTokens: 60, ignoreEos: true })));
+    assert.ok(out.text.startsWith(PUBLISHED_GREEDY_TEXT.slice(0, 120)), `got: ${out.text.slice(0, 160)}`);
+  } finally {
+    await engine.shutdown();
+  }
+});
+
 test('an f16 KV cache (--kv-cache-dtype f16) keeps the greedy story and doubles the blocks of a budget', async () => {
   // Blocks from the memory budget (not a fixed --kv-cache-blocks), so the element size shows.
   const budget = { gpuMemoryBytes: 64 * 1024 ** 2, cacheMaxEntryCount: 0.5, kvCacheBlocks: undefined };
