@@ -150,10 +150,9 @@ export class GpuDevice {
     return new Uint32Array(await this.read(buffer, count * 4, offsetElems * 4));
   }
 
-  /** Waits until all submitted work has finished, then surfaces any GPU error. `waitKind`: as in read(). */
-  async sync(waitKind?: string): Promise<void> {
-    const done = () => this.device.queue.onSubmittedWorkDone();
-    await (waitKind === undefined ? done() : this.pacer.wait(waitKind, done));
+  /** Waits until all submitted work has finished, then surfaces any GPU error. */
+  async sync(): Promise<void> {
+    await this.device.queue.onSubmittedWorkDone();
     this.throwIfFailed();
   }
 
