@@ -165,6 +165,12 @@ export function formatNumber(v: number): string {
   return v.toFixed(2);
 }
 
+/** The value after `flag` on the command line (`--samples 9`), if given. */
+export function argValue(flag: string, argv: readonly string[] = process.argv): string | undefined {
+  const i = argv.indexOf(flag);
+  return i >= 0 ? argv[i + 1] : undefined;
+}
+
 /** True when the bench was started with --json: print one JSON document instead of tables. */
 export function wantsJson(argv: readonly string[] = process.argv): boolean {
   return argv.includes('--json');

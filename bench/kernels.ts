@@ -7,7 +7,7 @@ import { openDefaultDevice, describeOpened, type GpuDevice } from '../src/gpu/in
 import { MatmulKernels, type MatmulTuning } from '../src/kernels/matmul.js';
 import { destroyWeight, uploadWeight, type WeightDtype } from '../src/kernels/weight.js';
 import { attentionDecodeCases } from './attention-cases.js';
-import { median, memcpyGBps, printTable, randomHost, StreamRead, timePasses, wantsJson, type RecordFn, type Row } from './common.js';
+import { median, memcpyGBps, printTable, randomHost, StreamRead, timePasses, wantsJson, argValue, type RecordFn, type Row } from './common.js';
 
 /** What a case hands the runner once its buffers exist. */
 export interface PreparedCase {
@@ -93,11 +93,6 @@ interface Result {
    */
   vsStream: number;
   timing: string;
-}
-
-function argValue(flag: string): string | undefined {
-  const i = process.argv.indexOf(flag);
-  return i >= 0 ? process.argv[i + 1] : undefined;
 }
 
 async function main(): Promise<void> {
