@@ -125,14 +125,14 @@ async function costProbes(gpu: GpuDevice, samples: number, threads: number): Pro
   return { probes: results, dispatchUs };
 }
 
-/**
- * The production gemm_sg source with one of its load statements replaced. Throws when the statement is
- * not there, so a change to shaders/matmul.wgsl cannot silently turn a probe into the real kernel.
- */
 /** The gemm_sg statements withoutLoads() replaces (shaders/matmul.wgsl). */
 export const GEMM_SG_W_LOAD = 'sg_w[j] = load_w8(min(n0 + 8u * j + lane, last_row), k8);';
 export const GEMM_SG_X_LOAD = 'xv = load_x8(min(m0 + 8u * i + lane, last_m), k8);';
 
+/**
+ * The production gemm_sg source with its weight loads, x loads or both replaced. Throws when a statement
+ * is not there, so a change to shaders/matmul.wgsl cannot silently turn a probe into the real kernel.
+ */
 export function withoutLoads(source: string, what: 'w' | 'x' | 'both'): string {
   const replace = (code: string, from: string, to: string) => {
     if (!code.includes(from)) throw new Error(`bench:floor: shaders/matmul.wgsl no longer contains "${from}"; update bench/floor.ts`);
@@ -166,7 +166,7 @@ async function matmulParts(gpu: GpuDevice, matmul: MatmulKernels, samples: numbe
   const y = gpu.createBuffer('floor.y', P * N * 4, GPUBufferUsage.STORAGE);
   const stream = await StreamRead.create(gpu, w.byteLength);
   const t = matmul.tuning;
-  /** gemm_sg of this path with its loads replaced, for `rows` x rows (tile height 8 * (tm - 1) + 8). */
+  /** The path's gemm_sg (its f16 view, tile tm x tn) with loads replaced, over the skinny (16) or prefill (512) rows. */
   const probe = async (path: 'skinny' | 'gemm', what: 'w' | 'x' | 'both', tm: number, tn: number): Promise<RecordFn> => {
     const pipeline = await gpu.pipelines.get({
       kernel: `floor.${path}-no-${what}`,
