@@ -12,7 +12,8 @@
 //   4 out:   array<vec4<u32>> (write), one per invocation: keeps every loaded value alive
 // Workgroup: 8 lanes (one lavapipe subgroup). Each workgroup reads one of 8 rows of HOT_WORDS
 // 16-byte words, so the data stays in cache: the probes measure instructions, not DRAM.
-// Tested: bench-only (bench/floor.ts checks that every probe compiles and runs).
+// Tested: test/gpu/cost-probes.test.ts (storage, uniform and texture probes load the same words as a
+// CPU sum; the timing-only probes compile and run).
 
 @group(0) @binding(0) var<storage, read> src: array<vec4<u32>>;
 @group(0) @binding(1) var<storage, read> src32: array<u32>;
