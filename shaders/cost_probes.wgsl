@@ -28,9 +28,14 @@ fn touch_all() {
   _ = &src; _ = &src32; _ = &ubo; _ = tex;
 }
 
-/** Word index of lane `lane` in iteration i: lanes interleaved, two words per lane per iteration. */
+/** Word of lane `lane` in iteration i within a row: lanes interleaved, two words per lane per iteration. */
+fn column(i: u32, lane: u32) -> u32 {
+  return (16u * i + 2u * lane) % HOT_WORDS;
+}
+
+/** The same word in workgroup wid's row of the storage copy. */
 fn word(wid: u32, i: u32, lane: u32) -> u32 {
-  return (wid % 8u) * HOT_WORDS + (16u * i + 2u * lane) % HOT_WORDS;
+  return (wid % 8u) * HOT_WORDS + column(i, lane);
 }
 
 @compute @workgroup_size(8)
@@ -84,7 +89,7 @@ fn ubo_vec4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_ind
   var a = vec4<u32>(0u);
   var b = vec4<u32>(0u);
   for (var i = 0u; i < ITERS; i++) {
-    let w = word(wid.x, i, lane) % HOT_WORDS;
+    let w = column(i, lane);
     a += ubo[w];
     b += ubo[w + 1u];
   }
@@ -98,7 +103,7 @@ fn texture_rgba32uint(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invo
   var b = vec4<u32>(0u);
   let row = i32(wid.x % 8u);
   for (var i = 0u; i < ITERS; i++) {
-    let w = i32(word(wid.x, i, lane) % HOT_WORDS);
+    let w = i32(column(i, lane));
     a += textureLoad(tex, vec2<i32>(w, row), 0);
     b += textureLoad(tex, vec2<i32>(w + 1, row), 0);
   }
