@@ -9,10 +9,10 @@
 // KV cache (`[f16 kv]`, `--kv-cache-dtype f16`: half the bytes, unpacked in the kernel).
 import { AttentionKernel, type AttentionDecodePath } from '../src/kernels/attention.js';
 import type { GpuDevice } from '../src/gpu/index.js';
-import type { KvCacheDtype } from '../src/model/memory.js';
-import { f32ToF16Bits } from '../src/util/half.js';
+import type { KvCacheDtype } from '../src/common/types.js';
+import { f32ToF16Bits } from '../src/common/half.js';
 import { randomHost } from './common.js';
-import type { KernelCase } from './kernels.js';
+import type { KernelCase } from './kernel-case.js';
 
 export interface AttentionShape {
   numHeads: number;

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeSyntheticModel } from '../test/helpers/synthetic-model.js';
+import { writeSyntheticModel } from '../test/support/synthetic-model.js';
 
 export const BENCH_MODEL = {
   architecture: 'llama',

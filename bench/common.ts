@@ -2,6 +2,8 @@
 // else wall time around submit + onSubmittedWorkDone), medians, the host memcpy and streaming-read
 // baselines, and printing a result table or JSON.
 import { dispatch, grid1d, loadShader, UniformArena, type GpuDevice } from '../src/gpu/index.js';
+import { Profiler } from './gpu-profiler.js';
+import { BENCH_SHADER_DIR } from './shaders.js';
 
 export interface Timing {
   /** Median milliseconds per run. */
@@ -32,7 +34,7 @@ export type RecordFn = (pass: GPUComputePassEncoder, uniforms: UniformArena) => 
  */
 export async function timePasses(gpu: GpuDevice, records: readonly RecordFn[], samples = 5, warmup = 1): Promise<Timing[]> {
   const uniforms = new UniformArena(gpu.device);
-  const profiler = gpu.profiler;
+  const profiler = gpu.features.has('timestamp-query') ? new Profiler(gpu.device) : null;
   /** Per record: how long its pass took when it outlasted the sleep before its wait. */
   const expectedMs = records.map(() => 0);
   const wall: number[][] = records.map(() => []);
@@ -66,6 +68,7 @@ export async function timePasses(gpu: GpuDevice, records: readonly RecordFn[], s
     return wall.map((ms) => ({ ms: median(ms), samples: ms, method: 'wall' }));
   } finally {
     uniforms.destroy();
+    profiler?.destroy();
   }
 }
 
@@ -91,7 +94,7 @@ export function memcpyGBps(bytes = 256 * 1024 * 1024, runs = 5): number {
   return bytes / median(times) / 1e6;
 }
 
-/** The shaders/stream_read.wgsl baseline: reads every byte of a buffer once and sums it. */
+/** The bench/shaders/stream_read.wgsl baseline: reads every byte of a buffer once and sums it. */
 export class StreamRead {
   static readonly WORDS_PER_GROUP = 4096;
   private readonly out: GPUBuffer;
@@ -106,7 +109,7 @@ export class StreamRead {
   }
 
   static async create(gpu: GpuDevice, maxBytes: number, lanes = 8): Promise<StreamRead> {
-    const pipeline = await gpu.pipelines.get({ kernel: 'stream_read', code: loadShader('stream_read'), constants: { WG: lanes } });
+    const pipeline = await gpu.pipelines.get({ kernel: 'stream_read', code: loadShader('stream_read', BENCH_SHADER_DIR), constants: { WG: lanes } });
     return new StreamRead(gpu, pipeline, lanes, Math.ceil(maxBytes / 16 / StreamRead.WORDS_PER_GROUP));
   }
 

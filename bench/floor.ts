@@ -1,5 +1,5 @@
 // bench:floor — what the adapter charges per operation, and the matmul floors that follow from it.
-// 1. Cost probes (shaders/cost_probes.wgsl): ns per loop iteration per CPU thread for an empty loop,
+// 1. Cost probes (bench/shaders/cost_probes.wgsl): ns per loop iteration per CPU thread for an empty loop,
 //    multiply-adds, and two 16-byte loads through each WGSL load path (storage, uniform, texture),
 //    on cached data; and the cost of a dispatch.
 // 2. The 16-row skinny GEMM (batched decode) taken apart on 4096x4096 f16 weights: the production
@@ -10,6 +10,7 @@
 // Usage: npm run bench:floor [-- --json] [--samples N]
 import { pathToFileURL } from 'node:url';
 import { dispatch, loadShader, openDefaultDevice, describeOpened, type GpuDevice } from '../src/gpu/index.js';
+import { BENCH_SHADER_DIR } from './shaders.js';
 import { MatmulKernels, matmulSource } from '../src/kernels/matmul.js';
 import { destroyWeight, uploadWeight } from '../src/kernels/weight.js';
 import { median, printTable, randomHost, StreamRead, timePasses, wantsJson, argValue, type RecordFn, type Row } from './common.js';
@@ -18,7 +19,7 @@ import { median, printTable, randomHost, StreamRead, timePasses, wantsJson, argV
 const ITERS = 2048;
 const GROUPS = 512;
 export const LANES = 8;
-/** 16-byte words per row of probe data (shaders/cost_probes.wgsl HOT_WORDS); there are 8 rows. */
+/** 16-byte words per row of probe data (bench/shaders/cost_probes.wgsl HOT_WORDS); there are 8 rows. */
 export const HOT_WORDS = 4096;
 
 interface ProbeResult {
@@ -41,7 +42,7 @@ function pairedRatio(a: readonly number[], b: readonly number[]): number {
   return median(a.map((ms, i) => ms / b[i]!));
 }
 
-/** The loop probes of shaders/cost_probes.wgsl (entry point by label), in table order; the first is the baseline. */
+/** The loop probes of bench/shaders/cost_probes.wgsl (entry point by label), in table order; the first is the baseline. */
 export const COST_PROBES: readonly (readonly [label: string, entryPoint: string])[] = [
   ['empty loop', 'empty_loop'],
   ['8 independent f32 mul+add', 'mul_add'],
@@ -52,7 +53,7 @@ export const COST_PROBES: readonly (readonly [label: string, entryPoint: string]
 ];
 
 /**
- * shaders/cost_probes.wgsl with its resources: storage, uniform and texture copies of the same
+ * bench/shaders/cost_probes.wgsl with its resources: storage, uniform and texture copies of the same
  * 8 x HOT_WORDS 16-byte words (word i holds i*4 .. i*4+3), so every load path reads the same values.
  */
 export class CostProbes {
@@ -70,7 +71,7 @@ export class CostProbes {
     const tex = gpu.device.createTexture({ label: 'floor.tex', size: [HOT_WORDS, 8], format: 'rgba32uint', usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST });
     gpu.device.queue.writeTexture({ texture: tex }, words, { bytesPerRow: HOT_WORDS * 16 }, [HOT_WORDS, 8]);
     const out = gpu.createBuffer('floor.out', GROUPS * LANES * 16, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
-    const code = loadShader('cost_probes');
+    const code = loadShader('cost_probes', BENCH_SHADER_DIR);
     const pipelines = new Map<string, { pipeline: GPUComputePipeline; group: GPUBindGroup }>();
     for (const entryPoint of [...COST_PROBES.map((p) => p[1]), 'tiny']) {
       const pipeline = await gpu.pipelines.get({ kernel: `cost_probes.${entryPoint}`, code, entryPoint, constants: { ITERS: iters } });

@@ -1,5 +1,5 @@
 // Kernel micro-benchmarks: each kernel and shape next to a same-run streaming read of the same bytes
-// (shaders/stream_read.wgsl) and the host's memcpy bandwidth.
+// (bench/shaders/stream_read.wgsl) and the host's memcpy bandwidth.
 // Usage: npm run bench:kernels [-- --json] [--samples N] [--only <substring>] [--tuning '<MatmulTuning JSON>']
 //   (NATIVE_F16=0 forces packed-u32 f16 weights on every path).
 import { pathToFileURL } from 'node:url';
@@ -7,35 +7,11 @@ import { openDefaultDevice, describeOpened, type GpuDevice } from '../src/gpu/in
 import { MatmulKernels, type MatmulTuning } from '../src/kernels/matmul.js';
 import { destroyWeight, uploadWeight, type WeightDtype } from '../src/kernels/weight.js';
 import { attentionDecodeCases } from './attention-cases.js';
+import type { KernelCase, PreparedCase, SharedKernels } from './kernel-case.js';
 import { median, memcpyGBps, printTable, randomHost, StreamRead, timePasses, wantsJson, argValue, type RecordFn, type Row } from './common.js';
 
-/** What a case hands the runner once its buffers exist. */
-export interface PreparedCase {
-  record: RecordFn;
-  /** Bytes the kernel has to read at least once (weights + activations), for GB/s. */
-  bytes: number;
-  flops: number;
-  /** Buffers (and byte counts) the streaming-read baseline reads for comparison; usually the weights. */
-  streamed: { buffer: GPUBuffer; bytes: number }[];
-  destroy(): void;
-}
-
-export interface KernelCase {
-  /** Table the row goes into, e.g. "matmul". */
-  group: string;
-  name: string;
-  /** Timed runs (median reported); heavy cases use fewer. */
-  samples?: number;
-  setup(gpu: GpuDevice, shared: SharedKernels): Promise<PreparedCase>;
-}
-
-export interface SharedKernels {
-  matmul: MatmulKernels;
-}
-
 // ---- HOOK: other kernel families add their cases here ---------------------------------------
-// Each file builds KernelCase objects with `import type { KernelCase } from './kernels.js'`
-// (type-only, so there is no import cycle). A case's setup() may create its own kernels;
+// Each file builds KernelCase objects (types in kernel-case.ts). A case's setup() may create its own kernels;
 // `streamed` names the bytes the streaming-read baseline should read (for attention: the KV cache).
 export const extraKernelCases: KernelCase[] = [...attentionDecodeCases([1024, 4096, 16384])];
 // ---------------------------------------------------------------------------------------------

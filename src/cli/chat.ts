@@ -1,10 +1,10 @@
 // `chat`: a terminal chat with the model through its chat template, streaming each answer.
 import { createInterface } from 'node:readline/promises';
 import { Engine } from '../engine/engine.js';
-import { setLogLevel } from '../engine/log.js';
+import { setLogLevel } from '../common/log.js';
 import { chatPromptTokenIds } from '../engine/prompt.js';
-import type { ChatMessage } from '../engine/types.js';
-import { resolveModel } from '../model/hub.js';
+import type { ChatMessage } from '../common/types.js';
+import { resolveModel } from '../hub/hub.js';
 import { toEngineOptions, type EngineArgs } from './engine-options.js';
 import { cliSampling, type GenerateArgs } from './generate.js';
 

@@ -1,5 +1,6 @@
 // `devices`: what adapters Dawn sees and what they offer an LLM.
-import { describeAllDevices, LLM_LIMITS } from '../gpu/adapters.js';
+import { LLM_LIMITS } from '../gpu/adapters.js';
+import { describeAllDevices } from '../gpu/physical.js';
 
 export async function runDevices(options: { json: boolean }): Promise<void> {
   // On machines with identical GPUs this probes each physical GPU in a pinned child process.

@@ -2,7 +2,7 @@
 // This module (with the other cli/ files) is the only code that reads argv and env.
 import type { Argv } from 'yargs';
 import { DEFAULT_ENGINE_OPTIONS, type EngineOptions } from '../engine/engine.js';
-import type { LogLevel } from '../engine/log.js';
+import type { LogLevel } from '../common/log.js';
 
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 

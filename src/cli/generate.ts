@@ -1,9 +1,9 @@
 // `generate`: one prompt in, the generated text streamed to stdout (only the text), timing on stderr.
 import { Engine } from '../engine/engine.js';
-import { setLogLevel, type LogLevel } from '../engine/log.js';
+import { setLogLevel, type LogLevel } from '../common/log.js';
 import { chatPromptTokenIds, generationDefaults, samplingParams, textPromptTokenIds } from '../engine/prompt.js';
 import type { SamplingParams } from '../sampling/params.js';
-import { resolveModel } from '../model/hub.js';
+import { resolveModel } from '../hub/hub.js';
 import { toEngineOptions, type EngineArgs } from './engine-options.js';
 
 export interface GenerateArgs extends EngineArgs {

@@ -3,8 +3,10 @@ import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import { Engine } from '../engine/engine.js';
 import { LoadingEngine } from '../engine/loading-engine.js';
-import { setLogLevel, log, type LogLevel } from '../engine/log.js';
-import { resolveModel } from '../model/hub.js';
+import { createLogger, setLogLevel, type LogLevel } from '../common/log.js';
+
+const log = createLogger('serve');
+import { resolveModel } from '../hub/hub.js';
 import { startServer } from '../server/listen.js';
 import { toEngineOptions, type EngineArgs } from './engine-options.js';
 
@@ -36,13 +38,13 @@ export async function runServe(args: ServeArgs): Promise<void> {
     maxSessions: args.maxSessions,
     sessionIdleSeconds: args.sessionIdleSeconds,
   });
-  log('serve', `listening on ${server.url}; /health answers 503 until ${modelName} is loaded`);
+  log.info(`listening on ${server.url}; /health answers 503 until ${modelName} is loaded`);
   let stopping = false;
   const stopped = new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
-      log('serve', `${signal}: draining in-flight requests`);
+      log.info(`${signal}: draining in-flight requests`);
       void server
         .close()
         .then(() => engine.shutdown())
@@ -54,7 +56,7 @@ export async function runServe(args: ServeArgs): Promise<void> {
   try {
     const modelDir = await resolveModel(args.model, { revision: args.revision, progress: true });
     const real = await Engine.create(await toEngineOptions(args, modelDir, { modelName, progress: true }));
-    if (args.warmup && !stopping) log('serve', `warmed up the GPU pipelines in ${((await real.warmup()) / 1000).toFixed(1)} s`);
+    if (args.warmup && !stopping) log.info(`warmed up the GPU pipelines in ${((await real.warmup()) / 1000).toFixed(1)} s`);
     if (stopping) {
       await real.shutdown();
     } else {
@@ -67,7 +69,7 @@ export async function runServe(args: ServeArgs): Promise<void> {
     throw err;
   }
   await stopped;
-  log('serve', 'stopped');
+  log.info('stopped');
 }
 
 /** An HF id names the model by its id; a folder by its last path component. */

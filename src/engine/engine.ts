@@ -2,21 +2,23 @@
 // Everything above it talks to the EngineClient interface.
 import { randomUUID } from 'node:crypto';
 import { openDevices, type GpuDevice } from '../gpu/index.js';
-import { shardPlacementFor } from '../gpu/adapters.js';
+import { shardPlacementFor } from '../runner/worker/placement.js';
 import { KvCacheManager } from '../kv/kv-manager.js';
-import { loadModelConfig, type ModelConfig } from '../model/config.js';
-import type { KvCacheDtype } from '../model/memory.js';
-import { ModelRunner } from '../model/runner.js';
-import { shardLayout } from '../model/sharding.js';
+import { loadModelConfig, type ModelConfig } from '../checkpoint/config.js';
+import type { KvCacheDtype } from '../common/types.js';
+import { ModelRunner } from '../runner/runner.js';
+import { shardLayout } from '../runner/sharding.js';
 import { DEFAULT_SAMPLING, type SamplingRow } from '../sampling/params.js';
 import { Request } from '../scheduler/request.js';
 import { Scheduler, type RequestUpdate } from '../scheduler/scheduler.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 import { AsyncQueue } from './async-queue.js';
-import { EngineUnavailableError, InvalidRequestError } from './errors.js';
+import { EngineUnavailableError, InvalidRequestError } from '../common/errors.js';
 import { OutputProcessor } from './output-processor.js';
 import type { EngineClient, EngineHealth, EngineStats, GenerateDelta, GenerateRequest } from './types.js';
-import { log } from './log.js';
+import { createLogger } from '../common/log.js';
+
+const log = createLogger('engine');
 
 export interface EngineOptions {
   modelDir: string;
@@ -124,7 +126,7 @@ export class Engine implements EngineClient {
         kv,
       );
       const name = options.modelName ?? options.modelDir.replace(/\/+$/, '').split('/').pop() ?? 'model';
-      log('engine', `model=${name} arch=${config.hfArchitecture} layers=${config.numLayers} tp=${runner.shards.length}${placements ? ' (worker processes)' : ''} dtype=${options.dtype} ` +
+      log.info(`model=${name} arch=${config.hfArchitecture} layers=${config.numLayers} tp=${runner.shards.length}${placements ? ' (worker processes)' : ''} dtype=${options.dtype} ` +
         `kv_blocks=${runner.numBlocks}x${options.blockSize} kv_dtype=${runnerOptions.kvCacheDtype} session_len=${sessionLen} max_tokens_per_step=${runner.maxTokensPerStep}`);
       return new Engine(name, sessionLen, config, tokenizer, runner, kv, scheduler, devices);
     } catch (err) {
@@ -284,7 +286,7 @@ export class Engine implements EngineClient {
     const updates = this.scheduler.update(output, runnerOutput);
     for (const u of updates) this.emit(u);
     if (output.preemptedRequestIds.length) {
-      log('sched', `step=${this.stepCount} scheduled=${output.numScheduledTokens} preempted=${output.preemptedRequestIds.length}`, 'debug');
+      log.debug('preempted', { step: this.stepCount, scheduled: output.numScheduledTokens, preempted: output.preemptedRequestIds.length });
     }
     return true;
   }
@@ -307,7 +309,7 @@ export class Engine implements EngineClient {
 
   private failAll(err: Error): void {
     this.fatal ??= err;
-    log('engine', `fatal: ${err.message}`, 'error');
+    log.error(`fatal: ${err.message}`);
     for (const [id, state] of this.states) {
       this.scheduler.finishRequest(id, 'abort');
       state.queue.fail(new EngineUnavailableError(err.message));

@@ -1,8 +1,9 @@
 // An EngineClient that exists before the model is loaded, so the HTTP server can listen at once:
 // /health answers 503 "loading" (what Kubernetes readiness probes want) and every model route 503s,
 // until ready() hands over the real engine. Loading failures keep /health at 503 with the reason.
-import { EngineUnavailableError } from './errors.js';
-import type { EngineClient, EngineHealth, EngineStats, GenerateDelta, GenerateRequest, TextCodec } from './types.js';
+import { EngineUnavailableError } from '../common/errors.js';
+import type { EngineClient, EngineHealth, EngineStats, GenerateDelta, GenerateRequest } from './types.js';
+import type { TextCodec } from '../common/types.js';
 
 const EMPTY_STATS: EngineStats = {
   numRunning: 0,

@@ -4,7 +4,8 @@ import { IncrementalDetokenizer } from '../tokenizer/detokenizer.js';
 import { StopStringMatcher } from '../tokenizer/stop-strings.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { SampleResult } from '../sampling/params.js';
-import type { FinishReason, TokenLogprob } from './types.js';
+import type { TokenLogprob } from './types.js';
+import type { FinishReason } from '../common/types.js';
 
 const TOKEN_TEXT = new TextDecoder();
 

@@ -3,7 +3,7 @@ import { randomInt } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DEFAULT_SAMPLING, type SamplingParams } from '../sampling/params.js';
-import type { ChatMessage, TextCodec } from './types.js';
+import type { ChatMessage, TextCodec } from '../common/types.js';
 
 /**
  * Encodes a rendered chat template. The template writes BOS as text when the model wants one

@@ -1,7 +1,7 @@
 // The engine as every layer above it sees it: submit a request, iterate its deltas, abort it.
+import type { FinishReason, TextCodec } from '../common/types.js';
 import type { SamplingParams } from '../sampling/params.js';
 
-export type FinishReason = 'stop' | 'length' | 'abort';
 
 export interface GenerateRequest {
   /** Unique per request; the engine assigns one when omitted. */
@@ -62,20 +62,6 @@ export interface EngineStats {
   generationTokensTotal: number;
   numPreemptionsTotal: number;
   requestsFinishedTotal: number;
-}
-
-export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant' | 'tool';
-  content: string;
-}
-
-/** Text <-> tokens as the server needs it; the real tokenizer implements this. */
-export interface TextCodec {
-  encode(text: string, options?: { addSpecialTokens?: boolean }): number[];
-  decode(tokenIds: readonly number[], options?: { skipSpecialTokens?: boolean }): string;
-  /** The chat template rendered with add_generation_prompt, ready to encode (special tokens as text). */
-  applyChatTemplate(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): string;
-  readonly bosTokenId: number | null;
 }
 
 export interface EngineHealth {

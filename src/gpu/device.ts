@@ -4,7 +4,6 @@ import { describeAdapter, enumerateAdapters, requestAdapter, WANTED_FEATURES, ty
 import { DeviceLostError, GpuError, NoGpuAdapterError } from './errors.js';
 import { PipelineCache } from './pipelines.js';
 import { BufferPool } from './buffers.js';
-import { Profiler } from './profiler.js';
 import { WaitPacer } from './wait-pacer.js';
 
 export interface DeviceHealth {
@@ -17,7 +16,6 @@ type Listener = (err: Error) => void;
 export class GpuDevice {
   readonly pipelines: PipelineCache;
   readonly pool: BufferPool;
-  readonly profiler: Profiler | null;
   readonly features: ReadonlySet<string>;
   readonly hasF16: boolean;
   readonly hasSubgroups: boolean;
@@ -44,7 +42,6 @@ export class GpuDevice {
     this.pacer = new WaitPacer({ enabled: waitPacingEnabled(this.isSoftware) });
     this.pipelines = new PipelineCache(device, this.features);
     this.pool = new BufferPool(device);
-    this.profiler = this.features.has('timestamp-query') ? new Profiler(device) : null;
     device.onuncapturederror = (ev: GPUUncapturedErrorEvent) => {
       // Dawn puts the labels of the objects involved (pipelines are labelled with the kernel name)
       // into its message; surface it on the next sync point as a thrown error.
@@ -158,7 +155,6 @@ export class GpuDevice {
 
   destroy(): void {
     this.pool.destroy();
-    this.profiler?.destroy();
     this.device.destroy();
   }
 }

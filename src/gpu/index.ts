@@ -4,6 +4,5 @@ export { enumerateAdapters, describeAdapter, requestAdapter, type AdapterDescrip
 export { GpuDevice, openDevices, openDevice, openDefaultDevice, describeOpened, align } from './device.js';
 export { PipelineCache, loadShader, loadShaderSections, shaderDir, type PipelineSpec, type OverrideConstants } from './pipelines.js';
 export { BufferPool } from './buffers.js';
-export { Profiler, type PassTiming } from './profiler.js';
 export { UniformArena, dispatch, grid1d, type Binding } from './dispatch.js';
 export { WaitPacer, tokenBucket, type WaitPacerOptions } from './wait-pacer.js';

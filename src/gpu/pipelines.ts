@@ -86,12 +86,16 @@ function withEnables(code: string, features: ReadonlySet<string>): string {
 
 const shaderCache = new Map<string, string>();
 
-/** Reads shaders/<name>.wgsl. Works from src/ (tsx) and from dist/ (compiled). */
-export function loadShader(name: string): string {
-  let code = shaderCache.get(name);
+/**
+ * Reads <dir>/<name>.wgsl, by default from the project's shaders/ (works from src/ under tsx and from
+ * dist/). Tests and benches pass their own folder for the shaders only they use.
+ */
+export function loadShader(name: string, dir: string = shaderDir()): string {
+  const path = join(dir, `${name}.wgsl`);
+  let code = shaderCache.get(path);
   if (code === undefined) {
-    code = readFileSync(join(shaderDir(), `${name}.wgsl`), 'utf8');
-    shaderCache.set(name, code);
+    code = readFileSync(path, 'utf8');
+    shaderCache.set(path, code);
   }
   return code;
 }
@@ -106,14 +110,14 @@ export function shaderDir(): string {
  * the first section is the file's header comment). Lets one file hold a kernel family whose variants
  * (weight storage, reduction style) are assembled per device.
  */
-export function loadShaderSections(file: string, names: readonly string[]): string {
-  const parts = loadShader(file).split(/^\/\/#section +(\S+) *$/m);
+export function loadShaderSections(file: string, names: readonly string[], dir: string = shaderDir()): string {
+  const parts = loadShader(file, dir).split(/^\/\/#section +(\S+) *$/m);
   const sections = new Map<string, string>();
   for (let i = 1; i + 1 < parts.length; i += 2) sections.set(parts[i]!, parts[i + 1]!);
   return names
     .map((name) => {
       const text = sections.get(name);
-      if (text === undefined) throw new Error(`shaders/${file}.wgsl has no section "${name}"`);
+      if (text === undefined) throw new Error(`${join(dir, file)}.wgsl has no section "${name}"`);
       return text;
     })
     .join('\n');

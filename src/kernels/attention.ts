@@ -6,7 +6,7 @@
 // one query token per workgroup: pure decode batches always did; prefill and mixed batches since it
 // measured 2-5x faster there than the tiled kernel (docs/benchmarks.md).
 import assert from 'node:assert/strict';
-import type { KvCacheDtype } from '../model/memory.js';
+import type { KvCacheDtype } from '../common/types.js';
 import { dispatch, grid1d, loadShaderSections, type Binding, type GpuDevice, type UniformArena } from '../gpu/index.js';
 
 /**

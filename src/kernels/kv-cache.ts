@@ -1,7 +1,7 @@
 // Paged KV-cache write: scatters this step's k and v heads from the fused qkv activation into the
 // cache slots the KV manager assigned (slot = blockId * blockSize + offset in block).
 import assert from 'node:assert/strict';
-import type { KvCacheDtype } from '../model/memory.js';
+import type { KvCacheDtype } from '../common/types.js';
 import { dispatch, grid1d, loadShader, type Binding, type GpuDevice, type UniformArena } from '../gpu/index.js';
 
 /** Lanes per workgroup along a token's k/v row (one workgroup per 64-lane x 4-column stretch of it). */

@@ -1,10 +1,10 @@
 // GPU sampling of a batch of logits rows: penalties, greedy or seeded top-k/top-p/min-p draws, and
 // logprobs, one workgroup per row (shaders/sampling.wgsl). Only ids and logprobs come back to the host.
-// Semantics are those of sampleReference (src/sampling/reference.ts).
+// Semantics are those of sampleReference (test/support/reference-sampling.ts), which the tests hold it to.
 import assert from 'node:assert/strict';
 import { align, dispatch, GpuError, loadShader, UniformArena, type Binding, type GpuDevice } from '../gpu/index.js';
 import { MAX_TOP_LOGPROBS, type SampleResult, type SamplingRow, type TokenChoice } from '../sampling/params.js';
-import { isGreedy, penaltyTable } from '../sampling/reference.js';
+import { isGreedy, penaltyTable } from '../sampling/penalties.js';
 import { seedWords } from '../sampling/rng.js';
 
 const PARAM_WORDS = 16;

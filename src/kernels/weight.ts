@@ -3,7 +3,7 @@
 // kernels load 8 weights at a time without a tail case), split into row chunks that each fit one
 // storage binding. Optionally 'interleaved8': groups of 8 rows stored block-interleaved, so the 8
 // lanes of a matmul workgroup, each on its own row, read one contiguous run of memory.
-import { f32ToF16Bits } from '../util/half.js';
+import { f32ToF16Bits } from '../common/half.js';
 import { align, type GpuDevice } from '../gpu/index.js';
 
 export type WeightDtype = 'f32' | 'f16';
@@ -140,4 +140,4 @@ export function destroyWeight(w: GpuWeight): void {
   w.chunks.length = 0;
 }
 
-export { f32ToF16Bits, f32ToF16, f16BitsToF32, f16ToNumber } from '../util/half.js';
+export { f32ToF16Bits, f32ToF16, f16BitsToF32, f16ToNumber } from '../common/half.js';

@@ -1,7 +1,7 @@
 // One generation request as the scheduler tracks it: its tokens, how many of them are in the KV
 // cache, and where it is in its life (waiting -> running <-> preempted -> finished).
 import assert from 'node:assert/strict';
-import type { FinishReason } from '../engine/types.js';
+import type { FinishReason } from '../common/types.js';
 import type { BlockHash, KvSequence } from '../kv/block-hash.js';
 import type { SamplingParams } from '../sampling/params.js';
 

@@ -2,8 +2,8 @@
 // numComputedTokens catches up toward its numTokens within one token budget. Chunked prefill, prefix
 // caching and preemption all fall out of that. First come, first served.
 import assert from 'node:assert/strict';
-import { EngineOverloadedError, InvalidRequestError } from '../engine/errors.js';
-import type { FinishReason } from '../engine/types.js';
+import { EngineOverloadedError, InvalidRequestError } from '../common/errors.js';
+import type { FinishReason } from '../common/types.js';
 import type { KvCacheManager } from '../kv/kv-manager.js';
 import type { SampleResult } from '../sampling/params.js';
 import type { Request } from './request.js';

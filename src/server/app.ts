@@ -12,7 +12,7 @@ import { corsMiddleware } from './cors.js';
 import { docsAssetRoute, docsPageRoute } from './docs.js';
 import { ApiError, errorMiddleware } from './errors.js';
 import { nowSeconds, type ServerDeps } from './generation.js';
-import { createLogger, type Logger, type LogLevel } from './log.js';
+import { createLogger, type Logger, type LogLevel } from '../common/log.js';
 import { ServerMetrics } from './metrics.js';
 import { chatCompletionsRoute } from './routes/chat.js';
 import { completionsRoute } from './routes/completions.js';
@@ -54,7 +54,7 @@ const VERSION = (() => {
 
 export function createApp(engine: EngineClient, options: ServerOptions): AppHandle {
   const level = options.logLevel ?? 'info';
-  const httpLog = createLogger('http', level, options.logSink);
+  const httpLog = createLogger('http', { level, sink: options.logSink });
   const deps: ServerDeps = {
     engine,
     modelName: options.modelName,
@@ -63,7 +63,7 @@ export function createApp(engine: EngineClient, options: ServerOptions): AppHand
     metrics: new ServerMetrics(options.modelName),
     sessions: new SessionStore(
       { maxSessions: options.maxSessions ?? 256, idleSeconds: options.sessionIdleSeconds ?? 600 },
-      createLogger('session', level, options.logSink),
+      createLogger('session', { level, sink: options.logSink }),
     ),
     createdAt: nowSeconds(),
   };
@@ -99,7 +99,7 @@ export function createApp(engine: EngineClient, options: ServerOptions): AppHand
   return { app, close: () => deps.sessions.close() };
 }
 
-/** Assigns the request id (X-Request-Id) and logs "[http] req=... METHOD path status 1.2s". */
+/** Assigns the request id (X-Request-Id) and logs "METHOD path status" with req, status and seconds fields. */
 function requestLog(log: Logger) {
   return async (ctx: Context, next: Next): Promise<void> => {
     const given = ctx.get('x-request-id');
@@ -110,11 +110,11 @@ function requestLog(log: Logger) {
     try {
       await next();
     } finally {
-      const seconds = ((performance.now() - started) / 1000).toFixed(3);
-      const line = `req=${requestId} ${ctx.method} ${ctx.path} ${ctx.status} ${seconds}s`;
-      if (ctx.status >= 500) log.error(line);
-      else if (ctx.path === '/health' || ctx.path === '/metrics' || ctx.path.startsWith('/docs/')) log.debug(line);
-      else log.info(line);
+      const fields = { req: requestId, status: ctx.status, seconds: Number(((performance.now() - started) / 1000).toFixed(3)) };
+      const line = `${ctx.method} ${ctx.path} ${ctx.status}`;
+      if (ctx.status >= 500) log.error(line, fields);
+      else if (ctx.path === '/health' || ctx.path === '/metrics' || ctx.path.startsWith('/docs/')) log.debug(line, fields);
+      else log.info(line, fields);
     }
   };
 }

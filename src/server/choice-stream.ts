@@ -1,7 +1,8 @@
 // One engine request as the HTTP layer drives it: pull deltas one at a time, and on close abort it
 // if it has not finished (client gone, sibling failed, server draining) and record its metrics.
 // Handlers own a ChoiceStream per choice and close every one of them in `finally`.
-import type { EngineClient, FinishReason, GenerateDelta, GenerateRequest, TokenLogprob, Usage } from '../engine/types.js';
+import type { EngineClient, GenerateDelta, GenerateRequest, TokenLogprob, Usage } from '../engine/types.js';
+import type { FinishReason } from '../common/types.js';
 import type { ServerMetrics } from './metrics.js';
 
 export class ChoiceStream {

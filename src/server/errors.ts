@@ -2,9 +2,9 @@
 // Handlers throw ApiError (or let engine errors through); ONE middleware renders them, following
 // Koa's status + expose contract: exposed messages go to the client, the rest become a generic 500.
 import type { Context, Next } from 'koa';
-import { EngineOverloadedError, EngineUnavailableError, InvalidRequestError } from '../engine/errors.js';
+import { EngineOverloadedError, EngineUnavailableError, InvalidRequestError } from '../common/errors.js';
 import type { ErrorBody } from '../protocol/types.js';
-import type { Logger } from './log.js';
+import type { Logger } from '../common/log.js';
 
 export type ApiErrorType =
   | 'invalid_request_error'
@@ -59,7 +59,7 @@ export function errorMiddleware(log: Logger) {
     } catch (err) {
       const apiError = toApiError(err);
       if (apiError.status >= 500 && !(err instanceof EngineUnavailableError)) {
-        log.error(`req=${ctx.state.requestId ?? '-'} ${ctx.method} ${ctx.path} failed: ${(err as Error)?.stack ?? String(err)}`);
+        log.error(`${ctx.method} ${ctx.path} failed`, { req: ctx.state.requestId ?? null, err: (err as Error)?.stack ?? String(err) });
       }
       if (ctx.headerSent || !ctx.writable) return; // a stream already started; sse.ts reports in-band
       ctx.status = apiError.status;

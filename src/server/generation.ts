@@ -1,12 +1,13 @@
 // What the generating routes share: the served-model check, sampling defaults, the session-length
 // budget, chat prompt encoding, and starting one engine request per choice.
 import { randomBytes } from 'node:crypto';
-import type { ChatMessage, EngineClient, GenerateRequest, TextCodec } from '../engine/types.js';
+import type { EngineClient, GenerateRequest } from '../engine/types.js';
+import type { ChatMessage, TextCodec } from '../common/types.js';
 import { DEFAULT_SAMPLING, type SamplingParams } from '../sampling/params.js';
 import type { ChatRequestMessage, SamplingRequestFields, Usage } from '../protocol/types.js';
 import { ChoiceStream } from './choice-stream.js';
 import { ApiError, invalid } from './errors.js';
-import type { Logger } from './log.js';
+import type { Logger } from '../common/log.js';
 import type { ServerMetrics } from './metrics.js';
 import type { SessionStore } from './sessions.js';
 

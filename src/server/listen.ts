@@ -5,7 +5,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import type { EngineClient } from '../engine/types.js';
 import { createApp, type ServerOptions } from './app.js';
-import { createLogger } from './log.js';
+import { createLogger } from '../common/log.js';
 
 export interface ListenOptions extends ServerOptions {
   host: string;
@@ -24,7 +24,7 @@ export interface RunningServer {
 
 export async function startServer(engine: EngineClient, options: ListenOptions): Promise<RunningServer> {
   const { app, close: closeApp } = createApp(engine, options);
-  const log = createLogger('http', options.logLevel ?? 'info', options.logSink);
+  const log = createLogger('http', { level: options.logLevel ?? 'info', sink: options.logSink });
   const handler = app.callback();
   let inFlight = 0;
   let draining = false;

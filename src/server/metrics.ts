@@ -1,7 +1,8 @@
 // Prometheus text exposition with vLLM's metric names (labelled model_name), so vLLM dashboards
 // work unchanged. Engine-wide numbers come from engine.stats() at scrape time; per-request latency
 // histograms are observed here, in the HTTP layer, where a request starts and ends.
-import type { EngineStats, FinishReason } from '../engine/types.js';
+import type { EngineStats } from '../engine/types.js';
+import type { FinishReason } from '../common/types.js';
 
 // vLLM's bucket boundaries (vllm/v1/metrics/loggers.py).
 const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0];

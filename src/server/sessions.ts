@@ -4,9 +4,9 @@
 // number (least-recently-used idle sessions are evicted; if all are busy, new ones are refused)
 // and in idle time (a reaper drops sessions unused for sessionIdleSeconds).
 import { randomInt } from 'node:crypto';
-import type { ChatMessage } from '../engine/types.js';
+import type { ChatMessage } from '../common/types.js';
 import { ApiError } from './errors.js';
-import type { Logger } from './log.js';
+import type { Logger } from '../common/log.js';
 
 export interface Session {
   readonly id: number;
@@ -77,7 +77,7 @@ export class SessionStore {
     for (const [id, session] of this.sessions) {
       if (session.running) continue;
       this.sessions.delete(id);
-      this.log.info(`evicted idle session=${id} (limit ${this.options.maxSessions} sessions)`);
+      this.log.info('evicted an idle session', { session: id, maxSessions: this.options.maxSessions });
       return;
     }
     throw new ApiError(429, 'rate_limit_error', `all ${this.options.maxSessions} interactive sessions are busy; retry later or end a session`, 'session_id', 'too_many_sessions');
@@ -88,7 +88,7 @@ export class SessionStore {
     for (const [id, session] of this.sessions) {
       if (!session.running && session.lastUsedMs < cutoff) {
         this.sessions.delete(id);
-        this.log.debug(`reaped idle session=${id}`);
+        this.log.debug('reaped an idle session', { session: id });
       }
     }
   }

@@ -3,8 +3,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
-import type { ChatMessage } from '../engine/types.js';
-import { InvalidRequestError } from '../engine/errors.js';
+import type { ChatMessage } from '../common/types.js';
+import { InvalidRequestError } from '../common/errors.js';
 
 /**
  * The template for models that ship none: the message contents joined with newlines, no role markers,

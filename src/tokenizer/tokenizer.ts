@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
-import type { ChatMessage, TextCodec } from '../engine/types.js';
+import type { ChatMessage, TextCodec } from '../common/types.js';
 import { ChatTemplate, DEFAULT_CHAT_TEMPLATE, findModelChatTemplate, type ChatTemplateField, type ChatTemplateTokens } from './chat-template.js';
 
 /** A special token as tokenizer_config.json spells it: the text, or an AddedToken object. */

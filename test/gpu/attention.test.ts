@@ -2,10 +2,10 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AttentionKernel, planAttention, supportsSubgroupDecode, ATTENTION_SPLIT_LEN, type AttentionDecodePath } from '../../src/kernels/attention.js';
 import { KvCacheKernel } from '../../src/kernels/kv-cache.js';
-import type { KvCacheDtype } from '../../src/model/memory.js';
-import { f16BitsToF32, f32ToF16Bits } from '../../src/util/half.js';
+import type { KvCacheDtype } from '../../src/common/types.js';
+import { f16BitsToF32, f32ToF16Bits } from '../../src/common/half.js';
 import { assertClose, randomF32, runPass, testDevice } from '../helpers/gpu.js';
-import { attentionReference, buildPagedBatch, type PagedBatch, type PagedBatchSpec } from '../helpers/attention-reference.js';
+import { attentionReference, buildPagedBatch, type PagedBatch, type PagedBatchSpec } from '../support/reference-attention.js';
 
 interface Case extends Omit<PagedBatchSpec, 'seed'> {
   slidingWindow?: number;

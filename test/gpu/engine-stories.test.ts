@@ -2,7 +2,7 @@
 // with the CPU reference, batching, prefix caching, preemption and aborts.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ReferenceModel } from '../../src/model/reference.js';
+import { ReferenceModel } from '../support/reference-model.js';
 import { textPromptTokenIds } from '../../src/engine/prompt.js';
 import { argmax } from '../helpers/runner.js';
 import { collect, greedy, openEngine, PUBLISHED_GREEDY_TEXT, request, STORIES } from '../helpers/engine.js';

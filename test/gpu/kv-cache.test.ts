@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { KvCacheKernel, PADDING_SLOT, type KvCacheOptions } from '../../src/kernels/kv-cache.js';
-import { f32ToF16Bits } from '../../src/util/half.js';
+import { f32ToF16Bits } from '../../src/common/half.js';
 import { randomF32, rng, runPass, testDevice } from '../helpers/gpu.js';
 
 interface Case {

@@ -5,8 +5,8 @@ import * as assert from 'uvu/assert';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ReferenceModel } from '../../src/model/reference.js';
-import { writeSyntheticModel, type SyntheticModelOptions } from '../helpers/synthetic-model.js';
+import { ReferenceModel } from '../support/reference-model.js';
+import { writeSyntheticModel, type SyntheticModelOptions } from '../support/synthetic-model.js';
 import { argmax, openTestRunner, relativeMaxError } from '../helpers/runner.js';
 import { rng } from '../helpers/gpu.js';
 

@@ -1,12 +1,12 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { RotaryKernel, type RotaryOptions } from '../../src/kernels/rotary.js';
-import { ropeInvFreq } from '../../src/model/rope.js';
+import { ropeInvFreq } from '../../src/checkpoint/rope.js';
 
 /** Plain (unscaled) RoPE frequencies, as the model layer computes them for the kernel. */
 const defaultInvFreq = (rotaryDim: number, theta: number) => ropeInvFreq({ theta, rotaryDim, scaling: null }, 0).invFreq;
 import { assertClose, randomF32, runPass, testDevice } from '../helpers/gpu.js';
-import { rotaryReference, type RotaryRefArgs } from '../helpers/attention-reference.js';
+import { rotaryReference, type RotaryRefArgs } from '../support/reference-attention.js';
 
 interface Case {
   numHeads: number;

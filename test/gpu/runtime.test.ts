@@ -2,7 +2,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
 import { describeOpened, GpuError, loadShader, openDevices, dispatch, UniformArena } from '../../src/gpu/index.js';
-import { ElementwiseKernels } from '../../src/kernels/elementwise.js';
+import { ElementwiseKernels } from '../support/elementwise.js';
+import { TEST_SHADER_DIR } from '../support/shaders.js';
 import { assertRejects, randomF32, runPass, testDevice } from '../helpers/gpu.js';
 
 test('an adapter is acquired with the LLM features and max limits', async () => {
@@ -62,7 +63,7 @@ test('a WGSL compile error is thrown naming the kernel and line', async () => {
 
 test('a validation error at dispatch surfaces as a JS error naming the kernel', async () => {
   const gpu = await testDevice();
-  const code = loadShader('elementwise');
+  const code = loadShader('elementwise', TEST_SHADER_DIR);
   const pipeline = await gpu.pipelines.get({ kernel: 'elementwise.add', code, entryPoint: 'add' });
   const tiny = gpu.createBuffer('tiny', 4, GPUBufferUsage.STORAGE);
   const uniforms = new UniformArena(gpu.device);

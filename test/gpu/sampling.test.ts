@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { GpuSampler } from '../../src/kernels/sampling.js';
-import { applyPenalties, argmax, keptMask, sampleReference, scaleByTemperature } from '../../src/sampling/reference.js';
+import { applyPenalties, argmax, keptMask, sampleReference, scaleByTemperature } from '../support/reference-sampling.js';
 import { DEFAULT_SAMPLING, type SampleResult, type SamplingParams, type SamplingRow } from '../../src/sampling/params.js';
 import type { GpuDevice } from '../../src/gpu/index.js';
 import { assertClose, randomF32, rng, testDevice } from '../helpers/gpu.js';

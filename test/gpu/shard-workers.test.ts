@@ -4,8 +4,9 @@
 // of Mesa's device list into the environment that pins each worker to its GPU.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { planShardPlacement, parseDeviceSelectList, hasIdenticalGpus } from '../../src/gpu/adapters.js';
-import type { RemoteShard } from '../../src/model/shard-host.js';
+import { parseDeviceSelectList, hasIdenticalGpus } from '../../src/gpu/physical.js';
+import { planShardPlacement } from '../../src/runner/worker/placement.js';
+import type { RemoteShard } from '../../src/runner/worker/host.js';
 import { greedyLogits as greedyLogitsOf, relativeMaxError } from '../helpers/runner.js';
 import { collect, openEngine, PUBLISHED_GREEDY_TEXT, request, STORIES } from '../helpers/engine.js';
 import { runCli } from '../helpers/cli.js';

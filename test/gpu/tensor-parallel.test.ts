@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeSyntheticModel } from '../helpers/synthetic-model.js';
+import { writeSyntheticModel } from '../support/synthetic-model.js';
 import { greedyLogits as greedyLogitsOf, relativeMaxError } from '../helpers/runner.js';
 import { collect, openEngine, request, STORIES } from '../helpers/engine.js';
 import { assertRejects } from '../helpers/gpu.js';

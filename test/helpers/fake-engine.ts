@@ -2,10 +2,9 @@
 // token; generation replays a fixed story one character per token with a small delay, honouring
 // maxTokens, stop strings, stop token ids, ignoreEos, logprobs and the session length. It counts
 // live requests so tests can prove that aborted and disconnected requests are released.
-import type {
-  ChatMessage, EngineClient, EngineHealth, EngineStats, GenerateDelta, GenerateRequest, TextCodec, TokenLogprob,
-} from '../../src/engine/types.js';
-import { EngineOverloadedError, EngineUnavailableError } from '../../src/engine/errors.js';
+import type { EngineClient, EngineHealth, EngineStats, GenerateDelta, GenerateRequest, TokenLogprob } from '../../src/engine/types.js';
+import type { ChatMessage, TextCodec } from '../../src/common/types.js';
+import { EngineOverloadedError, EngineUnavailableError } from '../../src/common/errors.js';
 
 export const BOS_ID = 1;
 export const EOS_ID = 2;

@@ -24,16 +24,8 @@ export async function runPass(gpu: GpuDevice, record: (pass: GPUComputePassEncod
 }
 
 /** Deterministic pseudo-random numbers (mulberry32) so failures reproduce. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng } from '../support/random.js';
+import { rng } from '../support/random.js';
 
 export function randomF32(n: number, seed: number, scale = 1): Float32Array {
   const r = rng(seed);

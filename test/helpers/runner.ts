@@ -1,9 +1,9 @@
 // Drives a ModelRunner directly with hand-made scheduler outputs, so GPU forward passes can be
 // compared with the plain-TS reference model token by token.
 import { openDevices, type GpuDevice } from '../../src/gpu/index.js';
-import { shardPlacementFor } from '../../src/gpu/adapters.js';
-import { loadModelConfig, type ModelConfig } from '../../src/model/config.js';
-import { ModelRunner } from '../../src/model/runner.js';
+import { shardPlacementFor } from '../../src/runner/worker/placement.js';
+import { loadModelConfig, type ModelConfig } from '../../src/checkpoint/config.js';
+import { ModelRunner } from '../../src/runner/runner.js';
 import { DEFAULT_SAMPLING, type SamplingRow } from '../../src/sampling/params.js';
 import type { SchedulerOutput } from '../../src/scheduler/types.js';
 

@@ -134,7 +134,7 @@ test('every COPY source exists and is in the build context; the rest stays out',
     assert.ok(existsSync(source), `${source} exists`);
     assert.not.ok(isIgnored(source, ignorePatterns), `${source} is not excluded by .dockerignore`);
   }
-  for (const inside of ['src/cli.ts', 'shaders/elementwise.wgsl']) assert.not.ok(isIgnored(inside, ignorePatterns), inside);
+  for (const inside of ['src/cli.ts', 'shaders/matmul.wgsl']) assert.not.ok(isIgnored(inside, ignorePatterns), inside);
   for (const outside of ['node_modules/ajv/package.json', 'dist/cli.js', '.git/HEAD', 'test/unit/hub.test.ts', 'scripts/setup.sh', 'k8s/deployment.yaml']) {
     assert.ok(isIgnored(outside, ignorePatterns), `${outside} is excluded`);
   }

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { existsSync, lstatSync, readFileSync, readlinkSync, readdirSync, mkdirSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { hubCacheDir, repoFolderName, resolveModel } from '../../src/model/hub.js';
+import { hubCacheDir, repoFolderName, resolveModel } from '../../src/hub/hub.js';
 
 interface FakeFile {
   name: string;

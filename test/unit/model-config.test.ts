@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { loadModelConfig, parseModelConfig } from '../../src/model/config.js';
+import { loadModelConfig, parseModelConfig } from '../../src/checkpoint/config.js';
 
 const STORIES = '../shared/models/stories260K';
 

@@ -3,11 +3,12 @@ import * as assert from 'uvu/assert';
 import { mkdtemp, rm, readFile, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ReferenceModel } from '../../src/model/reference.js';
-import { loadModelConfig } from '../../src/model/config.js';
-import { SafetensorsReader, writeSafetensors } from '../../src/model/safetensors.js';
-import { loadCanonicalTensors } from '../../src/model/weights.js';
-import { writeSyntheticModel } from '../helpers/synthetic-model.js';
+import { ReferenceModel } from '../support/reference-model.js';
+import { loadModelConfig } from '../../src/checkpoint/config.js';
+import { SafetensorsReader } from '../../src/checkpoint/safetensors.js';
+import { writeSafetensors } from '../support/safetensors-writer.js';
+import { loadCanonicalTensors } from '../../src/checkpoint/weights.js';
+import { writeSyntheticModel } from '../support/synthetic-model.js';
 
 const STORIES = '../shared/models/stories260K';
 const STORY_START = 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park.';

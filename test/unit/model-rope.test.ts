@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { RopeConfig, RopeScaling } from '../../src/model/config.js';
-import { ropeInvFreq } from '../../src/model/rope.js';
+import type { RopeConfig, RopeScaling } from '../../src/checkpoint/config.js';
+import { ropeInvFreq } from '../../src/checkpoint/rope.js';
 
 // Expected values are worked out by hand for theta = 10000, rotary dim 8, so the default frequencies are
 // 10000^(-i/8) for i = 0, 2, 4, 6 = [1, 0.1, 0.01, 0.001] with wavelengths 2*pi/f = [6.28, 62.8, 628, 6283].

@@ -4,8 +4,9 @@ import { mkdtemp, rm, writeFile, open, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  SafetensorsReader, writeSafetensors, f32ToF16Bits, f16BitsToF32, f32ToBf16Bits, bf16BitsToF32, f32BitsToF16Bits,
-} from '../../src/model/safetensors.js';
+  SafetensorsReader, f32ToF16Bits, f16BitsToF32, f32ToBf16Bits, bf16BitsToF32, f32BitsToF16Bits,
+} from '../../src/checkpoint/safetensors.js';
+import { writeSafetensors } from '../support/safetensors-writer.js';
 
 let root = '';
 test.before(async () => { root = await mkdtemp(join(tmpdir(), 'st-test-')); });

@@ -3,11 +3,12 @@ import * as assert from 'uvu/assert';
 import { mkdtemp, rm, mkdir, writeFile, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadModelConfig, parseModelConfig, type ModelConfig } from '../../src/model/config.js';
-import { SafetensorsReader, writeSafetensors, f32ToF16Bits } from '../../src/model/safetensors.js';
-import { canonicalTensorNames, loadCanonicalTensors, type CanonicalTensor } from '../../src/model/weights.js';
-import { ConsoleLoadProgress, formatLoadSummary, type LoadProgress } from '../../src/model/progress.js';
-import { writeSyntheticModel } from '../helpers/synthetic-model.js';
+import { loadModelConfig, parseModelConfig, type ModelConfig } from '../../src/checkpoint/config.js';
+import { SafetensorsReader, f32ToF16Bits } from '../../src/checkpoint/safetensors.js';
+import { writeSafetensors } from '../support/safetensors-writer.js';
+import { canonicalTensorNames, loadCanonicalTensors, type CanonicalTensor } from '../../src/checkpoint/weights.js';
+import { ConsoleLoadProgress, formatLoadSummary, type LoadProgress } from '../../src/common/progress.js';
+import { writeSyntheticModel } from '../support/synthetic-model.js';
 
 const STORIES = '../shared/models/stories260K';
 let root = '';

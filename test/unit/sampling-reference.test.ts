@@ -13,7 +13,7 @@ import {
   sampleReference,
   scaleByTemperature,
   topLogprobs,
-} from '../../src/sampling/reference.js';
+} from '../support/reference-sampling.js';
 import { mix32, seedWords, uniformForStep } from '../../src/sampling/rng.js';
 import { DEFAULT_SAMPLING, type SamplingParams, type SamplingRow } from '../../src/sampling/params.js';
 import { randomF32 } from '../helpers/gpu.js';

@@ -4,8 +4,8 @@
 // recompute after preemption changes the token stream.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { EngineOverloadedError, InvalidRequestError } from '../../src/engine/errors.js';
-import type { FinishReason } from '../../src/engine/types.js';
+import { EngineOverloadedError, InvalidRequestError } from '../../src/common/errors.js';
+import type { FinishReason } from '../../src/common/types.js';
 import { KvCacheManager, type KvCacheManagerOptions } from '../../src/kv/kv-manager.js';
 import { DEFAULT_SAMPLING, type SampleResult } from '../../src/sampling/params.js';
 import { Request } from '../../src/scheduler/request.js';

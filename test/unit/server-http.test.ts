@@ -2,7 +2,7 @@
 // session-length rules, /v1/encode, /health, /metrics, /openapi.json, CORS, auth and logging.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { EngineOverloadedError, EngineUnavailableError, InvalidRequestError } from '../../src/engine/errors.js';
+import { EngineOverloadedError, EngineUnavailableError, InvalidRequestError } from '../../src/common/errors.js';
 import { completionRequestSchema } from '../../src/protocol/requests.js';
 import { BOS_ID, STORY, startFakeServer } from '../helpers/fake-engine.js';
 
@@ -267,11 +267,18 @@ test('CORS: preflight for an allowed origin, nothing for others', async () => {
   assert.is(errorWithCors.headers.get('access-control-allow-origin'), 'http://ui.example', 'errors keep CORS headers');
 });
 
-test('log lines carry the component, request id, status and duration', async () => {
+test('log lines are JSON with the component, request id, status and duration', async () => {
   const res = await post('/v1/completions', { prompt: 'x', max_tokens: 1 }, { ...AUTH, 'x-request-id': 'trace-42' });
   assert.is(res.headers.get('x-request-id'), 'trace-42');
   await res.text();
-  assert.ok(server.logLines.some((l) => /^\[http\] req=trace-42 POST \/v1\/completions 200 \d+\.\d{3}s$/.test(l)), server.logLines.slice(-3).join('\n'));
+  const entries = server.logLines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  const line = entries.find((e) => e.req === 'trace-42');
+  assert.ok(line, server.logLines.slice(-3).join('\n'));
+  assert.is(line!.component, 'http');
+  assert.is(line!.level, 'info');
+  assert.is(line!.msg, 'POST /v1/completions 200');
+  assert.is(line!.status, 200);
+  assert.type(line!.seconds, 'number');
   const quiet = await startFakeServer({}, { logLevel: 'warn' });
   await fetch(`${quiet.url}/v1/models`);
   await quiet.close();

@@ -2,7 +2,7 @@
 // Also the multi-choice stream merge (n > 1) seen over the wire.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { EngineUnavailableError } from '../../src/engine/errors.js';
+import { EngineUnavailableError } from '../../src/common/errors.js';
 import { STORY, startFakeServer } from '../helpers/fake-engine.js';
 
 test('close() waits for an in-flight stream, which completes intact; new connections are refused', async () => {

@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import OpenAI, { AuthenticationError, BadRequestError, NotFoundError, RateLimitError } from 'openai';
-import { EngineOverloadedError } from '../../src/engine/errors.js';
+import { EngineOverloadedError } from '../../src/common/errors.js';
 import { FakeEngine, STORY, startFakeServer, BOS_ID } from '../helpers/fake-engine.js';
 
 let server: Awaited<ReturnType<typeof startFakeServer>>;

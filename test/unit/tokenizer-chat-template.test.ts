@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Tokenizer } from '../../src/tokenizer/tokenizer.js';
 import { DEFAULT_CHAT_TEMPLATE } from '../../src/tokenizer/chat-template.js';
-import { InvalidRequestError } from '../../src/engine/errors.js';
-import type { ChatMessage } from '../../src/engine/types.js';
+import { InvalidRequestError } from '../../src/common/errors.js';
+import type { ChatMessage } from '../../src/common/types.js';
 
 const MODEL_DIR = join(process.cwd(), '../shared/models/stories260K');
 const TOKENIZER_JSON = readFileSync(join(MODEL_DIR, 'tokenizer.json'), 'utf8');

@@ -107,7 +107,7 @@ async function streamChat(
     if (includeUsage) await writer.send(chunk([], { usage: wireUsage(promptTokenIds.length, completionTokens, cachedTokens) }));
   } catch (err) {
     await writer.send(toApiError(err).toBody());
-    deps.log.error(`req=${ctx.state.requestId} stream failed: ${(err as Error).message}`);
+    deps.log.error(`stream failed: ${(err as Error).message}`, { req: ctx.state.requestId });
   }
   writer.end();
 }

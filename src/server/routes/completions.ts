@@ -137,7 +137,7 @@ async function streamCompletion(
     }
   } catch (err) {
     await writer.send(toApiError(err).toBody());
-    deps.log.error(`req=${ctx.state.requestId} stream failed: ${(err as Error).message}`);
+    deps.log.error(`stream failed: ${(err as Error).message}`, { req: ctx.state.requestId });
   }
   writer.end();
 }

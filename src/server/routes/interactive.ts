@@ -4,7 +4,7 @@
 // history and appended to it (the engine's prefix cache reuses the history's KV).
 import { encodeChatText, randomSeed } from '../../engine/prompt.js';
 import type { Context } from 'koa';
-import type { ChatMessage, TextCodec } from '../../engine/types.js';
+import type { ChatMessage, TextCodec } from '../../common/types.js';
 import { validateInteractiveRequest, type InteractiveRequest, type InteractiveResponse } from '../../protocol/index.js';
 import { readJsonBody } from '../body.js';
 import { ChoiceStream } from '../choice-stream.js';

@@ -12,8 +12,9 @@ import { MatmulKernels } from '../kernels/matmul.js';
 import { RmsNormKernel } from '../kernels/rmsnorm.js';
 import { RotaryKernel } from '../kernels/rotary.js';
 import { destroyWeight } from '../kernels/weight.js';
-import type { ModelConfig } from './config.js';
-import { kvCacheElementBytes, type KvCacheDtype } from './memory.js';
+import type { ModelConfig } from '../checkpoint/config.js';
+import { kvCacheElementBytes } from './memory.js';
+import type { KvCacheDtype } from '../common/types.js';
 import type { ShardLayout } from './sharding.js';
 import type { ShardWeights } from './shard-weights.js';
 

@@ -1,7 +1,6 @@
 // Safetensors reading without loading whole files: parse each file's header (8-byte little-endian length +
 // JSON), then read one tensor's byte range at a time with FileHandle.read at its offset. Offsets are plain
-// numbers (exact below 2^53), so files over 4 GB work. Also the f32 <-> f16/bf16 conversions, and a
-// tensor-by-tensor writer for tests and benches.
+// numbers (exact below 2^53), so files over 4 GB work. Also the f32 <-> f16/bf16 conversions.
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 
@@ -18,7 +17,7 @@ export interface TensorInfo {
   byteLength: number;
 }
 
-const BYTES_PER_ELEMENT: Readonly<Record<string, number>> = {
+export const BYTES_PER_ELEMENT: Readonly<Record<string, number>> = {
   F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1,
   F8_E4M3: 1, F8_E5M2: 1,
 };
@@ -26,7 +25,7 @@ const SUPPORTED_DTYPES: ReadonlySet<string> = new Set(['F32', 'F16', 'BF16']);
 /** Real headers are well under 1 MB; a bigger "length" means this is not a safetensors file. */
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 /** Node rejects single reads of 2 GiB or more. */
-const MAX_READ_BYTES = 1 << 30;
+export const MAX_READ_BYTES = 1 << 30;
 
 if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw new Error('safetensors.ts assumes a little-endian host');
 
@@ -210,8 +209,8 @@ async function readFully(handle: FileHandle, into: Uint8Array, position: number,
 
 // ---- dtype conversions -------------------------------------------------------------------------------
 
-export { f16BitsToF32, f32BitsToF16Bits, f32ToF16Bits, f32ToBf16Bits, bf16BitsToF32 } from '../util/half.js';
-import { f16BitsToF32, f32ToF16Bits, f32ToBf16Bits, bf16BitsToF32 } from '../util/half.js';
+export { f16BitsToF32, f32BitsToF16Bits, f32ToF16Bits, f32ToBf16Bits, bf16BitsToF32 } from '../common/half.js';
+import { f16BitsToF32, f32ToF16Bits, bf16BitsToF32 } from '../common/half.js';
 
 function bytesToF32(bytes: Uint8Array, dtype: SafetensorsDtype): Float32Array {
   if (dtype === 'F32') return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
@@ -222,80 +221,4 @@ function bytesToF32(bytes: Uint8Array, dtype: SafetensorsDtype): Float32Array {
 function bytesToF16(bytes: Uint8Array, dtype: SafetensorsDtype): Uint16Array {
   if (dtype === 'F16') return new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
   return f32ToF16Bits(bytesToF32(bytes, dtype));
-}
-
-function encode(data: Float32Array, dtype: SafetensorsDtype): Uint8Array {
-  const encoded = dtype === 'F32' ? data : dtype === 'F16' ? f32ToF16Bits(data) : f32ToBf16Bits(data);
-  return new Uint8Array(encoded.buffer, encoded.byteOffset, encoded.byteLength);
-}
-
-// ---- writing -----------------------------------------------------------------------------------------
-
-export interface TensorSpec {
-  name: string;
-  dtype: SafetensorsDtype;
-  shape: number[];
-}
-
-/** Writes a safetensors file from f32 data (converted to each tensor's dtype). For tests and benches. */
-export async function writeSafetensors(
-  path: string,
-  tensors: { name: string; dtype: SafetensorsDtype; shape: number[]; data: Float32Array }[],
-  metadata?: Record<string, string>,
-): Promise<void> {
-  await writeSafetensorsStreaming(path, tensors, (_spec, i) => tensors[i]!.data, metadata);
-}
-
-/**
- * Writes a safetensors file asking `produce` for one tensor's f32 data at a time, so a large synthetic model
- * never has to sit in memory whole. Returns the number of bytes written.
- */
-export async function writeSafetensorsStreaming(
-  path: string,
-  specs: readonly TensorSpec[],
-  produce: (spec: TensorSpec, index: number) => Float32Array | Promise<Float32Array>,
-  metadata?: Record<string, string>,
-): Promise<number> {
-  const header: Record<string, unknown> = {};
-  if (metadata) header.__metadata__ = metadata;
-  let offset = 0;
-  for (const spec of specs) {
-    if (spec.name in header) throw new Error(`writeSafetensors: duplicate tensor name "${spec.name}"`);
-    const byteLength = numElements(spec.shape) * BYTES_PER_ELEMENT[spec.dtype]!;
-    header[spec.name] = { dtype: spec.dtype, shape: spec.shape, data_offsets: [offset, offset + byteLength] };
-    offset += byteLength;
-  }
-  let headerText = JSON.stringify(header);
-  headerText += ' '.repeat((8 - ((8 + Buffer.byteLength(headerText)) % 8)) % 8); // align data to 8 bytes, as the format recommends
-  const headerBytes = Buffer.from(headerText, 'utf8');
-  const prefix = Buffer.alloc(8);
-  prefix.writeBigUInt64LE(BigInt(headerBytes.length));
-
-  const handle = await open(path, 'w');
-  try {
-    let position = await writeFully(handle, prefix, 0);
-    position = await writeFully(handle, headerBytes, position);
-    for (const [i, spec] of specs.entries()) {
-      const data = await produce(spec, i);
-      const expected = numElements(spec.shape);
-      if (data.length !== expected) throw new Error(`writeSafetensors: tensor "${spec.name}" [${spec.shape.join(', ')}] needs ${expected} values, got ${data.length}`);
-      position = await writeFully(handle, encode(data, spec.dtype), position);
-    }
-  } finally {
-    await handle.close();
-  }
-  return 8 + headerBytes.length + offset;
-}
-
-async function writeFully(handle: FileHandle, bytes: Uint8Array, position: number): Promise<number> {
-  let done = 0;
-  while (done < bytes.byteLength) {
-    const { bytesWritten } = await handle.write(bytes, done, Math.min(bytes.byteLength - done, MAX_READ_BYTES), position + done);
-    done += bytesWritten;
-  }
-  return position + done;
-}
-
-function numElements(shape: readonly number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
 }

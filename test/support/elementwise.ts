@@ -1,5 +1,6 @@
 // out = a + b over f32 vectors (residual adds outside fused paths).
-import { dispatch, grid1d, loadShader, type Binding, type GpuDevice, type UniformArena } from '../gpu/index.js';
+import { dispatch, grid1d, loadShader, type Binding, type GpuDevice, type UniformArena } from '../../src/gpu/index.js';
+import { TEST_SHADER_DIR } from './shaders.js';
 
 export class ElementwiseKernels {
   private constructor(
@@ -8,7 +9,7 @@ export class ElementwiseKernels {
   ) {}
 
   static async create(gpu: GpuDevice): Promise<ElementwiseKernels> {
-    const code = loadShader('elementwise');
+    const code = loadShader('elementwise', TEST_SHADER_DIR);
     const add = await gpu.pipelines.get({ kernel: 'elementwise.add', code, entryPoint: 'add' });
     return new ElementwiseKernels(gpu, add);
   }

@@ -1,7 +1,7 @@
 // Megatron-style tensor-parallel layout: which rows of each canonical tensor a shard holds.
 // q/k/v and gate/up are split by output rows (heads / intermediate rows), o and down by input columns,
 // embedding and lm_head by vocabulary. Pure functions: no GPU, easy to test.
-import type { ModelConfig } from './config.js';
+import type { ModelConfig } from '../checkpoint/config.js';
 
 export interface ShardLayout {
   tp: number;

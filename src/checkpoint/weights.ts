@@ -7,7 +7,7 @@
 //   '.gate' / '.up' [intermediate, hidden]; '.down' [hidden, intermediate].
 import { strict as assert } from 'node:assert';
 import type { ModelConfig } from './config.js';
-import type { LoadProgress } from './progress.js';
+import type { LoadProgress } from '../common/progress.js';
 import type { SafetensorsReader } from './safetensors.js';
 
 export interface CanonicalTensor {

@@ -5,8 +5,9 @@
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Architecture } from '../../src/model/config.js';
-import { writeSafetensorsStreaming, type SafetensorsDtype, type TensorSpec } from '../../src/model/safetensors.js';
+import type { Architecture } from '../../src/checkpoint/config.js';
+import type { SafetensorsDtype } from '../../src/checkpoint/safetensors.js';
+import { writeSafetensorsStreaming, type TensorSpec } from './safetensors-writer.js';
 
 export interface SyntheticModelOptions {
   architecture: Architecture;

@@ -1,5 +1,6 @@
 // The reference sampler: the exact semantics of GpuSampler (src/kernels/sampling.ts) in plain
-// TypeScript. Tests compare the GPU against it draw for draw; it also serves as a CPU fallback.
+// TypeScript. Tests compare the GPU against it draw for draw. Which tokens are penalised and when a row
+// is greedy come from src/sampling/penalties.ts, the data the GPU sampler is handed too.
 //
 // Per row (vLLM / HF semantics):
 //   1. logprobs come from log_softmax of the RAW logits;
@@ -10,42 +11,13 @@
 //      counter-based uniform of (seed, step).
 // Every filter is a threshold on z, so the kept set is {i : z_i >= zThreshold and p_i >= minP * p_max};
 // ties at a threshold are all kept.
-import { DEFAULT_SAMPLING, MAX_TOP_LOGPROBS, type SampleResult, type SamplingParams, type SamplingRow, type TokenChoice } from './params.js';
-import { uniformForStep } from './rng.js';
+import { DEFAULT_SAMPLING, MAX_TOP_LOGPROBS, type SampleResult, type SamplingParams, type SamplingRow, type TokenChoice } from '../../src/sampling/params.js';
+import { uniformForStep } from '../../src/sampling/rng.js';
+import { isGreedy, penaltyTable } from '../../src/sampling/penalties.js';
+
+export { GREEDY_BELOW_TEMPERATURE, hasPenalties, isGreedy, penaltyTable, type PenaltyTable } from '../../src/sampling/penalties.js';
 
 const f32 = Math.fround;
-
-/** Temperatures below this sample greedily (vLLM's _SAMPLING_EPS): 1/T would overflow f32 long before 0. */
-export const GREEDY_BELOW_TEMPERATURE = 1e-5;
-
-export function isGreedy(p: SamplingParams): boolean {
-  return !(p.temperature >= GREEDY_BELOW_TEMPERATURE);
-}
-
-/** The distinct tokens a row's penalties touch, sorted by id, with how often each occurs in the output. */
-export interface PenaltyTable {
-  tokenIds: number[];
-  outputCounts: number[];
-}
-
-export function hasPenalties(p: SamplingParams): boolean {
-  return p.repetitionPenalty !== 1 || p.presencePenalty !== 0 || p.frequencyPenalty !== 0;
-}
-
-/** Builds the penalty table of a row; ids outside [0, vocabSize) are ignored. */
-export function penaltyTable(row: SamplingRow, vocabSize: number): PenaltyTable {
-  const p = row.params;
-  if (!hasPenalties(p)) return { tokenIds: [], outputCounts: [] };
-  const counts = new Map<number, number>();
-  const note = (id: number, inc: number) => {
-    if (Number.isInteger(id) && id >= 0 && id < vocabSize) counts.set(id, (counts.get(id) ?? 0) + inc);
-  };
-  for (let i = 0; i < row.outputTokenIds.length; i++) note(row.outputTokenIds[i]!, 1);
-  // Prompt tokens matter only to the repetition penalty.
-  if (p.repetitionPenalty !== 1) for (let i = 0; i < row.promptTokenIds.length; i++) note(row.promptTokenIds[i]!, 0);
-  const tokenIds = [...counts.keys()].sort((a, b) => a - b);
-  return { tokenIds, outputCounts: tokenIds.map((id) => counts.get(id)!) };
-}
 
 /** One token's penalised logit, in f32 steps that the GPU repeats exactly. */
 export function penalisedLogit(x: number, outputCount: number, p: SamplingParams): number {

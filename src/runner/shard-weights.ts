@@ -3,8 +3,8 @@
 import type { GpuDevice } from '../gpu/index.js';
 import { defaultWeightLayout } from '../kernels/matmul.js';
 import { uploadWeight, type GpuWeight, type WeightDtype, type WeightLayout } from '../kernels/weight.js';
-import type { ModelConfig } from './config.js';
-import type { CanonicalTensor } from './weights.js';
+import type { ModelConfig } from '../checkpoint/config.js';
+import type { CanonicalTensor } from '../checkpoint/weights.js';
 import { concatRows, headRows, sliceCols, sliceRows, type ShardLayout } from './sharding.js';
 
 export interface LayerWeights {

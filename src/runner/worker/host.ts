@@ -5,16 +5,14 @@
 // answered in order. A worker's death or GPU error fails every pending and later call with a
 // message naming the shard, and is reported once to onFailure listeners (the engine's failAll).
 import { fork, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import type { ShardPlacement } from '../gpu/adapters.js';
-import type { SampleResult, SamplingRow } from '../sampling/params.js';
-import type { ModelConfig } from './config.js';
-import type { MemoryPlan } from './memory.js';
-import type { RunnerOptions } from './runner.js';
-import { shardLayout, type ShardLayout } from './sharding.js';
-import type { ExchangeBufferName, ShardHandle, StepMetadata, StepShape } from './shard.js';
+import { childEntry } from '../../common/child-entry.js';
+import type { ShardPlacement } from './placement.js';
+import type { SampleResult, SamplingRow } from '../../sampling/params.js';
+import type { ModelConfig } from '../../checkpoint/config.js';
+import type { MemoryPlan } from '../memory.js';
+import type { RunnerOptions } from '../options.js';
+import { shardLayout, type ShardLayout } from '../sharding.js';
+import type { ExchangeBufferName, ShardHandle, StepMetadata, StepShape } from '../shard.js';
 
 /** What a worker needs to open its device and load its slices of the model. */
 export interface WorkerInit {
@@ -191,21 +189,8 @@ export class RemoteShard implements ShardHandle {
   }
 }
 
-/** The worker entry next to this module: .ts under tsx (tests), .js in dist/. */
-function workerEntry(): { path: string; execArgv: string[] } {
-  const here = fileURLToPath(import.meta.url);
-  const ts = here.endsWith('.ts');
-  const path = here.replace(/shard-host\.(ts|js)$/, ts ? 'shard-worker.ts' : 'shard-worker.js');
-  if (!existsSync(path)) throw new Error(`shard worker entry ${path} is missing; rebuild with \`npm run build\``);
-  const execArgv = process.execArgv.filter((a) => !a.startsWith('--inspect'));
-  if (ts && !execArgv.some((a) => a.includes('tsx'))) {
-    execArgv.push('--import', pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href);
-  }
-  return { path, execArgv };
-}
-
 function spawnWorker(placement: ShardPlacement): ChildProcess {
-  const { path, execArgv } = workerEntry();
+  const { path, execArgv } = childEntry(import.meta.url, 'worker');
   const env: NodeJS.ProcessEnv = { ...process.env, XDG_RUNTIME_DIR: process.env.XDG_RUNTIME_DIR ?? '/tmp' };
   for (const [k, v] of Object.entries(placement.env)) {
     if (v === undefined) delete env[k];

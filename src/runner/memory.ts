@@ -2,12 +2,11 @@
 // query free memory, so the budget is --gpu-memory (or a default per adapter kind), and the KV pool is
 // --cache-max-entry-count of what remains after weights and activations (LMDeploy's meaning), unless
 // --kv-cache-blocks gives it outright.
+import type { KvCacheDtype } from '../common/types.js';
 import type { GpuDevice } from '../gpu/index.js';
-import type { ModelConfig } from './config.js';
+import type { ModelConfig } from '../checkpoint/config.js';
 import type { ShardLayout } from './sharding.js';
 
-/** Element type of the paged KV cache: f16 halves its memory (packed u32 pairs, no shader-f16 needed). */
-export type KvCacheDtype = 'f32' | 'f16';
 
 /** Bytes per KV cache element. */
 export function kvCacheElementBytes(dtype: KvCacheDtype = 'f32'): number {

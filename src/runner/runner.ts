@@ -3,29 +3,24 @@
 // only ever sees block ids and token ids.
 import assert from 'node:assert/strict';
 import type { GpuDevice } from '../gpu/index.js';
-import type { ShardPlacement } from '../gpu/adapters.js';
+import type { ShardPlacement } from './worker/placement.js';
 import type { SampleResult, SamplingRow } from '../sampling/params.js';
 import type { RunnerOutput, SchedulerOutput } from '../scheduler/types.js';
-import type { ModelConfig } from './config.js';
-import { ropeInvFreq } from './rope.js';
-import { SafetensorsReader } from './safetensors.js';
-import { loadCanonicalTensors } from './weights.js';
-import { ConsoleLoadProgress } from './progress.js';
+import type { ModelConfig } from '../checkpoint/config.js';
+import { ropeInvFreq } from '../checkpoint/rope.js';
+import { SafetensorsReader } from '../checkpoint/safetensors.js';
+import { loadCanonicalTensors } from '../checkpoint/weights.js';
+import { ConsoleLoadProgress } from '../common/progress.js';
 import { shardLayout } from './sharding.js';
 import { ShardWeightBuilder } from './shard-weights.js';
 import { createShard, type ShardHandle, type StepMetadata } from './shard.js';
 import { AllReducer } from './all-reduce.js';
-import { planMemory, type MemoryPlan, type MemoryOptions } from './memory.js';
-import { openRemoteShards, type RemoteShard } from './shard-host.js';
+import { planMemory, type MemoryPlan } from './memory.js';
+import type { RunnerOptions } from './options.js';
 
-export interface RunnerOptions extends MemoryOptions {
-  dtype: 'f16' | 'f32';
-  blockSize: number;
-  maxNumSeqs: number;
-  maxModelLen: number;
-  /** Print a progress bar / summary while loading. */
-  progress?: boolean;
-}
+export type { RunnerOptions } from './options.js';
+import { openRemoteShards, type RemoteShard } from './worker/host.js';
+
 
 export class ModelRunner {
   private readonly allReducer: AllReducer;

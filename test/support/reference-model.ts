@@ -4,10 +4,10 @@
 // final norm, lm_head or tied embeddings; Qwen2/InternLM2 biases; Mistral/Qwen2 sliding window.
 // Weights and activations are stored as f32; dot products accumulate in f64.
 import { strict as assert } from 'node:assert';
-import { loadModelConfig, type ModelConfig } from './config.js';
-import { ropeInvFreq } from './rope.js';
-import { SafetensorsReader } from './safetensors.js';
-import { loadCanonicalTensors } from './weights.js';
+import { loadModelConfig, type ModelConfig } from '../../src/checkpoint/config.js';
+import { ropeInvFreq } from '../../src/checkpoint/rope.js';
+import { SafetensorsReader } from '../../src/checkpoint/safetensors.js';
+import { loadCanonicalTensors } from '../../src/checkpoint/weights.js';
 
 interface LayerCache {
   keys: Float32Array; // [capacity, numKvHeads * headDim]

@@ -1,6 +1,6 @@
 // Plain-TS references for the rotary, KV-cache write and paged attention kernels, computed in float64,
 // plus a builder for paged batches (shuffled block tables, mixed prefix and query lengths).
-import { rng } from './gpu.js';
+import { rng } from './random.js';
 
 export interface RotaryRefArgs {
   numTokens: number;

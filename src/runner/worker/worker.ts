@@ -2,17 +2,17 @@
 // it to one GPU). It owns a real Shard, the same class as in-process shards, loads only its own
 // slices of the weights, and runs the parent's ops strictly in order. After the first failure it
 // answers every request with that failure: the parent must not go on with a half-done step.
-import { openDevices, type GpuDevice } from '../gpu/index.js';
-import { loadModelConfig } from './config.js';
-import { planMemory } from './memory.js';
-import { ConsoleLoadProgress } from './progress.js';
-import { ropeInvFreq } from './rope.js';
-import { SafetensorsReader } from './safetensors.js';
-import { ShardWeightBuilder } from './shard-weights.js';
-import { createShard, type Shard } from './shard.js';
-import type { HostMessage, ShardOp, WorkerInit, WorkerMessage } from './shard-host.js';
-import { shardLayout } from './sharding.js';
-import { loadCanonicalTensors } from './weights.js';
+import { openDevices, type GpuDevice } from '../../gpu/index.js';
+import { loadModelConfig } from '../../checkpoint/config.js';
+import { planMemory } from '../memory.js';
+import { ConsoleLoadProgress } from '../../common/progress.js';
+import { ropeInvFreq } from '../../checkpoint/rope.js';
+import { SafetensorsReader } from '../../checkpoint/safetensors.js';
+import { ShardWeightBuilder } from '../shard-weights.js';
+import { createShard, type Shard } from '../shard.js';
+import type { HostMessage, ShardOp, WorkerInit, WorkerMessage } from './host.js';
+import { shardLayout } from '../sharding.js';
+import { loadCanonicalTensors } from '../../checkpoint/weights.js';
 
 let init: WorkerInit | null = null;
 let gpu: GpuDevice | null = null;

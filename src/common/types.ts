@@ -1,0 +1,22 @@
+// Plain types that several layers share. This module is a leaf: it imports nothing, so any layer may
+// import it without reaching upward.
+
+/** Why a request stopped: a stop condition, its token limit, or an abort (client gone, or a failure). */
+export type FinishReason = 'stop' | 'length' | 'abort';
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant' | 'tool';
+  content: string;
+}
+
+/** Text <-> tokens as the server needs it; the real tokenizer implements this. */
+export interface TextCodec {
+  encode(text: string, options?: { addSpecialTokens?: boolean }): number[];
+  decode(tokenIds: readonly number[], options?: { skipSpecialTokens?: boolean }): string;
+  /** The chat template rendered with add_generation_prompt, ready to encode (special tokens as text). */
+  applyChatTemplate(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): string;
+  readonly bosTokenId: number | null;
+}
+
+/** Element type of the paged KV cache: f16 halves its memory (packed u32 pairs, no shader-f16 needed). */
+export type KvCacheDtype = 'f32' | 'f16';
