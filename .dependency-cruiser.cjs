@@ -20,8 +20,8 @@ const LAYERS = {
   cli: ['server', 'engine', 'runner', 'hub', 'checkpoint', 'tokenizer', 'sampling', 'gpu', 'protocol', 'common'],
 };
 
-const escape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-const allowedTarget = (entry) => (entry.endsWith('.ts') ? `^src/${escape(entry)}$` : `^src/${entry}/`);
+const escapeRegExp = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const allowedTarget = (entry) => (entry.endsWith('.ts') ? `^src/${escapeRegExp(entry)}$` : `^src/${entry}/`);
 
 const layerRules = Object.entries(LAYERS).map(([layer, allowed]) => ({
   name: `layer-${layer}`,

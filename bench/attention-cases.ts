@@ -38,7 +38,8 @@ export function attentionDecodeCases(contextLens: readonly number[], shape: Atte
     return [...PATHS.map((path) => decodeBatchCase(name, [contextLen], shape, path)), decodeBatchCase(name, [contextLen], shape, 'auto', 'f16')];
   });
   const short = PATHS.map((path) =>
-    decodeBatchCase(`decode attention 16 seqs x 20-40 ctx ${shapeLabel(BENCH_MODEL_ATTENTION_SHAPE)}`, SHORT_BATCH_CONTEXTS, BENCH_MODEL_ATTENTION_SHAPE, path));
+    decodeBatchCase(`decode attention 16 seqs x 20-40 ctx ${shapeLabel(BENCH_MODEL_ATTENTION_SHAPE)}`, SHORT_BATCH_CONTEXTS, BENCH_MODEL_ATTENTION_SHAPE, path),
+  );
   return [...long, ...short];
 }
 
@@ -47,7 +48,13 @@ function shapeLabel(s: AttentionShape): string {
 }
 
 /** One decode token per sequence at the end of its context; sequences' blocks interleaved in reverse. */
-function decodeBatchCase(baseName: string, contextLens: readonly number[], shape: AttentionShape, path: AttentionDecodePath, kvCacheDtype: KvCacheDtype = 'f32'): KernelCase {
+function decodeBatchCase(
+  baseName: string,
+  contextLens: readonly number[],
+  shape: AttentionShape,
+  path: AttentionDecodePath,
+  kvCacheDtype: KvCacheDtype = 'f32',
+): KernelCase {
   const { numHeads, numKvHeads, headDim, blockSize } = shape;
   const numSeqs = contextLens.length;
   const tags = [...(path === 'auto' ? [] : [path]), ...(kvCacheDtype === 'f32' ? [] : [`${kvCacheDtype} kv`])];
@@ -79,8 +86,14 @@ function decodeBatchCase(baseName: string, contextLens: readonly number[], shape
         kCache: gpu.upload('bench.k-cache', cacheData(kvBytes / elemBytes, 12)),
         vCache: gpu.upload('bench.v-cache', cacheData(kvBytes / elemBytes, 13)),
         blockTables: gpu.upload('bench.block-table', table),
-        tokenSeq: gpu.upload('bench.token-seq', Uint32Array.from(contextLens, (_, s) => s)),
-        tokenPos: gpu.upload('bench.token-pos', Uint32Array.from(contextLens, (n) => n - 1)),
+        tokenSeq: gpu.upload(
+          'bench.token-seq',
+          Uint32Array.from(contextLens, (_, s) => s),
+        ),
+        tokenPos: gpu.upload(
+          'bench.token-pos',
+          Uint32Array.from(contextLens, (n) => n - 1),
+        ),
         out: gpu.createBuffer('bench.out', numSeqs * qWidth * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC),
       };
       const totalContext = contextLens.reduce((a, b) => a + b, 0);
@@ -88,9 +101,19 @@ function decodeBatchCase(baseName: string, contextLens: readonly number[], shape
       return {
         record: (pass, uniforms) =>
           kernel.attend(pass, uniforms, {
-            ...buffers, rowStride: qWidth, qOffset: 0, maxBlocksPerSeq,
-            numTokens: numSeqs, numSeqs, numHeads, numKvHeads, headDim, blockSize,
-            scale: 1 / Math.sqrt(headDim), slidingWindow: 0, maxContextLen: Math.max(...contextLens),
+            ...buffers,
+            rowStride: qWidth,
+            qOffset: 0,
+            maxBlocksPerSeq,
+            numTokens: numSeqs,
+            numSeqs,
+            numHeads,
+            numKvHeads,
+            headDim,
+            blockSize,
+            scale: 1 / Math.sqrt(headDim),
+            slidingWindow: 0,
+            maxContextLen: Math.max(...contextLens),
           }),
         bytes: 2 * contextBytes + numSeqs * qWidth * 4,
         // q.k and p.v: two multiply-adds per (head, key, dim).

@@ -10,7 +10,9 @@ import { median, printTable, StreamRead, timePass, wantsJson, type Row } from '.
 import { benchModelDir, BENCH_MODEL, randomPrompt } from './bench-model.js';
 
 const json = wantsJson();
-const say = (s: string) => { if (!json) process.stderr.write(`${s}\n`); };
+const say = (s: string) => {
+  if (!json) process.stderr.write(`${s}\n`);
+};
 
 const modelDir = await benchModelDir();
 const fileBytes = statSync(join(modelDir, 'model.safetensors')).size;
@@ -42,7 +44,15 @@ const weightBytes = engine.runner.plan.weightBytes;
 const roofline = (streamGBps * 1e9) / weightBytes;
 
 function req(prompt: number[], maxTokens: number, seed: number): GenerateRequest {
-  return { promptTokenIds: prompt, sampling: { ...DEFAULT_SAMPLING, temperature: 0, seed }, maxTokens, stop: [], stopTokenIds: [], ignoreEos: true, skipSpecialTokens: true };
+  return {
+    promptTokenIds: prompt,
+    sampling: { ...DEFAULT_SAMPLING, temperature: 0, seed },
+    maxTokens,
+    stop: [],
+    stopTokenIds: [],
+    ignoreEos: true,
+    skipSpecialTokens: true,
+  };
 }
 
 async function timed(prompt: number[], maxTokens: number, seed: number) {

@@ -68,7 +68,12 @@ export class CostProbes {
     const src = gpu.upload('floor.src', words);
     const ubo = gpu.device.createBuffer({ label: 'floor.ubo', size: HOT_WORDS * 16, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     gpu.write(ubo, words.subarray(0, HOT_WORDS * 4));
-    const tex = gpu.device.createTexture({ label: 'floor.tex', size: [HOT_WORDS, 8], format: 'rgba32uint', usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST });
+    const tex = gpu.device.createTexture({
+      label: 'floor.tex',
+      size: [HOT_WORDS, 8],
+      format: 'rgba32uint',
+      usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.COPY_DST,
+    });
     gpu.device.queue.writeTexture({ texture: tex }, words, { bytesPerRow: HOT_WORDS * 16 }, [HOT_WORDS, 8]);
     const out = gpu.createBuffer('floor.out', GROUPS * LANES * 16, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
     const code = loadShader('cost_probes', BENCH_SHADER_DIR);
@@ -114,7 +119,12 @@ export class CostProbes {
 
 async function costProbes(gpu: GpuDevice, samples: number, threads: number): Promise<{ probes: ProbeResult[]; dispatchUs: number }> {
   const probes = await CostProbes.create(gpu);
-  const t = await timePasses(gpu, [...COST_PROBES.map(([, entry]) => probes.record(entry)), probes.record('tiny', 1, 1), probes.record('tiny', 1, 101)], samples, 2);
+  const t = await timePasses(
+    gpu,
+    [...COST_PROBES.map(([, entry]) => probes.record(entry)), probes.record('tiny', 1, 1), probes.record('tiny', 1, 101)],
+    samples,
+    2,
+  );
   const results = COST_PROBES.map(([probe], i) => ({
     probe,
     nsPerIter: (t[i]!.ms * 1e6) / ((GROUPS / threads) * ITERS),
@@ -142,7 +152,11 @@ export function withoutLoads(source: string, what: 'w' | 'x' | 'both'): string {
   // A per-lane value loaded once before the k loop keeps the made-up operands opaque to the compiler.
   let code = replace(source, 'let m0 = wid.y * (8u * (TM - 1u) + MR);', 'let m0 = wid.y * (8u * (TM - 1u) + MR);\n  probe_seed = x[lane];\n  _ = &w; _ = &x4;');
   // Distinct lanes of every made-up vector: equal ones would let the compiler share the products.
-  code = replace(code, 'var<private> sg_w: array<W8, 8>;', 'var<private> sg_w: array<W8, 8>;\nvar<private> probe_seed: f32;\nconst PROBE_LO = vec4<f32>(0.0, 1.0, 2.0, 3.0);\nconst PROBE_HI = vec4<f32>(0.5, 1.5, 2.5, 3.5);');
+  code = replace(
+    code,
+    'var<private> sg_w: array<W8, 8>;',
+    'var<private> sg_w: array<W8, 8>;\nvar<private> probe_seed: f32;\nconst PROBE_LO = vec4<f32>(0.0, 1.0, 2.0, 3.0);\nconst PROBE_HI = vec4<f32>(0.5, 1.5, 2.5, 3.5);',
+  );
   if (what !== 'x') {
     code = replace(code, GEMM_SG_W_LOAD, '{ let f = probe_seed + f32(k8 + j); sg_w[j] = W8(f + PROBE_LO, f * PROBE_HI); }');
   }
@@ -161,7 +175,10 @@ interface MatmulParts {
 }
 
 async function matmulParts(gpu: GpuDevice, matmul: MatmulKernels, samples: number): Promise<MatmulParts> {
-  const N = 4096, K = 4096, M = 16, P = 512;
+  const N = 4096,
+    K = 4096,
+    M = 16,
+    P = 512;
   const w = uploadWeight(gpu, 'floor.w', randomHost(N * K, 1), N, K, 'f16', undefined, matmul.weightLayout);
   const x = gpu.upload('floor.x', randomHost(P * K, 2));
   const y = gpu.createBuffer('floor.y', P * N * 4, GPUBufferUsage.STORAGE);
@@ -177,7 +194,8 @@ async function matmulParts(gpu: GpuDevice, matmul: MatmulKernels, samples: numbe
     });
     const rows = path === 'skinny' ? M : P;
     const params = new Uint32Array([rows, K, K / 8, N, 0, N, 0, w.layout === 'interleaved8' ? 1 : 0]);
-    return (pass, u) => dispatch(gpu.device, pass, pipeline, [x, x, w.chunks[0]!, x, y, u.alloc(params)], [Math.ceil(N / (8 * tn)), Math.ceil(rows / (8 * tm))]);
+    return (pass, u) =>
+      dispatch(gpu.device, pass, pipeline, [x, x, w.chunks[0]!, x, y, u.alloc(params)], [Math.ceil(N / (8 * tn)), Math.ceil(rows / (8 * tm))]);
   };
   const skinnyKernels: [string, RecordFn][] = [
     ['decode GEMV, 1 row (production)', (pass, u) => matmul.matmul(pass, u, x, w, y, 1)],
@@ -221,12 +239,22 @@ async function main(): Promise<void> {
     console.log(JSON.stringify({ device, threads, ...costs, ...parts }, null, 2));
   } else {
     console.log(`device: ${device}; ${threads} thread(s); ${ITERS} iterations x ${GROUPS} workgroups of ${LANES} lanes per probe`);
-    printTable('Cost per loop iteration (cached data; GPU timestamps)', costs.probes.map((p): Row => ({ probe: p.probe, 'ns / iteration / thread': p.nsPerIter, 'x empty loop': p.overEmptyLoop })));
+    printTable(
+      'Cost per loop iteration (cached data; GPU timestamps)',
+      costs.probes.map((p): Row => ({ probe: p.probe, 'ns / iteration / thread': p.nsPerIter, 'x empty loop': p.overEmptyLoop })),
+    );
     console.log(`\ndispatch: ${costs.dispatchUs.toFixed(1)} us each (100 one-workgroup dispatches in one pass, minus one)`);
-    printTable('Batched decode matmul taken apart (4096x4096 f16, 16 rows; probes compute wrong results on purpose)', parts.skinny.map((r): Row => ({ kernel: r.kernel, ms: r.ms, 'x GEMV time': r.overGemv })));
-    console.log(`\nGEMV time / same-run streaming read of its weights: ${parts.gemvOverStream.toFixed(2)} (GEMV at ${(100 / parts.gemvOverStream).toFixed(0)}% of the stream)`);
+    printTable(
+      'Batched decode matmul taken apart (4096x4096 f16, 16 rows; probes compute wrong results on purpose)',
+      parts.skinny.map((r): Row => ({ kernel: r.kernel, ms: r.ms, 'x GEMV time': r.overGemv })),
+    );
+    console.log(
+      `\nGEMV time / same-run streaming read of its weights: ${parts.gemvOverStream.toFixed(2)} (GEMV at ${(100 / parts.gemvOverStream).toFixed(0)}% of the stream)`,
+    );
     const p = parts.prefillOverGemv;
-    console.log(`prefill GEMM 512x4096x4096 f16, GFLOP/s over the GEMV's: ${p.production.toFixed(1)}x; its tile with no loads at all (the ceiling): ${p.noLoads.toFixed(1)}x`);
+    console.log(
+      `prefill GEMM 512x4096x4096 f16, GFLOP/s over the GEMV's: ${p.production.toFixed(1)}x; its tile with no loads at all (the ceiling): ${p.noLoads.toFixed(1)}x`,
+    );
   }
   matmul.destroy();
   gpu.destroy();

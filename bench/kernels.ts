@@ -7,7 +7,7 @@ import { openDefaultDevice, describeOpened, type GpuDevice } from '../src/gpu/in
 import { MatmulKernels, type MatmulTuning } from '../src/kernels/matmul.js';
 import { destroyWeight, uploadWeight, type WeightDtype } from '../src/kernels/weight.js';
 import { attentionDecodeCases } from './attention-cases.js';
-import type { KernelCase, PreparedCase, SharedKernels } from './kernel-case.js';
+import type { KernelCase } from './kernel-case.js';
 import { median, memcpyGBps, printTable, randomHost, StreamRead, timePasses, wantsJson, argValue, type RecordFn, type Row } from './common.js';
 
 // ---- HOOK: other kernel families add their cases here ---------------------------------------
@@ -78,7 +78,10 @@ async function main(): Promise<void> {
   const tuning = argValue('--tuning');
   const gpu = await openDefaultDevice();
   // NATIVE_F16=0 forces the packed f16 view everywhere (as on a device without shader-f16).
-  const matmul = await MatmulKernels.create(gpu, { nativeF16: process.env.NATIVE_F16 !== '0', ...(tuning ? { tuning: JSON.parse(tuning) as Partial<MatmulTuning> } : {}) });
+  const matmul = await MatmulKernels.create(gpu, {
+    nativeF16: process.env.NATIVE_F16 !== '0',
+    ...(tuning ? { tuning: JSON.parse(tuning) as Partial<MatmulTuning> } : {}),
+  });
   const memcpy = memcpyGBps();
   const cases = [...matmulCases, ...extraKernelCases].filter((c) => !only || c.name.includes(only));
   const stream = await StreamRead.create(gpu, gpu.limits.maxStorageBufferBindingSize);
@@ -86,7 +89,9 @@ async function main(): Promise<void> {
   for (const c of cases) {
     const prepared = await c.setup(gpu, { matmul });
     const samples = c.samples ?? defaultSamples;
-    const streamAll: RecordFn = (pass, u) => { for (const b of prepared.streamed) stream.record(pass, u, b.buffer, b.bytes); };
+    const streamAll: RecordFn = (pass, u) => {
+      for (const b of prepared.streamed) stream.record(pass, u, b.buffer, b.bytes);
+    };
     const [t, s] = await timePasses(gpu, [prepared.record, streamAll], samples);
     const streamedBytes = prepared.streamed.reduce((sum, b) => sum + b.bytes, 0);
     results.push({
@@ -122,10 +127,20 @@ function report(results: Result[], memcpy: number, gpu: GpuDevice, matmul: Matmu
   const device = describeOpened(gpu).description;
   if (json) {
     const rows = results.map((r) => ({ ...r, vsMemcpy: r.gbps / memcpy, vsGemv: gemmOverGemv(results, r) }));
-    console.log(JSON.stringify({ device, memcpyGBps: memcpy, tuning: matmul.tuning, f16Storage: matmul.f16Storage, weightLayout: matmul.weightLayout, results: rows }, null, 2));
+    console.log(
+      JSON.stringify(
+        { device, memcpyGBps: memcpy, tuning: matmul.tuning, f16Storage: matmul.f16Storage, weightLayout: matmul.weightLayout, results: rows },
+        null,
+        2,
+      ),
+    );
     return;
   }
-  console.log(`device: ${device}; weight layout ${matmul.weightLayout}; f16 weights: ${Object.entries(matmul.f16Storage).map(([path, view]) => `${path} ${view}`).join(', ')}; host memcpy ${memcpy.toFixed(1)} GB/s`);
+  console.log(
+    `device: ${device}; weight layout ${matmul.weightLayout}; f16 weights: ${Object.entries(matmul.f16Storage)
+      .map(([path, view]) => `${path} ${view}`)
+      .join(', ')}; host memcpy ${memcpy.toFixed(1)} GB/s`,
+  );
   for (const group of [...new Set(results.map((r) => r.group))]) {
     const rows: Row[] = results
       .filter((r) => r.group === group)

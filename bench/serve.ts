@@ -18,7 +18,10 @@ const inputWords = arg('input-words', 64);
 const outputTokens = arg('output-tokens', 64);
 const maxPrefillTokens = arg('max-prefill-tokens', DEFAULT_ENGINE_OPTIONS.maxNumBatchedTokens);
 
-const WORDS = 'once upon a time there was a little girl named lily she loved to play outside in the park one day saw big red ball wanted it but was too high mom said tom and sue went happy sad dog cat bird tree sun friend'.split(' ');
+const WORDS =
+  'once upon a time there was a little girl named lily she loved to play outside in the park one day saw big red ball wanted it but was too high mom said tom and sue went happy sad dog cat bird tree sun friend'.split(
+    ' ',
+  );
 
 function prompt(seed: number): string {
   let s = seed >>> 0;
@@ -35,17 +38,42 @@ function percentile(values: number[], p: number): number {
 }
 
 const modelDir = await benchModelDir();
-const engine = await Engine.create({ ...DEFAULT_ENGINE_OPTIONS, modelDir, modelName: 'bench', devices: [0], dtype: 'f16', maxBatchSize: 16, kvCacheBlocks: 64, sessionLen: 1024, maxNumBatchedTokens: maxPrefillTokens, progress: false });
+const engine = await Engine.create({
+  ...DEFAULT_ENGINE_OPTIONS,
+  modelDir,
+  modelName: 'bench',
+  devices: [0],
+  dtype: 'f16',
+  maxBatchSize: 16,
+  kvCacheBlocks: 64,
+  sessionLen: 1024,
+  maxNumBatchedTokens: maxPrefillTokens,
+  progress: false,
+});
 const server = await startServer(engine, { host: '127.0.0.1', port: 0, modelName: 'bench', apiKeys: [], allowOrigins: [], logLevel: 'warn' });
 
-interface Result { ttftMs: number; itlMs: number[]; outputTokens: number; totalMs: number }
+interface Result {
+  ttftMs: number;
+  itlMs: number[];
+  outputTokens: number;
+  totalMs: number;
+}
 
 async function one(i: number): Promise<Result> {
   const t0 = performance.now();
   const res = await fetch(`${server.url}/v1/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model: 'bench', prompt: prompt(i), max_tokens: outputTokens, ignore_eos: true, temperature: 0.8, seed: i, stream: true, stream_options: { include_usage: true } }),
+    body: JSON.stringify({
+      model: 'bench',
+      prompt: prompt(i),
+      max_tokens: outputTokens,
+      ignore_eos: true,
+      temperature: 0.8,
+      seed: i,
+      stream: true,
+      stream_options: { include_usage: true },
+    }),
   });
   if (!res.ok || !res.body) throw new Error(`request ${i}: ${res.status} ${await res.text()}`);
   const decoder = new TextDecoder();
@@ -76,9 +104,11 @@ async function one(i: number): Promise<Result> {
 const results: Result[] = [];
 let next = 0;
 const t0 = performance.now();
-await Promise.all(Array.from({ length: concurrency }, async () => {
-  while (next < numRequests) results.push(await one(next++));
-}));
+await Promise.all(
+  Array.from({ length: concurrency }, async () => {
+    while (next < numRequests) results.push(await one(next++));
+  }),
+);
 const wallS = (performance.now() - t0) / 1000;
 const totalTokens = results.reduce((n, r) => n + r.outputTokens, 0);
 const itl = results.flatMap((r) => r.itlMs);
@@ -91,19 +121,31 @@ const summary = {
   wallSeconds: wallS,
   requestThroughput: numRequests / wallS,
   outputTokPerS: totalTokens / wallS,
-  ttftMs: { p50: percentile(results.map((r) => r.ttftMs), 50), p99: percentile(results.map((r) => r.ttftMs), 99) },
+  ttftMs: {
+    p50: percentile(
+      results.map((r) => r.ttftMs),
+      50,
+    ),
+    p99: percentile(
+      results.map((r) => r.ttftMs),
+      99,
+    ),
+  },
   interTokenMs: { p50: percentile(itl, 50), p99: percentile(itl, 99) },
 };
 if (json) console.log(JSON.stringify(summary, null, 2));
 else {
-  printTable(`Serving the bench model: ${numRequests} streamed completions, ${inputWords} input words, ${outputTokens} output tokens, concurrency ${concurrency}, max ${maxPrefillTokens} prefill tokens per step`, [
-    { metric: 'request throughput (req/s)', value: summary.requestThroughput },
-    { metric: 'output tok/s', value: summary.outputTokPerS },
-    { metric: 'TTFT p50 (ms)', value: summary.ttftMs.p50 },
-    { metric: 'TTFT p99 (ms)', value: summary.ttftMs.p99 },
-    { metric: 'inter-token p50 (ms)', value: summary.interTokenMs.p50 },
-    { metric: 'inter-token p99 (ms)', value: summary.interTokenMs.p99 },
-  ]);
+  printTable(
+    `Serving the bench model: ${numRequests} streamed completions, ${inputWords} input words, ${outputTokens} output tokens, concurrency ${concurrency}, max ${maxPrefillTokens} prefill tokens per step`,
+    [
+      { metric: 'request throughput (req/s)', value: summary.requestThroughput },
+      { metric: 'output tok/s', value: summary.outputTokPerS },
+      { metric: 'TTFT p50 (ms)', value: summary.ttftMs.p50 },
+      { metric: 'TTFT p99 (ms)', value: summary.ttftMs.p99 },
+      { metric: 'inter-token p50 (ms)', value: summary.interTokenMs.p50 },
+      { metric: 'inter-token p99 (ms)', value: summary.interTokenMs.p99 },
+    ],
+  );
 }
 await server.close();
 await engine.shutdown();

@@ -32,7 +32,15 @@ async function roundTrips(bytes: number, iterations: number) {
 const latencies = [await roundTrips(4096, 200), await roundTrips(3072 * 16, 100), await roundTrips(1 << 20, 50)];
 
 const modelDir = await benchModelDir();
-const decode: { tp: number; tokPerS: number; allReduceMs: number; hostSumMs: number; allReduceShare: number; allReducesPerStep: number; bytesPerAllReduce: number }[] = [];
+const decode: {
+  tp: number;
+  tokPerS: number;
+  allReduceMs: number;
+  hostSumMs: number;
+  allReduceShare: number;
+  allReducesPerStep: number;
+  bytesPerAllReduce: number;
+}[] = [];
 for (const tp of [1, 2]) {
   const engine = await Engine.create({
     ...DEFAULT_ENGINE_OPTIONS,
@@ -49,7 +57,15 @@ for (const tp of [1, 2]) {
     const t0 = performance.now();
     let first = 0;
     let count = 0;
-    for await (const d of engine.generate({ promptTokenIds: randomPrompt(16, 5), sampling: { ...DEFAULT_SAMPLING, temperature: 0 }, maxTokens: n, stop: [], stopTokenIds: [], ignoreEos: true, skipSpecialTokens: true })) {
+    for await (const d of engine.generate({
+      promptTokenIds: randomPrompt(16, 5),
+      sampling: { ...DEFAULT_SAMPLING, temperature: 0 },
+      maxTokens: n,
+      stop: [],
+      stopTokenIds: [],
+      ignoreEos: true,
+      skipSpecialTokens: true,
+    })) {
       if (count === 0 && d.tokenIds.length) first = performance.now();
       count += d.tokenIds.length;
     }
@@ -76,15 +92,21 @@ for (const tp of [1, 2]) {
 if (json) {
   console.log(JSON.stringify({ latencies, decode }, null, 2));
 } else {
-  printTable('Dawn round trips (median)', latencies.map((l) => ({ bytes: l.bytes, 'readback ms': l.readbackMs, 'writeBuffer+done ms': l.writeMs })));
-  printTable('Decode on the bench model (16-token prompt, 48 decode steps)', decode.map((d) => ({
-    tp: d.tp,
-    'decode tok/s': d.tokPerS,
-    'all-reduce wall ms/token (incl. waiting for shard work)': d.allReduceMs,
-    'host sum+write ms/token': d.hostSumMs,
-    'all-reduce share': d.allReduceShare,
-    'all-reduces/step': d.allReducesPerStep,
-    'bytes/all-reduce/shard': d.bytesPerAllReduce,
-  })));
+  printTable(
+    'Dawn round trips (median)',
+    latencies.map((l) => ({ bytes: l.bytes, 'readback ms': l.readbackMs, 'writeBuffer+done ms': l.writeMs })),
+  );
+  printTable(
+    'Decode on the bench model (16-token prompt, 48 decode steps)',
+    decode.map((d) => ({
+      tp: d.tp,
+      'decode tok/s': d.tokPerS,
+      'all-reduce wall ms/token (incl. waiting for shard work)': d.allReduceMs,
+      'host sum+write ms/token': d.hostSumMs,
+      'all-reduce share': d.allReduceShare,
+      'all-reduces/step': d.allReducesPerStep,
+      'bytes/all-reduce/shard': d.bytesPerAllReduce,
+    })),
+  );
 }
 process.exit(0);

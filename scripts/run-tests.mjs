@@ -13,15 +13,19 @@ const perFileTimeoutMs = Number(process.env.TEST_FILE_TIMEOUT_MS ?? 300_000);
 function collect(path) {
   if (!existsSync(path)) return [];
   if (statSync(path).isFile()) return [path];
-  return readdirSync(path).sort().flatMap((name) => {
-    const child = join(path, name);
-    if (statSync(child).isDirectory()) return name === 'fixtures' ? [] : collect(child);
-    return /\.test\.ts$/.test(name) ? [child] : [];
-  });
+  return readdirSync(path)
+    .sort()
+    .flatMap((name) => {
+      const child = join(path, name);
+      if (statSync(child).isDirectory()) return name === 'fixtures' ? [] : collect(child);
+      return /\.test\.ts$/.test(name) ? [child] : [];
+    });
 }
 
 const files = roots.flatMap(collect);
-let passed = 0, failed = 0, skipped = 0;
+let passed = 0,
+  failed = 0,
+  skipped = 0;
 const failures = [];
 const started = Date.now();
 for (const file of files) {
@@ -38,7 +42,8 @@ for (const file of files) {
   const ok = Number(/Passed:\s+(\d+)/.exec(plain)?.[1] ?? 0);
   const skip = Number(/Skipped:\s+(\d+)/.exec(plain)?.[1] ?? 0);
   const fileFailed = res.status !== 0 || total === 0 || ok + skip < total;
-  passed += ok; skipped += skip;
+  passed += ok;
+  skipped += skip;
   const nFailed = fileFailed ? Math.max(1, total - ok - skip) : 0;
   failed += nFailed;
   const secs = ((Date.now() - t0) / 1000).toFixed(1);

@@ -28,7 +28,7 @@ await yargs(hideBin(process.argv))
   )
   .command(
     'serve <model>',
-    'serve the OpenAI-compatible API (and LMDeploy\'s /v1/chat/interactive)',
+    "serve the OpenAI-compatible API (and LMDeploy's /v1/chat/interactive)",
     (y) =>
       withEngineOptions(y)
         .option('server-name', { type: 'string', default: '0.0.0.0', describe: 'address to listen on' })
@@ -38,7 +38,11 @@ await yargs(hideBin(process.argv))
         .option('allow-origins', { type: 'string', array: true, default: [] as string[], describe: 'CORS origins ("*" for any)' })
         .option('max-sessions', { type: 'number', default: 256, describe: 'max live /v1/chat/interactive sessions' })
         .option('session-idle-seconds', { type: 'number', default: 1800, describe: 'interactive sessions idle this long are ended' })
-        .option('warmup', { type: 'boolean', default: true, describe: 'run throwaway requests at start so GPU pipelines are compiled before /health reports ready (--no-warmup to skip)' }),
+        .option('warmup', {
+          type: 'boolean',
+          default: true,
+          describe: 'run throwaway requests at start so GPU pipelines are compiled before /health reports ready (--no-warmup to skip)',
+        }),
     async (argv) => {
       const { runServe } = await import('./cli/serve.js');
       await runServe({ ...argv, model: argv.model as string });

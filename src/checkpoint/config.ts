@@ -118,8 +118,7 @@ export function parseModelConfig(configJson: unknown, generationConfigJson?: unk
   const rotaryDim = Math.floor(headDim * partialRotaryFactor);
   if (rotaryDim % 2 !== 0 || rotaryDim <= 0) throw new Error(`config.json: rotary dimension ${rotaryDim} must be even and positive`);
   const scaling = parseRopeScaling(c.rope_scaling ?? c.rope_parameters, rawMaxPositions);
-  const maxPositionEmbeddings =
-    scaling?.type === 'dynamic' ? Math.floor(scaling.originalMaxPositionEmbeddings * scaling.factor) : rawMaxPositions;
+  const maxPositionEmbeddings = scaling?.type === 'dynamic' ? Math.floor(scaling.originalMaxPositionEmbeddings * scaling.factor) : rawMaxPositions;
 
   const { qkvBias, oBias } = parseBiases(architecture, c);
   return {
@@ -152,9 +151,7 @@ function detectArchitecture(c: Record<string, unknown>): { architecture: Archite
     if (architecture) return { architecture, hfArchitecture: name };
   }
   const found = listed.length ? listed.join(', ') : `none (model_type ${JSON.stringify(c.model_type ?? null)})`;
-  throw new Error(
-    `unsupported model architecture: config.json lists ${found}; supported: ${SUPPORTED_HF_ARCHITECTURES.join(', ')}`,
-  );
+  throw new Error(`unsupported model architecture: config.json lists ${found}; supported: ${SUPPORTED_HF_ARCHITECTURES.join(', ')}`);
 }
 
 /** Llama's attention_bias covers q, k, v and o; Qwen2 always has q/k/v biases; InternLM2's `bias` covers wqkv and wo. */
@@ -229,9 +226,7 @@ export function parseRopeScaling(raw: unknown, maxPositionEmbeddings: number): R
         attentionFactor: optionalNumber(s, 'attention_factor') ?? null,
       };
     default:
-      throw new Error(
-        `config.json rope_scaling type ${JSON.stringify(type)} is not supported; supported: linear, dynamic, llama3, yarn`,
-      );
+      throw new Error(`config.json rope_scaling type ${JSON.stringify(type)} is not supported; supported: linear, dynamic, llama3, yarn`);
   }
 }
 

@@ -60,18 +60,13 @@ function llama3InvFreq(
 }
 
 /** YaRN: interpolate low frequencies, extrapolate high ones, a linear ramp between; cos/sin scaled by mscale. */
-function yarnInvFreq(
-  base: number,
-  dim: number,
-  s: Extract<NonNullable<RopeConfig['scaling']>, { type: 'yarn' }>,
-): RopeFrequencies {
+function yarnInvFreq(base: number, dim: number, s: Extract<NonNullable<RopeConfig['scaling']>, { type: 'yarn' }>): RopeFrequencies {
   const getMscale = (scale: number, mscale = 1) => (scale <= 1 ? 1 : 0.1 * mscale * Math.log(scale) + 1);
   let attentionScaling = s.attentionFactor;
   if (attentionScaling === null) {
     attentionScaling = s.mscale && s.mscaleAllDim ? getMscale(s.factor, s.mscale) / getMscale(s.factor, s.mscaleAllDim) : getMscale(s.factor);
   }
-  const correctionDim = (numRotations: number) =>
-    (dim * Math.log(s.originalMaxPositionEmbeddings / (numRotations * 2 * Math.PI))) / (2 * Math.log(base));
+  const correctionDim = (numRotations: number) => (dim * Math.log(s.originalMaxPositionEmbeddings / (numRotations * 2 * Math.PI))) / (2 * Math.log(base));
   const low = Math.max(Math.floor(correctionDim(s.betaFast)), 0);
   let high = Math.min(Math.ceil(correctionDim(s.betaSlow)), dim - 1);
   if (low === high) high += 0.001; // transformers' guard against a zero-width ramp

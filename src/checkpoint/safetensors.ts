@@ -18,8 +18,21 @@ export interface TensorInfo {
 }
 
 export const BYTES_PER_ELEMENT: Readonly<Record<string, number>> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1,
-  F8_E4M3: 1, F8_E5M2: 1,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
+  U8: 1,
+  BOOL: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
 };
 const SUPPORTED_DTYPES: ReadonlySet<string> = new Set(['F32', 'F16', 'BF16']);
 /** Real headers are well under 1 MB; a bigger "length" means this is not a safetensors file. */
@@ -120,9 +133,7 @@ async function listSafetensorsFiles(modelDir: string): Promise<{ paths: string[]
     try {
       await (await open(single, 'r')).close();
     } catch {
-      throw new Error(
-        `no model.safetensors or model.safetensors.index.json in ${modelDir}: the model must be in Hugging Face safetensors format`,
-      );
+      throw new Error(`no model.safetensors or model.safetensors.index.json in ${modelDir}: the model must be in Hugging Face safetensors format`);
     }
     return { paths: [single] };
   }
@@ -136,26 +147,25 @@ async function listSafetensorsFiles(modelDir: string): Promise<{ paths: string[]
   if (weightMap === null || typeof weightMap !== 'object') throw new Error(`${indexPath} has no weight_map object`);
   const fileByName = new Map<string, string>();
   for (const [name, file] of Object.entries(weightMap as Record<string, unknown>)) {
-    if (typeof file !== 'string' || basename(file) !== file) throw new Error(`${indexPath}: weight_map["${name}"] must be a file name, got ${JSON.stringify(file)}`);
+    if (typeof file !== 'string' || basename(file) !== file)
+      throw new Error(`${indexPath}: weight_map["${name}"] must be a file name, got ${JSON.stringify(file)}`);
     fileByName.set(name, join(modelDir, file));
   }
   return { paths: [...new Set(fileByName.values())], fileByName };
 }
 
-function checkIndexAgainstHeaders(
-  fileByName: Map<string, string>,
-  tensors: Map<string, TensorInfo>,
-  unsupported: Map<string, string>,
-  modelDir: string,
-): void {
+function checkIndexAgainstHeaders(fileByName: Map<string, string>, tensors: Map<string, TensorInfo>, unsupported: Map<string, string>, modelDir: string): void {
   for (const [name, file] of fileByName) {
     const info = tensors.get(name);
-    if (!info && !unsupported.has(name)) throw new Error(`model.safetensors.index.json in ${modelDir} maps "${name}" to ${basename(file)}, but that file has no such tensor`);
+    if (!info && !unsupported.has(name))
+      throw new Error(`model.safetensors.index.json in ${modelDir} maps "${name}" to ${basename(file)}, but that file has no such tensor`);
     if (info && info.file !== file) throw new Error(`model.safetensors.index.json maps "${name}" to ${basename(file)}, but it is in ${basename(info.file)}`);
   }
 }
 
-interface HeaderEntry extends Omit<TensorInfo, 'dtype'> { dtype: string }
+interface HeaderEntry extends Omit<TensorInfo, 'dtype'> {
+  dtype: string;
+}
 
 async function parseHeader(handle: FileHandle, file: string): Promise<HeaderEntry[]> {
   const fileSize = (await handle.stat()).size;
@@ -182,16 +192,20 @@ async function parseHeader(handle: FileHandle, file: string): Promise<HeaderEntr
     if (name === '__metadata__') continue;
     const { dtype, shape, data_offsets: offsets } = (raw ?? {}) as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     if (typeof dtype !== 'string' || !(dtype in BYTES_PER_ELEMENT)) throw notSafetensors(`tensor "${name}" has unknown dtype ${JSON.stringify(dtype)}`);
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) throw notSafetensors(`tensor "${name}" has a bad shape ${JSON.stringify(shape)}`);
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0))
+      throw notSafetensors(`tensor "${name}" has a bad shape ${JSON.stringify(shape)}`);
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isInteger(o) && o >= 0) || offsets[1] < offsets[0]) {
       throw notSafetensors(`tensor "${name}" has bad data_offsets ${JSON.stringify(offsets)}`);
     }
     const numElements = (shape as number[]).reduce((a, b) => a * b, 1);
     const byteLength = offsets[1] - offsets[0];
     if (byteLength !== numElements * BYTES_PER_ELEMENT[dtype]!) {
-      throw notSafetensors(`tensor "${name}" ${dtype}[${shape.join(', ')}] needs ${numElements * BYTES_PER_ELEMENT[dtype]!} bytes but data_offsets span ${byteLength}`);
+      throw notSafetensors(
+        `tensor "${name}" ${dtype}[${shape.join(', ')}] needs ${numElements * BYTES_PER_ELEMENT[dtype]!} bytes but data_offsets span ${byteLength}`,
+      );
     }
-    if (dataStart + offsets[1] > fileSize) throw notSafetensors(`tensor "${name}" ends at byte ${dataStart + offsets[1]}, past the end of the file (${fileSize}); is it truncated?`);
+    if (dataStart + offsets[1] > fileSize)
+      throw notSafetensors(`tensor "${name}" ends at byte ${dataStart + offsets[1]}, past the end of the file (${fileSize}); is it truncated?`);
     entries.push({ name, dtype, shape: shape as number[], file, byteOffset: dataStart + offsets[0], byteLength });
   }
   return entries;

@@ -48,7 +48,10 @@ export async function loadCanonicalTensors(
   const plan = planReads(config);
   for (const read of plan) checkTensor(reader, config, read);
   const bytesOf = (read: PlannedRead) => read.shape.reduce((a, b) => a * b, 1) * (read.isMatrix && matrixDtype === 'f16' ? 2 : 4);
-  progress?.start(plan.reduce((sum, r) => sum + bytesOf(r), 0), config.numLayers);
+  progress?.start(
+    plan.reduce((sum, r) => sum + bytesOf(r), 0),
+    config.numLayers,
+  );
   // 2. Read, split where packed, and hand over one tensor at a time.
   for (const read of plan) {
     const dtype = read.isMatrix ? matrixDtype : 'f32';
@@ -85,7 +88,10 @@ function planReads(config: ModelConfig): PlannedRead[] {
   const qDim = numHeads * headDim;
   const kvDim = numKvHeads * headDim;
   const one = (hfName: string, name: string, shape: number[]): PlannedRead => ({
-    hfName, shape, isMatrix: shape.length === 2, outputs: [{ name, shape }],
+    hfName,
+    shape,
+    isMatrix: shape.length === 2,
+    outputs: [{ name, shape }],
   });
 
   const reads: PlannedRead[] = [one(names.embed, 'embed', [vocabSize, h])];
@@ -127,8 +133,20 @@ function planReads(config: ModelConfig): PlannedRead[] {
 }
 
 interface HfNames {
-  embed: string; lmHead: string; norm: string; layerPrefix: string; inputNorm: string; postNorm: string;
-  q: string; k: string; v: string; o: string; packedQkv: string | null; gate: string; up: string; down: string;
+  embed: string;
+  lmHead: string;
+  norm: string;
+  layerPrefix: string;
+  inputNorm: string;
+  postNorm: string;
+  q: string;
+  k: string;
+  v: string;
+  o: string;
+  packedQkv: string | null;
+  gate: string;
+  up: string;
+  down: string;
 }
 
 const HF_LLAMA_NAMES: HfNames = {
@@ -155,7 +173,9 @@ const INTERNLM2_NAMES: HfNames = {
   layerPrefix: 'model.layers.',
   inputNorm: 'attention_norm.weight',
   postNorm: 'ffn_norm.weight',
-  q: '', k: '', v: '',
+  q: '',
+  k: '',
+  v: '',
   o: 'attention.wo',
   packedQkv: 'attention.wqkv',
   gate: 'feed_forward.w1.weight',
@@ -173,7 +193,9 @@ export function splitPackedQkv<T extends Float32Array | Uint16Array>(packed: T, 
   const headSize = headDim * rowLength;
   assert.equal(packed.length, (group + 2) * numKvHeads * headSize, 'packed wqkv size must match the config');
   const make = (n: number) => new (packed.constructor as { new (n: number): T })(n);
-  const q = make(numHeads * headSize), k = make(numKvHeads * headSize), v = make(numKvHeads * headSize);
+  const q = make(numHeads * headSize),
+    k = make(numKvHeads * headSize),
+    v = make(numKvHeads * headSize);
   for (let h = 0; h < numKvHeads; h++) {
     const base = h * (group + 2) * headSize;
     for (let j = 0; j < group; j++) {

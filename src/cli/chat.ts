@@ -8,7 +8,8 @@ import { resolveModel } from '../hub/hub.js';
 import { toEngineOptions, type EngineArgs } from './engine-options.js';
 import { cliSampling, type GenerateArgs } from './generate.js';
 
-export type ChatArgs = EngineArgs & Pick<GenerateArgs, 'logLevel' | 'maxTokens' | 'temperature' | 'topP' | 'topK' | 'minP' | 'repetitionPenalty' | 'seed'> & { system?: string };
+export type ChatArgs = EngineArgs &
+  Pick<GenerateArgs, 'logLevel' | 'maxTokens' | 'temperature' | 'topP' | 'topK' | 'minP' | 'repetitionPenalty' | 'seed'> & { system?: string };
 
 export async function runChat(args: ChatArgs): Promise<void> {
   if (args.logLevel) setLogLevel(args.logLevel);

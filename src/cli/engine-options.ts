@@ -17,19 +17,45 @@ export function withEngineOptions<T>(y: Argv<T>) {
     .option('revision', { type: 'string', describe: 'Hugging Face revision (branch, tag or commit) when <model> is an id', default: 'main' })
     .option('devices', { type: 'string', describe: 'comma-separated adapter indices, one tensor-parallel shard each (see `devices`)' })
     .option('tp', { type: 'number', describe: 'tensor parallelism: use the first N adapters (same as --devices 0,1,..,N-1)' })
-    .option('shard-processes', { type: 'boolean', default: false, describe: 'run each tensor-parallel shard in its own worker process (automatic on machines with identical GPUs)' })
-    .option('dtype', { choices: ['f16', 'f32'] as const, default: DEFAULT_ENGINE_OPTIONS.dtype, describe: 'weight dtype on the GPU (bf16 checkpoints are converted)' })
-    .option('session-len', { type: 'number', describe: 'max prompt + output tokens per sequence (default: the model\'s max_position_embeddings, at most 32768)' })
+    .option('shard-processes', {
+      type: 'boolean',
+      default: false,
+      describe: 'run each tensor-parallel shard in its own worker process (automatic on machines with identical GPUs)',
+    })
+    .option('dtype', {
+      choices: ['f16', 'f32'] as const,
+      default: DEFAULT_ENGINE_OPTIONS.dtype,
+      describe: 'weight dtype on the GPU (bf16 checkpoints are converted)',
+    })
+    .option('session-len', {
+      type: 'number',
+      describe: "max prompt + output tokens per sequence (default: the model's max_position_embeddings, at most 32768)",
+    })
     .option('max-batch-size', { type: 'number', default: DEFAULT_ENGINE_OPTIONS.maxBatchSize, describe: 'max sequences decoded together' })
-    .option('max-prefill-tokens', { type: 'number', default: DEFAULT_ENGINE_OPTIONS.maxNumBatchedTokens, describe: 'token budget per step; longer prompts are prefilled in chunks' })
+    .option('max-prefill-tokens', {
+      type: 'number',
+      default: DEFAULT_ENGINE_OPTIONS.maxNumBatchedTokens,
+      describe: 'token budget per step; longer prompts are prefilled in chunks',
+    })
     .option('block-size', { type: 'number', default: DEFAULT_ENGINE_OPTIONS.blockSize, describe: 'tokens per KV-cache block' })
-    .option('cache-max-entry-count', { type: 'number', default: DEFAULT_ENGINE_OPTIONS.cacheMaxEntryCount, describe: 'fraction of GPU memory left after weights given to the KV cache' })
+    .option('cache-max-entry-count', {
+      type: 'number',
+      default: DEFAULT_ENGINE_OPTIONS.cacheMaxEntryCount,
+      describe: 'fraction of GPU memory left after weights given to the KV cache',
+    })
     .option('kv-cache-blocks', { type: 'number', describe: 'KV-cache size in blocks (overrides --cache-max-entry-count)' })
-    .option('kv-cache-dtype', { choices: ['f32', 'f16'] as const, default: DEFAULT_ENGINE_OPTIONS.kvCacheDtype, describe: 'KV-cache element type; f16 halves KV memory (about twice the blocks) at f16 precision' })
-    .option('gpu-memory', { type: 'string', describe: 'GPU memory budget per device, e.g. 24GiB (WebGPU cannot query free memory; default 2GiB on a software adapter, 16GiB otherwise)' })
+    .option('kv-cache-dtype', {
+      choices: ['f32', 'f16'] as const,
+      default: DEFAULT_ENGINE_OPTIONS.kvCacheDtype,
+      describe: 'KV-cache element type; f16 halves KV memory (about twice the blocks) at f16 precision',
+    })
+    .option('gpu-memory', {
+      type: 'string',
+      describe: 'GPU memory budget per device, e.g. 24GiB (WebGPU cannot query free memory; default 2GiB on a software adapter, 16GiB otherwise)',
+    })
     .option('max-waiting', { type: 'number', default: DEFAULT_ENGINE_OPTIONS.maxWaiting, describe: 'waiting-queue limit; more requests get 429' })
     .option('enable-prefix-caching', { type: 'boolean', default: true, describe: 'share KV blocks of identical prompt prefixes' })
-    .option('chat-template', { type: 'string', describe: 'file with a Jinja chat template overriding tokenizer_config.json\'s' })
+    .option('chat-template', { type: 'string', describe: "file with a Jinja chat template overriding tokenizer_config.json's" })
     .option('log-level', { choices: LOG_LEVELS, default: defaultLogLevel(), describe: 'stderr log level (default: $LOG_LEVEL, else info)' });
 }
 
@@ -69,7 +95,11 @@ export function parseDevices(devices: string | undefined, tp: number | undefined
 }
 
 function parseList(devices: string): number[] {
-  const list = devices.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
+  const list = devices
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map(Number);
   if (list.length === 0 || list.some((n) => !Number.isInteger(n) || n < 0)) {
     throw new Error(`--devices must be comma-separated adapter indices like 0 or 0,1; got "${devices}"`);
   }

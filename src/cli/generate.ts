@@ -26,9 +26,7 @@ export async function runGenerate(args: GenerateArgs): Promise<void> {
   const t0 = performance.now();
   const engine = await Engine.create(await toEngineOptions(args, modelDir, { progress: true }));
   const loadMs = performance.now() - t0;
-  const promptTokenIds = args.chat
-    ? chatPromptTokenIds(engine.codec, [{ role: 'user', content: args.prompt }])
-    : textPromptTokenIds(engine.codec, args.prompt);
+  const promptTokenIds = args.chat ? chatPromptTokenIds(engine.codec, [{ role: 'user', content: args.prompt }]) : textPromptTokenIds(engine.codec, args.prompt);
   const sampling = await cliSampling(modelDir, args);
   const t1 = performance.now();
   let firstTokenMs = 0;
@@ -56,8 +54,18 @@ export async function runGenerate(args: GenerateArgs): Promise<void> {
   await engine.shutdown();
 }
 
-export async function cliSampling(modelDir: string, args: Pick<GenerateArgs, 'temperature' | 'topP' | 'topK' | 'minP' | 'repetitionPenalty' | 'seed'>): Promise<SamplingParams> {
-  const given = { temperature: args.temperature, topP: args.topP, topK: args.topK, minP: args.minP, repetitionPenalty: args.repetitionPenalty, seed: args.seed };
+export async function cliSampling(
+  modelDir: string,
+  args: Pick<GenerateArgs, 'temperature' | 'topP' | 'topK' | 'minP' | 'repetitionPenalty' | 'seed'>,
+): Promise<SamplingParams> {
+  const given = {
+    temperature: args.temperature,
+    topP: args.topP,
+    topK: args.topK,
+    minP: args.minP,
+    repetitionPenalty: args.repetitionPenalty,
+    seed: args.seed,
+  };
   // Flags the user gave win over generation_config.json; flags left out must not erase its values.
   const flags = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined));
   return samplingParams({ ...(await generationDefaults(modelDir)), ...flags });

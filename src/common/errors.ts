@@ -2,7 +2,10 @@
 
 /** The waiting queue is full: the caller should retry later (HTTP 429). */
 export class EngineOverloadedError extends Error {
-  constructor(readonly numWaiting: number, readonly maxWaiting: number) {
+  constructor(
+    readonly numWaiting: number,
+    readonly maxWaiting: number,
+  ) {
     super(`the server is overloaded: ${numWaiting} requests are already waiting (limit ${maxWaiting}); retry later`);
     this.name = 'EngineOverloadedError';
   }
@@ -18,7 +21,10 @@ export class EngineUnavailableError extends Error {
 
 /** The request cannot be served as given, e.g. the prompt fills the session length (HTTP 400). */
 export class InvalidRequestError extends Error {
-  constructor(message: string, readonly param?: string) {
+  constructor(
+    message: string,
+    readonly param?: string,
+  ) {
     super(message);
     this.name = 'InvalidRequestError';
   }

@@ -126,8 +126,10 @@ export class Engine implements EngineClient {
         kv,
       );
       const name = options.modelName ?? options.modelDir.replace(/\/+$/, '').split('/').pop() ?? 'model';
-      log.info(`model=${name} arch=${config.hfArchitecture} layers=${config.numLayers} tp=${runner.shards.length}${placements ? ' (worker processes)' : ''} dtype=${options.dtype} ` +
-        `kv_blocks=${runner.numBlocks}x${options.blockSize} kv_dtype=${runnerOptions.kvCacheDtype} session_len=${sessionLen} max_tokens_per_step=${runner.maxTokensPerStep}`);
+      log.info(
+        `model=${name} arch=${config.hfArchitecture} layers=${config.numLayers} tp=${runner.shards.length}${placements ? ' (worker processes)' : ''} dtype=${options.dtype} ` +
+          `kv_blocks=${runner.numBlocks}x${options.blockSize} kv_dtype=${runnerOptions.kvCacheDtype} session_len=${sessionLen} max_tokens_per_step=${runner.maxTokensPerStep}`,
+      );
       return new Engine(name, sessionLen, config, tokenizer, runner, kv, scheduler, devices);
     } catch (err) {
       // The runner owns worker processes when shards run out of process: end them too.
@@ -155,13 +157,23 @@ export class Engine implements EngineClient {
     const vocab = this.config.vocabSize;
     const prompt = (length: number, first: number) => Array.from({ length }, (_, i) => (first + i) % vocab);
     const runAll = (prompts: number[][]) =>
-      Promise.all(prompts.map(async (promptTokenIds, i) => {
-        const req: GenerateRequest = {
-          requestId: `warmup-${randomUUID()}-${i}`, promptTokenIds, sampling: { ...DEFAULT_SAMPLING, temperature: 0 },
-          maxTokens: 2, stop: [], stopTokenIds: [], ignoreEos: true, skipSpecialTokens: true,
-        };
-        for await (const _ of this.generate(req)) { /* drained */ }
-      }));
+      Promise.all(
+        prompts.map(async (promptTokenIds, i) => {
+          const req: GenerateRequest = {
+            requestId: `warmup-${randomUUID()}-${i}`,
+            promptTokenIds,
+            sampling: { ...DEFAULT_SAMPLING, temperature: 0 },
+            maxTokens: 2,
+            stop: [],
+            stopTokenIds: [],
+            ignoreEos: true,
+            skipSpecialTokens: true,
+          };
+          for await (const _ of this.generate(req)) {
+            /* drained */
+          }
+        }),
+      );
     await runAll([prompt(Math.min(32, this.sessionLen - 2), 1)]);
     const widest = Math.min(16, this.runner.maxNumSeqs, this.runner.numBlocks);
     for (let batch = 2; batch <= widest; batch *= 2) await runAll(Array.from({ length: batch }, (_, i) => prompt(1, i + 1)));

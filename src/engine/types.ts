@@ -2,7 +2,6 @@
 import type { FinishReason, TextCodec } from '../common/types.js';
 import type { SamplingParams } from '../sampling/params.js';
 
-
 export interface GenerateRequest {
   /** Unique per request; the engine assigns one when omitted. */
   requestId?: string;

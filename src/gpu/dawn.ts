@@ -23,5 +23,10 @@ export function getGpu(options: DawnOptions = {}): GPU {
 /** WEBGPU_DAWN_FLAGS="backend=vulkan,adapter=llvmpipe" lets operators steer Dawn without code. */
 function dawnFlagsFromEnv(): string[] {
   const raw = process.env.WEBGPU_DAWN_FLAGS;
-  return raw ? raw.split(',').map((s) => s.trim()).filter(Boolean) : [];
+  return raw
+    ? raw
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : [];
 }

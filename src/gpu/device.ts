@@ -1,7 +1,7 @@
 // A Dawn device with what every kernel needs: a pipeline cache, a buffer pool, upload/readback,
 // error surfacing that names the kernel, and device-loss reporting.
 import { describeAdapter, enumerateAdapters, requestAdapter, WANTED_FEATURES, type AdapterDescription } from './adapters.js';
-import { DeviceLostError, GpuError, NoGpuAdapterError } from './errors.js';
+import { DeviceLostError, GpuError } from './errors.js';
 import { PipelineCache } from './pipelines.js';
 import { BufferPool } from './buffers.js';
 import { WaitPacer } from './wait-pacer.js';
@@ -78,16 +78,19 @@ export class GpuDevice {
   async checked<T>(what: string, fn: () => T): Promise<T> {
     this.device.pushErrorScope('out-of-memory');
     this.device.pushErrorScope('validation');
-    let result: T;
+    let result: { value: T } | { thrown: unknown };
     try {
-      result = fn();
-    } finally {
-      const validation = await this.device.popErrorScope();
-      const oom = await this.device.popErrorScope();
-      const error = validation ?? oom;
-      if (error) throw new GpuError(`${what}: ${error.message}`, what);
+      result = { value: fn() };
+    } catch (thrown) {
+      result = { thrown };
     }
-    return result;
+    const validation = await this.device.popErrorScope();
+    const oom = await this.device.popErrorScope();
+    const error = validation ?? oom;
+    // The GPU's own error explains a failure better than whatever fn threw after it.
+    if (error) throw new GpuError(`${what}: ${error.message}`, what);
+    if ('thrown' in result) throw result.thrown;
+    return result.value;
   }
 
   createBuffer(label: string, size: number, usage: GPUBufferUsageFlags): GPUBuffer {

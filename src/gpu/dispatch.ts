@@ -107,9 +107,7 @@ class BindGroupCache {
     let group = this.groups.get(key);
     if (!group) {
       const entries: GPUBindGroupEntry[] = bindings.map((b, binding) =>
-        b instanceof GPUBuffer
-          ? { binding, resource: { buffer: b } }
-          : { binding, resource: { buffer: b.buffer, offset: b.offset ?? 0, size: b.size } },
+        b instanceof GPUBuffer ? { binding, resource: { buffer: b } } : { binding, resource: { buffer: b.buffer, offset: b.offset ?? 0, size: b.size } },
       );
       group = this.device.createBindGroup({ label: pipeline.label, layout: pipeline.getBindGroupLayout(0), entries });
       if (this.groups.size >= BindGroupCache.MAX_ENTRIES) this.groups.clear();

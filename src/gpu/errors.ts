@@ -1,7 +1,10 @@
 // Errors the GPU layer raises. Each names what failed and, where possible, what to do about it.
 
 export class GpuError extends Error {
-  constructor(message: string, readonly kernel?: string) {
+  constructor(
+    message: string,
+    readonly kernel?: string,
+  ) {
     super(message);
     this.name = 'GpuError';
   }
@@ -26,16 +29,12 @@ export class DeviceLostError extends GpuError {
 }
 
 /** Turns WGSL compilation messages into one readable error naming the kernel and the WGSL line. */
-export function describeCompilationErrors(
-  kernel: string,
-  code: string,
-  messages: readonly GPUCompilationMessage[],
-): string | null {
+export function describeCompilationErrors(kernel: string, code: string, messages: readonly GPUCompilationMessage[]): string | null {
   const errors = messages.filter((m) => m.type === 'error');
   if (errors.length === 0) return null;
   const lines = code.split('\n');
   const parts = errors.map((m) => {
-    const src = m.lineNum > 0 ? lines[m.lineNum - 1]?.trim() ?? '' : '';
+    const src = m.lineNum > 0 ? (lines[m.lineNum - 1]?.trim() ?? '') : '';
     return `  ${kernel}.wgsl:${m.lineNum}:${m.linePos}: ${m.message}${src ? `\n    ${src}` : ''}`;
   });
   return `WGSL compilation failed for kernel "${kernel}":\n${parts.join('\n')}`;

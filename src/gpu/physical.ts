@@ -17,7 +17,6 @@ import { describeAdapter, enumerateAdapters, type AdapterDescription, type Physi
 export type { PhysicalGpu } from './adapters.js';
 import { NoGpuAdapterError } from './errors.js';
 
-
 /** Environment changes for a child process; undefined deletes the variable. */
 export type EnvPatch = Record<string, string | undefined>;
 

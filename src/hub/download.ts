@@ -114,20 +114,29 @@ export const silentProgress: ProgressSink = { start() {}, advance() {}, finish()
 
 /** A redrawn bar on a TTY, one line per file otherwise (logs stay readable). */
 export function stderrProgress(stream: NodeJS.WriteStream = process.stderr): ProgressSink {
-  let file = '', total: number | null = null, done = 0, startedAt = 0, lastDraw = 0;
+  let file = '',
+    total: number | null = null,
+    done = 0,
+    startedAt = 0,
+    lastDraw = 0;
   const draw = (final: boolean) => {
     const now = Date.now();
     if (!final && now - lastDraw < 100) return;
     lastDraw = now;
     const mbps = done / 1e6 / Math.max(0.001, (now - startedAt) / 1000);
     const pct = total ? Math.min(100, (100 * done) / total) : null;
-    const width = 24, filled = pct === null ? 0 : Math.round((pct / 100) * width);
+    const width = 24,
+      filled = pct === null ? 0 : Math.round((pct / 100) * width);
     const bar = pct === null ? '' : `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${pct.toFixed(0).padStart(3)}% `;
     stream.write(`\r[hub] ${file} ${bar}${formatBytes(done)}${total ? `/${formatBytes(total)}` : ''} ${mbps.toFixed(1)} MB/s\x1b[K${final ? '\n' : ''}`);
   };
   return {
     start(name, totalBytes, alreadyBytes) {
-      file = name; total = totalBytes; done = alreadyBytes; startedAt = Date.now(); lastDraw = 0;
+      file = name;
+      total = totalBytes;
+      done = alreadyBytes;
+      startedAt = Date.now();
+      lastDraw = 0;
       if (stream.isTTY) draw(false);
     },
     advance(bytes) {
@@ -198,7 +207,10 @@ interface PartialState {
 
 async function hashExisting(partialPath: string, expectedSize: number | null): Promise<PartialState> {
   const hash = createHash('sha256');
-  const size = await stat(partialPath).then((s) => s.size, () => 0);
+  const size = await stat(partialPath).then(
+    (s) => s.size,
+    () => 0,
+  );
   if (size === 0 || (expectedSize !== null && size > expectedSize)) {
     await rm(partialPath, { force: true });
     return { hash, bytes: 0 };
@@ -217,7 +229,9 @@ async function fetchIntoPartial(req: HubRequest, job: BlobDownload, partialPath:
       // HTTP errors (401, 404, ...) will not get better by retrying; dropped connections will.
       const retryable = !(err instanceof HubHttpError && err.status !== null && err.status < 500);
       if (!retryable || attempt >= MAX_DOWNLOAD_ATTEMPTS) throw err;
-      job.progress.note(`${job.fileName}: ${err instanceof Error ? err.message : String(err)}; resuming at ${formatBytes(state.bytes)} (attempt ${attempt + 1}/${MAX_DOWNLOAD_ATTEMPTS})`);
+      job.progress.note(
+        `${job.fileName}: ${err instanceof Error ? err.message : String(err)}; resuming at ${formatBytes(state.bytes)} (attempt ${attempt + 1}/${MAX_DOWNLOAD_ATTEMPTS})`,
+      );
       await new Promise((r) => setTimeout(r, 200 * attempt));
     }
   }
@@ -294,7 +308,10 @@ export async function withFileLock<T>(lockPath: string, work: () => Promise<T>, 
       break;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const age = await stat(lockPath).then((s) => Date.now() - s.mtimeMs, () => 0);
+      const age = await stat(lockPath).then(
+        (s) => Date.now() - s.mtimeMs,
+        () => 0,
+      );
       if (age > LOCK_STALE_MS) {
         await rm(lockPath, { force: true });
         continue;

@@ -275,7 +275,11 @@ async function indexShards(indexPath: string): Promise<string[]> {
 /** The snapshot a revision points to in the cache, and the first file it lacks (null if none). */
 async function cachedSnapshot(repoDir: string, revision: string): Promise<{ dir: string | null; missing: string | null }> {
   let commit: string | null = /^[0-9a-f]{40}$/.test(revision) ? revision : null;
-  if (!commit) commit = await readFile(join(repoDir, 'refs', revision), 'utf8').then((s) => s.trim(), () => null);
+  if (!commit)
+    commit = await readFile(join(repoDir, 'refs', revision), 'utf8').then(
+      (s) => s.trim(),
+      () => null,
+    );
   if (!commit) return { dir: null, missing: null };
   const dir = join(repoDir, 'snapshots', commit);
   if (!(await exists(dir))) return { dir: null, missing: null };
@@ -292,7 +296,10 @@ async function cachedSnapshot(repoDir: string, revision: string): Promise<{ dir:
 
 /** True for a file, or a symlink whose blob is still there. */
 async function exists(path: string): Promise<boolean> {
-  return stat(path).then(() => true, () => false);
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** Turns hub errors into messages that say what to do. */

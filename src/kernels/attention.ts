@@ -67,7 +67,11 @@ export interface AttentionPlan {
  * Query tiling and KV split count for a batch; attend() uses it, tests and benches may inspect it.
  * oneTokenPerTile: the subgroup kernel's layout (one query token per workgroup) for any batch.
  */
-export function planAttention(args: Pick<AttentionArgs, 'numTokens' | 'numSeqs' | 'numHeads' | 'numKvHeads' | 'headDim' | 'maxContextLen'>, maxScratchBytes = MAX_SCRATCH_BYTES, oneTokenPerTile = false): AttentionPlan {
+export function planAttention(
+  args: Pick<AttentionArgs, 'numTokens' | 'numSeqs' | 'numHeads' | 'numKvHeads' | 'headDim' | 'maxContextLen'>,
+  maxScratchBytes = MAX_SCRATCH_BYTES,
+  oneTokenPerTile = false,
+): AttentionPlan {
   const groupSize = args.numHeads / args.numKvHeads;
   const headsPerRowGroup = Math.min(groupSize, ROWS_PER_WORKGROUP);
   const numHeadGroups = Math.ceil(groupSize / headsPerRowGroup);
@@ -119,7 +123,6 @@ export interface AttentionOptions {
 export function supportsSubgroupDecode(gpu: GpuDevice): boolean {
   return gpu.hasSubgroups && (gpu.adapter.info.subgroupMinSize ?? 0) >= 8;
 }
-
 
 export class AttentionKernel {
   private partialAcc: GPUBuffer;
@@ -179,22 +182,41 @@ export class AttentionKernel {
     if (args.numTokens === 0) return;
     const onSubgroupKernel = this.decodePipeline !== null && (args.numTokens === args.numSeqs || this.subgroupPrefill);
     const plan = planAttention(args, Math.min(MAX_SCRATCH_BYTES, this.gpu.limits.maxStorageBufferBindingSize), onSubgroupKernel);
-    assert(plan.numTiles <= MAX_WORKGROUPS_PER_DIM, `attention: ${args.numTokens} tokens need ${plan.numTiles} tiles; split the batch below ${MAX_WORKGROUPS_PER_DIM * plan.tokensPerTile} tokens`);
+    assert(
+      plan.numTiles <= MAX_WORKGROUPS_PER_DIM,
+      `attention: ${args.numTokens} tokens need ${plan.numTiles} tiles; split the batch below ${MAX_WORKGROUPS_PER_DIM * plan.tokensPerTile} tokens`,
+    );
     const numPartials = args.numTokens * args.numHeads * plan.numSplits;
     if (plan.numSplits > 1) this.ensureScratch(numPartials * args.headDim * 4, numPartials * 8);
 
     const params = new ArrayBuffer(80);
     new Uint32Array(params, 0, 16).set([
-      args.numTokens, args.rowStride, args.qOffset, args.numHeads,
-      args.numKvHeads, args.headDim, args.blockSize, args.maxBlocksPerSeq,
-      args.numHeads / args.numKvHeads, plan.headsPerRowGroup, plan.numHeadGroups, plan.tokensPerTile,
-      args.slidingWindow, plan.numSplits, plan.splitLen, 0,
+      args.numTokens,
+      args.rowStride,
+      args.qOffset,
+      args.numHeads,
+      args.numKvHeads,
+      args.headDim,
+      args.blockSize,
+      args.maxBlocksPerSeq,
+      args.numHeads / args.numKvHeads,
+      plan.headsPerRowGroup,
+      plan.numHeadGroups,
+      plan.tokensPerTile,
+      args.slidingWindow,
+      plan.numSplits,
+      plan.splitLen,
+      0,
     ]);
     new Float32Array(params, 64, 1)[0] = args.scale;
     const paramsBinding = uniforms.alloc(new Uint8Array(params));
     const shared = [this.partialAcc, this.partialMl, args.out, paramsBinding];
     const attendBindings = [...shared, args.qkv, args.kCache, args.vCache, args.blockTables, args.tokenSeq, args.tokenPos];
-    dispatch(this.gpu.device, pass, onSubgroupKernel ? this.decodePipeline! : this.attendPipeline, attendBindings, [plan.numTiles, args.numKvHeads * plan.numHeadGroups, plan.numSplits]);
+    dispatch(this.gpu.device, pass, onSubgroupKernel ? this.decodePipeline! : this.attendPipeline, attendBindings, [
+      plan.numTiles,
+      args.numKvHeads * plan.numHeadGroups,
+      plan.numSplits,
+    ]);
     if (plan.numSplits > 1) {
       dispatch(this.gpu.device, pass, this.reducePipeline, shared, grid1d(args.numTokens * args.numHeads));
     }

@@ -58,7 +58,10 @@ export class EmbeddingKernel {
   gather(pass: GPUComputePassEncoder, uniforms: UniformArena, args: GatherArgs): void {
     const { table, numTokens } = args;
     assert(Number.isInteger(numTokens) && numTokens >= 0, `gather: numTokens ${numTokens} must be a non-negative integer`);
-    assert(table.chunks.length === Math.ceil(table.rows / table.rowsPerChunk), `gather: table ${table.label} has ${table.chunks.length} chunks for ${table.rows} rows of ${table.rowsPerChunk}`);
+    assert(
+      table.chunks.length === Math.ceil(table.rows / table.rowsPerChunk),
+      `gather: table ${table.label} has ${table.chunks.length} chunks for ${table.rows} rows of ${table.rowsPerChunk}`,
+    );
     assert(numTokens * table.cols < 2 ** 32, 'gather: numTokens * cols overflows u32 indexing; split the batch');
     if (numTokens === 0) return;
     const pipeline = table.dtype === 'f32' ? this.f32Pipeline : this.f16Pipeline;

@@ -152,7 +152,10 @@ export class MatmulKernels {
     // Unless asked for, the layout follows the kernels actually compiled (see MatmulTuning.weightLayout).
     if (options.tuning?.weightLayout === undefined) tuning.weightLayout = useSubgroups ? 'interleaved8' : 'rows';
     const [f32, f16] = await Promise.all([
-      compileKernelSet(gpu, { gemv: 'f32', skinny: 'f32', gemm: 'f32' }, tuning, useSubgroups, { gemm: [tuning.gemmTm, tuning.gemmTn], skinnyTn: tuning.skinnyTn }),
+      compileKernelSet(gpu, { gemv: 'f32', skinny: 'f32', gemm: 'f32' }, tuning, useSubgroups, {
+        gemm: [tuning.gemmTm, tuning.gemmTn],
+        skinnyTn: tuning.skinnyTn,
+      }),
       compileKernelSet(gpu, f16Storage, tuning, useSubgroups, { gemm: [tuning.gemmTmF16, tuning.gemmTnF16], skinnyTn: tuning.skinnyTnF16 }),
     ]);
     const placeholder = gpu.createBuffer('matmul.placeholder', 16, GPUBufferUsage.STORAGE);
@@ -172,7 +175,8 @@ export class MatmulKernels {
   matmul(pass: GPUComputePassEncoder, uniforms: UniformArena, x: Binding, w: GpuWeight, y: Binding, numRows: number, bias?: Binding): void {
     if (!(Number.isInteger(numRows) && numRows > 0)) throw new Error(`matmul(${w.label}): numRows must be a positive integer, got ${numRows}`);
     if (w.chunks.length === 0) throw new Error(`matmul(${w.label}): weight was destroyed`);
-    if (w.rowStride % WEIGHT_ROW_ALIGN !== 0) throw new Error(`matmul(${w.label}): rowStride ${w.rowStride} is not a multiple of ${WEIGHT_ROW_ALIGN}; upload weights with uploadWeight()`);
+    if (w.rowStride % WEIGHT_ROW_ALIGN !== 0)
+      throw new Error(`matmul(${w.label}): rowStride ${w.rowStride} is not a multiple of ${WEIGHT_ROW_ALIGN}; upload weights with uploadWeight()`);
     const set = this.kernels[w.dtype];
     const xMode = xModeOf(w.cols, x);
     const kernel = this.select(set, numRows);
@@ -180,13 +184,20 @@ export class MatmulKernels {
       const row0 = c * w.rowsPerChunk;
       const outRows = Math.min(w.rowsPerChunk, w.rows - row0);
       const p = this.params;
-      p[0] = numRows; p[1] = w.cols; p[2] = w.rowStride / WEIGHT_ROW_ALIGN; p[3] = outRows;
-      p[4] = row0; p[5] = w.rows; p[6] = bias ? 1 : 0; p[7] = w.layout === 'interleaved8' ? 1 : 0;
+      p[0] = numRows;
+      p[1] = w.cols;
+      p[2] = w.rowStride / WEIGHT_ROW_ALIGN;
+      p[3] = outRows;
+      p[4] = row0;
+      p[5] = w.rows;
+      p[6] = bias ? 1 : 0;
+      p[7] = w.layout === 'interleaved8' ? 1 : 0;
       const bindings = [x, xMode !== 0 ? x : this.placeholder, w.chunks[c]!, bias ?? this.placeholder, y, uniforms.alloc(p)];
       if ('rowsPerGroup' in kernel) {
         dispatch(this.gpu.device, pass, kernel.pipelines[xMode]!, bindings, grid1d(Math.ceil(outRows / kernel.rowsPerGroup)));
       } else {
-        const gx = Math.ceil(outRows / kernel.tileCols), gy = Math.ceil(numRows / kernel.tileRows);
+        const gx = Math.ceil(outRows / kernel.tileCols),
+          gy = Math.ceil(numRows / kernel.tileRows);
         if (gx > this.gpu.limits.maxComputeWorkgroupsPerDimension || gy > this.gpu.limits.maxComputeWorkgroupsPerDimension) {
           throw new Error(`matmul(${w.label}): ${numRows} x ${outRows} outputs need more workgroups than one dispatch allows; split the batch`);
         }
@@ -208,7 +219,7 @@ export class MatmulKernels {
 }
 
 function bindingOffset(b: Binding): number {
-  return b instanceof GPUBuffer ? 0 : b.offset ?? 0;
+  return b instanceof GPUBuffer ? 0 : (b.offset ?? 0);
 }
 
 /** Concatenates the header-less sections of matmul.wgsl that make up one weight storage kind. */
@@ -222,7 +233,13 @@ interface SubgroupTiles {
   skinnyTn: number;
 }
 
-async function compileKernelSet(gpu: GpuDevice, storage: Record<MatmulPath, WeightStorage>, tuning: MatmulTuning, useSubgroups: boolean, tiles: SubgroupTiles): Promise<KernelSet> {
+async function compileKernelSet(
+  gpu: GpuDevice,
+  storage: Record<MatmulPath, WeightStorage>,
+  tuning: MatmulTuning,
+  useSubgroups: boolean,
+  tiles: SubgroupTiles,
+): Promise<KernelSet> {
   const pipeline = (path: MatmulPath, entryPoint: string, constants: Record<string, number>) => {
     const code = matmulSource(storage[path], useSubgroups);
     return gpu.pipelines.get({ kernel: `matmul.${storage[path]}.${entryPoint}`, code, entryPoint, constants });
@@ -236,8 +253,10 @@ async function compileKernelSet(gpu: GpuDevice, storage: Record<MatmulPath, Weig
     // gemv_sg reads x as scalars: it only needs to know whether x has whole 8-blocks (mode 2, read
     // unguarded) or not (modes 0 and 1, guarded; mode 0 may also be an unaligned binding).
     const xConstants = (mode: XMode) => ({ RPL: rpl, X_VEC4: mode === 0 ? 0 : 1, X_GUARD_HI: mode === 1 ? 1 : 0 });
-    gemv = Promise.all([pipeline('gemv', 'gemv_sg', xConstants(1)), pipeline('gemv', 'gemv_sg', xConstants(2))])
-      .then(([guarded, whole]) => ({ pipelines: [guarded, guarded, whole], rowsPerGroup: 8 * rpl }));
+    gemv = Promise.all([pipeline('gemv', 'gemv_sg', xConstants(1)), pipeline('gemv', 'gemv_sg', xConstants(2))]).then(([guarded, whole]) => ({
+      pipelines: [guarded, guarded, whole],
+      rowsPerGroup: 8 * rpl,
+    }));
   } else {
     const rpw = tuning.gemvRowsPerGroup;
     if (!(Number.isInteger(rpw) && rpw >= 1 && rpw <= 16)) throw new Error(`matmul tuning: gemvRowsPerGroup must be 1..16, got ${rpw}`);
@@ -251,10 +270,7 @@ async function compileKernelSet(gpu: GpuDevice, storage: Record<MatmulPath, Weig
   const [gemvPipelines, skinny, gemm] = await Promise.all([
     gemv,
     useSubgroups ? Promise.all(SKINNY_TILE_ROWS.map((rows) => sg('skinny', Math.ceil(rows / 8), tiles.skinnyTn, rows - 8 * (Math.ceil(rows / 8) - 1)))) : null,
-    useSubgroups
-      ? sg('gemm', ...tiles.gemm)
-      : allXModes('gemm', 'gemm_tile', {}).then((pipelines) => ({ pipelines, tileRows: 32, tileCols: 32 })),
+    useSubgroups ? sg('gemm', ...tiles.gemm) : allXModes('gemm', 'gemm_tile', {}).then((pipelines) => ({ pipelines, tileRows: 32, tileCols: 32 })),
   ]);
   return { gemv: gemvPipelines, skinny, gemm };
 }
-

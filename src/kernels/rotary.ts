@@ -3,7 +3,6 @@
 import assert from 'node:assert/strict';
 import { dispatch, grid1d, loadShader, type Binding, type GpuDevice, type UniformArena } from '../gpu/index.js';
 
-
 export interface RotaryOptions {
   /** Lanes per workgroup, over a head's rotary pairs. Default: 32 on CPU adapters, 64 otherwise. */
   workgroupSize?: number;

@@ -76,7 +76,9 @@ export function uploadWeight(
   const rowQuantum = layout === 'interleaved8' ? WEIGHT_ROW_GROUP : 1;
   const fitRows = Math.floor(limit / rowBytes / rowQuantum) * rowQuantum;
   if (fitRows < 1) {
-    throw new Error(`uploadWeight(${label}): ${rowQuantum} row(s) of ${cols} ${dtype} values (${rowQuantum * rowBytes} bytes) exceed the ${limit}-byte chunk limit; use f16, layout 'rows' or a device with a larger maxStorageBufferBindingSize`);
+    throw new Error(
+      `uploadWeight(${label}): ${rowQuantum} row(s) of ${cols} ${dtype} values (${rowQuantum * rowBytes} bytes) exceed the ${limit}-byte chunk limit; use f16, layout 'rows' or a device with a larger maxStorageBufferBindingSize`,
+    );
   }
   const rowsPerChunk = Math.min(align(rows, rowQuantum), fitRows);
   const source = dtype === 'f16' && data instanceof Float32Array ? f32ToF16Bits(data) : data;
@@ -122,7 +124,14 @@ function uploadChunk(
 }
 
 /** Writes rows [row0, row0+numRows) of source into dst in the 'interleaved8' layout (dst starts zeroed). */
-function interleaveRows(source: Float32Array | Uint16Array, row0: number, numRows: number, cols: number, rowStride: number, dst: Float32Array | Uint16Array): void {
+function interleaveRows(
+  source: Float32Array | Uint16Array,
+  row0: number,
+  numRows: number,
+  cols: number,
+  rowStride: number,
+  dst: Float32Array | Uint16Array,
+): void {
   const G = WEIGHT_ROW_GROUP;
   for (let r = 0; r < numRows; r++) {
     const src = (row0 + r) * cols;

@@ -117,7 +117,8 @@ export class BlockPool {
 
   private unlinkFree(b: number): void {
     assert(this.isFree[b] === 1, `block ${b} is not in the free queue`);
-    const prev = this.prevFree[b]!, next = this.nextFree[b]!;
+    const prev = this.prevFree[b]!,
+      next = this.nextFree[b]!;
     this.nextFree[prev] = next;
     this.prevFree[next] = prev;
     this.isFree[b] = 0;

@@ -56,8 +56,10 @@ export class KvCacheManager {
   allocateSlots(req: KvSequence, numNewTokens: number, computedBlocks: readonly number[] = []): number[] | null {
     assert(Number.isInteger(numNewTokens) && numNewTokens >= 0, `numNewTokens must be a non-negative integer, got ${numNewTokens}`);
     const blockIds = this.blockIdsByRequest.get(req.requestId);
-    assert(computedBlocks.length === 0 || (blockIds === undefined && req.numComputedTokens === 0),
-      `computed blocks can only seed request ${req.requestId} before it holds any blocks`);
+    assert(
+      computedBlocks.length === 0 || (blockIds === undefined && req.numComputedTokens === 0),
+      `computed blocks can only seed request ${req.requestId} before it holds any blocks`,
+    );
     // 1. How many blocks the request needs in all, and how many of them must come off the free queue.
     const numTotalTokens = req.numComputedTokens + computedBlocks.length * this.blockSize + numNewTokens;
     const numRequired = Math.ceil(numTotalTokens / this.blockSize);

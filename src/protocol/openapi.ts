@@ -1,15 +1,21 @@
 // The OpenAPI 3.1 document served at /openapi.json, assembled from the same schema objects that ajv
 // validates requests with (OpenAPI 3.1 schemas ARE JSON Schema 2020-12, so no translation is needed).
 import type { JsonSchema } from './schema.js';
+import { chatCompletionRequestSchema, completionRequestSchema, encodeRequestSchema, interactiveRequestSchema } from './requests.js';
 import {
-  chatCompletionRequestSchema, completionRequestSchema, encodeRequestSchema, interactiveRequestSchema,
-} from './requests.js';
-import {
-  chatCompletionResponseSchema, completionResponseSchema, encodeResponseSchema, errorResponseSchema,
-  interactiveResponseSchema, modelListSchema,
+  chatCompletionResponseSchema,
+  completionResponseSchema,
+  encodeResponseSchema,
+  errorResponseSchema,
+  interactiveResponseSchema,
+  modelListSchema,
 } from './responses.js';
 
-export interface OpenApiInfo { modelName: string; version: string; authRequired: boolean }
+export interface OpenApiInfo {
+  modelName: string;
+  version: string;
+  authRequired: boolean;
+}
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const json = (schema: JsonSchema) => ({ content: { 'application/json': { schema } } });
@@ -57,13 +63,22 @@ export function buildOpenApiDocument(info: OpenApiInfo): Record<string, unknown>
       '/v1/models': secured({
         get: { summary: 'List the served model', responses: { '200': { description: 'OK', ...json(ref('ModelList')) }, '401': errors['401'] } },
       }),
-      '/v1/completions': secured(post('Text completion (OpenAI)', 'CompletionRequest', 'CompletionResponse', 'stream: true answers server-sent events ending in data: [DONE].')),
-      '/v1/chat/completions': secured(post('Chat completion (OpenAI)', 'ChatCompletionRequest', 'ChatCompletionResponse', 'stream: true answers server-sent events ending in data: [DONE].')),
-      '/v1/chat/interactive': secured(post('Interactive session turn (LMDeploy)', 'InteractiveRequest', 'InteractiveResponse', 'stream: true answers newline-delimited JSON objects.')),
+      '/v1/completions': secured(
+        post('Text completion (OpenAI)', 'CompletionRequest', 'CompletionResponse', 'stream: true answers server-sent events ending in data: [DONE].'),
+      ),
+      '/v1/chat/completions': secured(
+        post('Chat completion (OpenAI)', 'ChatCompletionRequest', 'ChatCompletionResponse', 'stream: true answers server-sent events ending in data: [DONE].'),
+      ),
+      '/v1/chat/interactive': secured(
+        post('Interactive session turn (LMDeploy)', 'InteractiveRequest', 'InteractiveResponse', 'stream: true answers newline-delimited JSON objects.'),
+      ),
       '/v1/encode': secured(post('Tokenize text', 'EncodeRequest', 'EncodeResponse', '')),
       '/health': { get: { summary: 'Readiness', responses: { '200': { description: 'Ready' }, '503': errors['503'] } } },
       '/metrics': {
-        get: { summary: 'Prometheus metrics (vLLM names)', responses: { '200': { description: 'OK', content: { 'text/plain': { schema: { type: 'string' } } } } } },
+        get: {
+          summary: 'Prometheus metrics (vLLM names)',
+          responses: { '200': { description: 'OK', content: { 'text/plain': { schema: { type: 'string' } } } } },
+        },
       },
     },
     components: {

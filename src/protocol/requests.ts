@@ -38,6 +38,7 @@ const contentPart: JsonSchema = {
   },
   // Checked after `type`, so an image part is reported as "must be 'text'", not as a missing text.
   if: { properties: { type: { const: 'text' } } },
+  // biome-ignore lint/suspicious/noThenProperty: JSON Schema's if/then keyword, not a thenable
   then: { required: ['text'] },
 };
 
@@ -47,7 +48,10 @@ export const chatMessageSchema: JsonSchema = {
   properties: {
     role: { enum: ['system', 'developer', 'user', 'assistant', 'tool'] },
     content: nullable({
-      anyOf: [{ type: 'string', maxLength: MAX_TEXT }, { type: 'array', items: contentPart, maxItems: 256 }],
+      anyOf: [
+        { type: 'string', maxLength: MAX_TEXT },
+        { type: 'array', items: contentPart, maxItems: 256 },
+      ],
     }),
     name: { type: 'string', maxLength: 256 },
   },
@@ -75,7 +79,10 @@ export const interactiveRequestSchema: JsonSchema = {
   properties: {
     prompt: {
       description: "This turn's user text, or a list of chat messages.",
-      anyOf: [{ type: 'string', maxLength: MAX_TEXT }, { type: 'array', items: chatMessageSchema, maxItems: 4096 }],
+      anyOf: [
+        { type: 'string', maxLength: MAX_TEXT },
+        { type: 'array', items: chatMessageSchema, maxItems: 4096 },
+      ],
     },
     session_id: nullable({ type: 'integer', minimum: -1, maximum: MAX_SAFE_SEED, description: '-1: a new session.' }),
     interactive_mode: nullable({ type: 'boolean', description: 'true: keep the history for the next turn.' }),

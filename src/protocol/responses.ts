@@ -43,8 +43,12 @@ export const completionResponseSchema: JsonSchema = {
       items: {
         type: 'object',
         properties: {
-          index: { type: 'integer' }, text: { type: 'string' }, logprobs: completionLogprobs,
-          finish_reason: finishReason, token_ids: tokenIds, prompt_token_ids: tokenIds,
+          index: { type: 'integer' },
+          text: { type: 'string' },
+          logprobs: completionLogprobs,
+          finish_reason: finishReason,
+          token_ids: tokenIds,
+          prompt_token_ids: tokenIds,
         },
       },
     },
@@ -90,8 +94,13 @@ export const modelListSchema: JsonSchema = {
       items: {
         type: 'object',
         properties: {
-          id: { type: 'string' }, object: { const: 'model' }, created: { type: 'integer' }, owned_by: { type: 'string' },
-          root: { type: 'string' }, parent: { type: 'null' }, max_model_len: { type: 'integer' },
+          id: { type: 'string' },
+          object: { const: 'model' },
+          created: { type: 'integer' },
+          owned_by: { type: 'string' },
+          root: { type: 'string' },
+          parent: { type: 'null' },
+          max_model_len: { type: 'integer' },
         },
       },
     },

@@ -28,7 +28,9 @@ export const samplingProperties: Record<string, JsonSchema> = {
   stop: nullable({ ...stringOrStringList, description: 'Up to 16 stop strings; the stop text is not returned.' }),
   stop_token_ids: nullable({ type: 'array', items: { type: 'integer', minimum: 0 }, maxItems: 64 }),
   seed: nullable({
-    type: 'integer', minimum: -MAX_SAFE_SEED, maximum: MAX_SAFE_SEED,
+    type: 'integer',
+    minimum: -MAX_SAFE_SEED,
+    maximum: MAX_SAFE_SEED,
     description: 'With n > 1, choice i is sampled with seed + i.',
   }),
   presence_penalty: nullable({ type: 'number', minimum: -2, maximum: 2 }),

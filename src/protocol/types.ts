@@ -1,7 +1,9 @@
 // Wire types of the OpenAI-compatible and LMDeploy endpoints (snake_case, as on the wire). The
 // request types mirror the JSON schemas in requests.ts, which validate them before a handler runs.
 
-export interface StreamOptions { include_usage?: boolean | null }
+export interface StreamOptions {
+  include_usage?: boolean | null;
+}
 
 /** Fields shared by completions and chat completions. */
 export interface SamplingRequestFields {
@@ -34,7 +36,10 @@ export interface CompletionRequest extends SamplingRequestFields {
   echo?: boolean | null;
 }
 
-export interface ChatContentPart { type: 'text'; text: string }
+export interface ChatContentPart {
+  type: 'text';
+  text: string;
+}
 
 export interface ChatRequestMessage {
   role: 'system' | 'user' | 'assistant' | 'tool' | 'developer';
@@ -85,9 +90,17 @@ export interface CompletionResponse {
   prompt_token_ids?: number[] | number[][];
 }
 
-export interface ChatTopLogprob { token: string; logprob: number; bytes: number[] }
-export interface ChatTokenLogprob extends ChatTopLogprob { top_logprobs: ChatTopLogprob[] }
-export interface ChatLogprobs { content: ChatTokenLogprob[] }
+export interface ChatTopLogprob {
+  token: string;
+  logprob: number;
+  bytes: number[];
+}
+export interface ChatTokenLogprob extends ChatTopLogprob {
+  top_logprobs: ChatTopLogprob[];
+}
+export interface ChatLogprobs {
+  content: ChatTokenLogprob[];
+}
 
 export interface ChatCompletionChoice {
   index: number;
@@ -145,7 +158,10 @@ export interface ModelCard {
   max_model_len: number;
 }
 
-export interface ModelList { object: 'list'; data: ModelCard[] }
+export interface ModelList {
+  object: 'list';
+  data: ModelCard[];
+}
 
 /** LMDeploy's /v1/chat/interactive request (lmdeploy.serve.openai.protocol.GenerateRequest). */
 export interface InteractiveRequest {
@@ -177,8 +193,15 @@ export interface InteractiveResponse {
   finish_reason: 'stop' | 'length' | 'abort' | null;
 }
 
-export interface EncodeRequest { input: string | string[]; add_bos?: boolean | null; do_preprocess?: boolean | null }
-export interface EncodeResponse { input_ids: number[] | number[][]; length: number | number[] }
+export interface EncodeRequest {
+  input: string | string[];
+  add_bos?: boolean | null;
+  do_preprocess?: boolean | null;
+}
+export interface EncodeResponse {
+  input_ids: number[] | number[][];
+  length: number | number[];
+}
 
 export interface ErrorBody {
   error: { message: string; type: string; param: string | null; code: string | number | null };

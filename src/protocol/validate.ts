@@ -3,9 +3,7 @@
 // "temperature must be <= 2 (got 5)".
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import type { JsonSchema } from './schema.js';
-import {
-  chatCompletionRequestSchema, completionRequestSchema, encodeRequestSchema, interactiveRequestSchema,
-} from './requests.js';
+import { chatCompletionRequestSchema, completionRequestSchema, encodeRequestSchema, interactiveRequestSchema } from './requests.js';
 import type { ChatCompletionRequest, CompletionRequest, EncodeRequest, InteractiveRequest } from './types.js';
 
 export interface ValidationFailure {
@@ -86,9 +84,15 @@ function describe(error: ErrorObject): ValidationFailure {
         message: `${subject} must be one of ${(params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}${got}`,
         param: field || null,
       };
-    case 'minimum': case 'maximum': case 'exclusiveMinimum': case 'exclusiveMaximum':
+    case 'minimum':
+    case 'maximum':
+    case 'exclusiveMinimum':
+    case 'exclusiveMaximum':
       return { message: `${subject} ${error.message ?? 'is out of range'}${got}`, param: field || null };
-    case 'minItems': case 'maxItems': case 'minLength': case 'maxLength':
+    case 'minItems':
+    case 'maxItems':
+    case 'minLength':
+    case 'maxLength':
       return { message: `${subject} ${error.message ?? 'has the wrong length'}`, param: field || null };
     default:
       return { message: `${subject} ${error.message ?? 'is invalid'}`, param: field || null };
@@ -103,7 +107,7 @@ function article(type: string): string {
 /** A readable list of what an anyOf accepts: "a string, an array of integers or null". */
 function branches(schema: JsonSchema): string {
   const unique = [...new Set(branchNames(schema))];
-  return unique.length > 1 ? `${unique.slice(0, -1).join(', ')} or ${unique.at(-1)}` : unique[0] ?? 'valid';
+  return unique.length > 1 ? `${unique.slice(0, -1).join(', ')} or ${unique.at(-1)}` : (unique[0] ?? 'valid');
 }
 
 function branchNames(schema: JsonSchema): string[] {

@@ -7,7 +7,6 @@ import type { GpuDevice } from '../gpu/index.js';
 import type { ModelConfig } from '../checkpoint/config.js';
 import type { ShardLayout } from './sharding.js';
 
-
 /** Bytes per KV cache element. */
 export function kvCacheElementBytes(dtype: KvCacheDtype = 'f32'): number {
   return dtype === 'f16' ? 2 : 4;
@@ -69,12 +68,16 @@ export function planMemory(config: ModelConfig, layout: ShardLayout, gpu: GpuDev
   }
   let numBlocks = options.kvCacheBlocks ?? Math.floor((left * options.cacheMaxEntryCount) / kvBytesPerBlock);
   if (options.kvCacheBlocks !== undefined && options.kvCacheBlocks * kvBytesPerBlock > left) {
-    throw new Error(`--kv-cache-blocks ${options.kvCacheBlocks} needs ${fmt(options.kvCacheBlocks * kvBytesPerBlock)}, but only ${fmt(left)} is left after weights; lower it or raise --gpu-memory`);
+    throw new Error(
+      `--kv-cache-blocks ${options.kvCacheBlocks} needs ${fmt(options.kvCacheBlocks * kvBytesPerBlock)}, but only ${fmt(left)} is left after weights; lower it or raise --gpu-memory`,
+    );
   }
   // Each layer's K (and V) pool is one storage binding.
   numBlocks = Math.min(numBlocks, Math.floor(maxBinding / kvBytesPerLayerBlock));
   if (numBlocks < 2) {
-    throw new Error(`the KV cache would get ${numBlocks} blocks (${fmt(left)} left after weights); raise --gpu-memory or --cache-max-entry-count, or lower --block-size`);
+    throw new Error(
+      `the KV cache would get ${numBlocks} blocks (${fmt(left)} left after weights); raise --gpu-memory or --cache-max-entry-count, or lower --block-size`,
+    );
   }
   return { budgetBytes, weightBytes, activationBytes, kvBytesPerBlock, numBlocks, blockSize: options.blockSize, maxTokensPerStep };
 }

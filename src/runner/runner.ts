@@ -21,7 +21,6 @@ import type { RunnerOptions } from './options.js';
 export type { RunnerOptions } from './options.js';
 import { openRemoteShards, type RemoteShard } from './worker/host.js';
 
-
 export class ModelRunner {
   private readonly allReducer: AllReducer;
   /** Time spent in host all-reduce (ms) since creation, including waits for shard work; benches read it. */
@@ -64,12 +63,27 @@ export class ModelRunner {
       const plan = planMemory(config, layouts[0]!, devices[0]!, options);
       const builders = devices.map((gpu, rank) => new ShardWeightBuilder(gpu, config, layouts[rank]!, options.dtype));
       const progress = options.progress ? new ConsoleLoadProgress() : undefined;
-      await loadCanonicalTensors(reader, config, options.dtype, (t) => {
-        for (const b of builders) b.add(t);
-      }, progress);
+      await loadCanonicalTensors(
+        reader,
+        config,
+        options.dtype,
+        (t) => {
+          for (const b of builders) b.add(t);
+        },
+        progress,
+      );
       const { invFreq, attentionScaling } = ropeInvFreq(config.rope, config.maxPositionEmbeddings);
       const maxBlocksPerSeq = Math.ceil(options.maxModelLen / options.blockSize);
-      const build = { blockSize: options.blockSize, numBlocks: plan.numBlocks, maxTokensPerStep: plan.maxTokensPerStep, maxNumSeqs: options.maxNumSeqs, maxBlocksPerSeq, invFreq, attentionScaling, kvCacheDtype: options.kvCacheDtype };
+      const build = {
+        blockSize: options.blockSize,
+        numBlocks: plan.numBlocks,
+        maxTokensPerStep: plan.maxTokensPerStep,
+        maxNumSeqs: options.maxNumSeqs,
+        maxBlocksPerSeq,
+        invFreq,
+        attentionScaling,
+        kvCacheDtype: options.kvCacheDtype,
+      };
       const shards = await Promise.all(devices.map((gpu, rank) => createShard(gpu, config, layouts[rank]!, builders[rank]!.finish(), build)));
       for (const gpu of devices) await gpu.sync();
       return new ModelRunner(config, shards, plan, options.maxNumSeqs, maxBlocksPerSeq);
@@ -211,4 +225,3 @@ export function buildStepMetadata(output: SchedulerOutput, blockSize: number, ma
     sampledRequestIds,
   };
 }
-

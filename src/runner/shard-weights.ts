@@ -50,7 +50,10 @@ export class ShardWeightBuilder {
   }
 
   add(t: CanonicalTensor): void {
-    if (t.name === 'embed') return this.addEmbedding(t);
+    if (t.name === 'embed') {
+      this.addEmbedding(t);
+      return;
+    }
     if (t.name === 'lm_head') {
       this.lmHead = this.matrix('lm_head', this.vocabRows(t.data), this.layout.vocabEnd - this.layout.vocabStart, this.config.hiddenSize);
       return;
@@ -125,7 +128,9 @@ export class ShardWeightBuilder {
     const H = this.config.hiddenSize;
     const hd = this.config.headDim;
     const qHeads = Array.from({ length: numHeads }, (_, i) => firstHead + i);
-    const q = p('q'), k = p('k'), v = p('v');
+    const q = p('q'),
+      k = p('k'),
+      v = p('v');
     const biasesReady = !this.config.qkvBias || (p('q_bias') && p('k_bias') && p('v_bias'));
     if (!lw.qkv && q && k && v && biasesReady) {
       const fused = concatRows([headRows(q.data, H, hd, qHeads), headRows(k.data, H, hd, kvHeadIndices), headRows(v.data, H, hd, kvHeadIndices)]);
@@ -141,7 +146,8 @@ export class ShardWeightBuilder {
       }
       for (const n of ['q', 'k', 'v', 'q_bias', 'k_bias', 'v_bias']) this.pending.delete(`layers.${layer}.${n}`);
     }
-    const gate = p('gate'), up = p('up');
+    const gate = p('gate'),
+      up = p('up');
     if (!lw.gateUp && gate && up) {
       const { intermediate, firstIntermediate } = this.layout;
       const fused = concatRows([sliceRows(gate.data, H, firstIntermediate, intermediate), sliceRows(up.data, H, firstIntermediate, intermediate)]);

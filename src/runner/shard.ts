@@ -61,22 +61,22 @@ export interface ShardHandle {
 }
 
 export interface ShardBuffers {
-  tokenIds: GPUBuffer;       // u32 [maxTokens] (ids remapped into this shard's vocab rows when tp > 1)
-  positions: GPUBuffer;      // u32 [maxTokens]
-  tokenSeq: GPUBuffer;       // u32 [maxTokens]
-  slotMapping: GPUBuffer;    // u32 [maxTokens]
-  blockTables: GPUBuffer;    // u32 [maxSeqs * maxBlocksPerSeq]
-  sampleRows: GPUBuffer;     // u32 [maxSeqs]
-  invFreq: GPUBuffer;        // f32 [rotaryDim / 2]
-  residual: GPUBuffer;       // f32 [maxTokens, hidden]
-  normed: GPUBuffer;         // f32 [maxTokens, hidden]
-  qkv: GPUBuffer;            // f32 [maxTokens, (heads + 2 kvHeads) * headDim]
-  attnOut: GPUBuffer;        // f32 [maxTokens, heads * headDim]
-  proj: GPUBuffer;           // f32 [maxTokens, hidden]: o_proj / down_proj output (partial sums when tp > 1)
-  gateUp: GPUBuffer;         // f32 [maxTokens, 2 * intermediate]
-  act: GPUBuffer;            // f32 [maxTokens, intermediate]
-  lastHidden: GPUBuffer;     // f32 [maxSeqs, hidden]
-  logits: GPUBuffer;         // f32 [maxSeqs, shard vocab]
+  tokenIds: GPUBuffer; // u32 [maxTokens] (ids remapped into this shard's vocab rows when tp > 1)
+  positions: GPUBuffer; // u32 [maxTokens]
+  tokenSeq: GPUBuffer; // u32 [maxTokens]
+  slotMapping: GPUBuffer; // u32 [maxTokens]
+  blockTables: GPUBuffer; // u32 [maxSeqs * maxBlocksPerSeq]
+  sampleRows: GPUBuffer; // u32 [maxSeqs]
+  invFreq: GPUBuffer; // f32 [rotaryDim / 2]
+  residual: GPUBuffer; // f32 [maxTokens, hidden]
+  normed: GPUBuffer; // f32 [maxTokens, hidden]
+  qkv: GPUBuffer; // f32 [maxTokens, (heads + 2 kvHeads) * headDim]
+  attnOut: GPUBuffer; // f32 [maxTokens, heads * headDim]
+  proj: GPUBuffer; // f32 [maxTokens, hidden]: o_proj / down_proj output (partial sums when tp > 1)
+  gateUp: GPUBuffer; // f32 [maxTokens, 2 * intermediate]
+  act: GPUBuffer; // f32 [maxTokens, intermediate]
+  lastHidden: GPUBuffer; // f32 [maxSeqs, hidden]
+  logits: GPUBuffer; // f32 [maxSeqs, shard vocab]
 }
 
 export interface ShardKernels {
@@ -123,7 +123,10 @@ export class Shard implements ShardHandle {
   ) {
     this.uniforms = new UniformArena(gpu.device);
     // The KV write kernel decides the element type (f16 caches are packed u32 pairs); attention must agree.
-    if (kernels.attn.kvCacheDtype !== kernels.kv.dtype) throw new Error(`shard: attention reads ${kernels.attn.kvCacheDtype} caches but the KV write stores ${kernels.kv.dtype}; create both kernels with the same kvCacheDtype`);
+    if (kernels.attn.kvCacheDtype !== kernels.kv.dtype)
+      throw new Error(
+        `shard: attention reads ${kernels.attn.kvCacheDtype} caches but the KV write stores ${kernels.kv.dtype}; create both kernels with the same kvCacheDtype`,
+      );
     const bytesPerLayer = numBlocks * blockSize * layout.numKvHeads * config.headDim * kvCacheElementBytes(kernels.kv.dtype);
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
     this.kCaches = Array.from({ length: config.numLayers }, (_, l) => gpu.createBuffer(`k_cache.${l}`, bytesPerLayer, usage));
@@ -237,19 +240,51 @@ export class Shard implements ShardHandle {
     const kOffset = layout.numHeads * hd;
     const vOffset = kOffset + layout.numKvHeads * hd;
     k.rotary.apply(this.p, u, {
-      qkv: b.qkv, numTokens: T, rowStride, qOffset: 0, numHeads: layout.numHeads, kOffset,
-      numKvHeads: layout.numKvHeads, headDim: hd, rotaryDim: c.rope.rotaryDim, positions: b.positions,
-      invFreq: b.invFreq, attentionScaling: this.attentionScaling,
+      qkv: b.qkv,
+      numTokens: T,
+      rowStride,
+      qOffset: 0,
+      numHeads: layout.numHeads,
+      kOffset,
+      numKvHeads: layout.numKvHeads,
+      headDim: hd,
+      rotaryDim: c.rope.rotaryDim,
+      positions: b.positions,
+      invFreq: b.invFreq,
+      attentionScaling: this.attentionScaling,
     });
     k.kv.write(this.p, u, {
-      qkv: b.qkv, numTokens: T, rowStride, kOffset, vOffset, numKvHeads: layout.numKvHeads, headDim: hd,
-      kCache: this.kCaches[l]!, vCache: this.vCaches[l]!, slotMapping: b.slotMapping,
+      qkv: b.qkv,
+      numTokens: T,
+      rowStride,
+      kOffset,
+      vOffset,
+      numKvHeads: layout.numKvHeads,
+      headDim: hd,
+      kCache: this.kCaches[l]!,
+      vCache: this.vCaches[l]!,
+      slotMapping: b.slotMapping,
     });
     k.attn.attend(this.p, u, {
-      qkv: b.qkv, rowStride, qOffset: 0, out: b.attnOut, kCache: this.kCaches[l]!, vCache: this.vCaches[l]!,
-      blockTables: b.blockTables, maxBlocksPerSeq: s.maxBlocksPerSeq, tokenSeq: b.tokenSeq, tokenPos: b.positions,
-      numTokens: T, numSeqs: s.numSeqs, numHeads: layout.numHeads, numKvHeads: layout.numKvHeads, headDim: hd,
-      blockSize: this.blockSize, scale: 1 / Math.sqrt(hd), slidingWindow: c.slidingWindow ?? 0, maxContextLen: s.maxContextLen,
+      qkv: b.qkv,
+      rowStride,
+      qOffset: 0,
+      out: b.attnOut,
+      kCache: this.kCaches[l]!,
+      vCache: this.vCaches[l]!,
+      blockTables: b.blockTables,
+      maxBlocksPerSeq: s.maxBlocksPerSeq,
+      tokenSeq: b.tokenSeq,
+      tokenPos: b.positions,
+      numTokens: T,
+      numSeqs: s.numSeqs,
+      numHeads: layout.numHeads,
+      numKvHeads: layout.numKvHeads,
+      headDim: hd,
+      blockSize: this.blockSize,
+      scale: 1 / Math.sqrt(hd),
+      slidingWindow: c.slidingWindow ?? 0,
+      maxContextLen: s.maxContextLen,
     });
     k.matmul.matmul(this.p, u, b.attnOut, w.o, b.proj, T, w.oBias ?? undefined);
   }

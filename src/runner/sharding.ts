@@ -6,13 +6,13 @@ import type { ModelConfig } from '../checkpoint/config.js';
 export interface ShardLayout {
   tp: number;
   rank: number;
-  numHeads: number;          // query heads on this shard
-  numKvHeads: number;        // kv heads on this shard (1 when kv heads are replicated)
-  firstHead: number;         // first query head
-  kvHeadIndices: number[];   // global kv heads held, in order
-  intermediate: number;      // intermediate rows on this shard
+  numHeads: number; // query heads on this shard
+  numKvHeads: number; // kv heads on this shard (1 when kv heads are replicated)
+  firstHead: number; // first query head
+  kvHeadIndices: number[]; // global kv heads held, in order
+  intermediate: number; // intermediate rows on this shard
   firstIntermediate: number;
-  vocabStart: number;        // vocabulary rows [vocabStart, vocabEnd)
+  vocabStart: number; // vocabulary rows [vocabStart, vocabEnd)
   vocabEnd: number;
 }
 

@@ -33,4 +33,3 @@ export function penaltyTable(row: SamplingRow, vocabSize: number): PenaltyTable 
   const tokenIds = [...counts.keys()].sort((a, b) => a - b);
   return { tokenIds, outputCounts: tokenIds.map((id) => counts.get(id)!) };
 }
-

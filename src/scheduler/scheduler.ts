@@ -107,7 +107,10 @@ export class Scheduler {
           this.finishInternally(req, 'length'); // preempting others could never make room
           break;
         }
-        if (this.kv.allocateSlots(req, numNewTokens) !== null) { scheduled = true; break; }
+        if (this.kv.allocateSlots(req, numNewTokens) !== null) {
+          scheduled = true;
+          break;
+        }
         if (this.running.length === 1) {
           // Alone and still out of blocks: it can never grow, so waiting for room would wedge forever.
           this.finishInternally(req, 'length');
@@ -125,8 +128,7 @@ export class Scheduler {
     }
 
     // 2. Waiting requests, unless this step had to preempt (then memory is too tight to admit anyone).
-    while (preemptedRequestIds.length === 0 && this.waiting.length > 0 && tokenBudget > 0
-      && this.running.length < this.config.maxNumSeqs) {
+    while (preemptedRequestIds.length === 0 && this.waiting.length > 0 && tokenBudget > 0 && this.running.length < this.config.maxNumSeqs) {
       const req = this.waiting[0]!;
       if (!this.fitsInEmptyPool(req.numTokens)) {
         this.waiting.shift();

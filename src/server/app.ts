@@ -77,7 +77,10 @@ export function createApp(engine: EngineClient, options: ServerOptions): AppHand
   router.post('/v1/encode', (ctx) => encodeRoute(ctx, deps));
   router.get('/health', (ctx) => healthRoute(ctx, deps));
   router.get('/metrics', (ctx) => metricsRoute(ctx, deps));
-  router.get('/openapi.json', (ctx) => { ctx.type = 'application/json'; ctx.body = openApi; });
+  router.get('/openapi.json', (ctx) => {
+    ctx.type = 'application/json';
+    ctx.body = openApi;
+  });
   router.get('/docs', (ctx) => docsPageRoute(ctx));
   router.get('/docs/', (ctx) => docsPageRoute(ctx));
   router.get('/docs/:asset', (ctx) => docsAssetRoute(ctx, ctx.params.asset ?? ''));
@@ -90,11 +93,13 @@ export function createApp(engine: EngineClient, options: ServerOptions): AppHand
   app.use(errorMiddleware(httpLog));
   app.use(authMiddleware(options.apiKeys));
   app.use(router.routes());
-  app.use(router.allowedMethods({
-    throw: true,
-    methodNotAllowed: () => new ApiError(405, 'invalid_request_error', 'method not allowed on this path; see GET /openapi.json', null, 'method_not_allowed'),
-    notImplemented: () => new ApiError(501, 'invalid_request_error', 'method not implemented', null, 'not_implemented'),
-  }));
+  app.use(
+    router.allowedMethods({
+      throw: true,
+      methodNotAllowed: () => new ApiError(405, 'invalid_request_error', 'method not allowed on this path; see GET /openapi.json', null, 'method_not_allowed'),
+      notImplemented: () => new ApiError(501, 'invalid_request_error', 'method not implemented', null, 'not_implemented'),
+    }),
+  );
 
   return { app, close: () => deps.sessions.close() };
 }

@@ -41,7 +41,10 @@ function readBytes(ctx: Context, maxBytes: number): Promise<Buffer> {
     let size = 0;
     const req = ctx.req;
     const cleanup = () => {
-      req.off('data', onData); req.off('end', onEnd); req.off('error', onError); req.off('aborted', onAborted);
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('aborted', onAborted);
     };
     const onData = (chunk: Buffer) => {
       size += chunk.length;
@@ -53,10 +56,22 @@ function readBytes(ctx: Context, maxBytes: number): Promise<Buffer> {
       }
       chunks.push(chunk);
     };
-    const onEnd = () => { cleanup(); resolve(Buffer.concat(chunks, size)); };
-    const onError = (err: Error) => { cleanup(); reject(invalid(`could not read the request body: ${err.message}`)); };
-    const onAborted = () => { cleanup(); reject(invalid('the client closed the connection while sending the body')); };
-    req.on('data', onData); req.on('end', onEnd); req.on('error', onError); req.on('aborted', onAborted);
+    const onEnd = () => {
+      cleanup();
+      resolve(Buffer.concat(chunks, size));
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      reject(invalid(`could not read the request body: ${err.message}`));
+    };
+    const onAborted = () => {
+      cleanup();
+      reject(invalid('the client closed the connection while sending the body'));
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('aborted', onAborted);
   });
 }
 

@@ -23,7 +23,9 @@ export class ChoiceStream {
     this.iterator = engine.generate(request, signal)[Symbol.asyncIterator]();
   }
 
-  get finished(): boolean { return this.finishReason !== null; }
+  get finished(): boolean {
+    return this.finishReason !== null;
+  }
 
   /** The next delta, or null once the request has finished. Engine errors propagate. */
   async next(): Promise<GenerateDelta | null> {
@@ -71,7 +73,10 @@ export interface CollectedChoice {
 
 export async function collect(stream: ChoiceStream): Promise<CollectedChoice> {
   const out: CollectedChoice = {
-    text: '', tokenIds: [], logprobs: [], finishReason: 'abort',
+    text: '',
+    tokenIds: [],
+    logprobs: [],
+    finishReason: 'abort',
     usage: { promptTokens: stream.request.promptTokenIds.length, completionTokens: 0, cachedTokens: 0 },
   };
   for (let delta = await stream.next(); delta; delta = await stream.next()) {
@@ -95,7 +100,10 @@ export async function* merge(
 ): AsyncGenerator<{ index: number; delta: GenerateDelta }> {
   type Settled = { index: number; delta: GenerateDelta | null; error?: unknown };
   const pull = (index: number): Promise<Settled> =>
-    streams[index]!.next().then((delta) => ({ index, delta }), (error: unknown) => ({ index, delta: null, error }));
+    streams[index]!.next().then(
+      (delta) => ({ index, delta }),
+      (error: unknown) => ({ index, delta: null, error }),
+    );
   const pending = new Map<number, Promise<Settled>>();
   for (let i = 0; i < streams.length; i++) {
     const delta = first[i] ?? null;

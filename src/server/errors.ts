@@ -70,5 +70,4 @@ export function errorMiddleware(log: Logger) {
   };
 }
 
-export const invalid = (message: string, param: string | null = null) =>
-  new ApiError(400, 'invalid_request_error', message, param);
+export const invalid = (message: string, param: string | null = null) => new ApiError(400, 'invalid_request_error', message, param);

@@ -2,7 +2,7 @@
 // budget, chat prompt encoding, and starting one engine request per choice.
 import { randomBytes } from 'node:crypto';
 import type { EngineClient, GenerateRequest } from '../engine/types.js';
-import type { ChatMessage, TextCodec } from '../common/types.js';
+import type { ChatMessage } from '../common/types.js';
 import { DEFAULT_SAMPLING, type SamplingParams } from '../sampling/params.js';
 import type { ChatRequestMessage, SamplingRequestFields, Usage } from '../protocol/types.js';
 import { ChoiceStream } from './choice-stream.js';
@@ -30,7 +30,13 @@ export function newResponseId(prefix: string): string {
 /** vLLM answers 404 for a model it does not serve; an omitted model means the served one. */
 export function checkModel(deps: ServerDeps, model: string | undefined): void {
   if (model === undefined || model === deps.modelName) return;
-  throw new ApiError(404, 'invalid_request_error', `the model '${model}' does not exist; this server serves '${deps.modelName}' (GET /v1/models)`, 'model', 'model_not_found');
+  throw new ApiError(
+    404,
+    'invalid_request_error',
+    `the model '${model}' does not exist; this server serves '${deps.modelName}' (GET /v1/models)`,
+    'model',
+    'model_not_found',
+  );
 }
 
 /** Wire sampling fields -> engine SamplingParams, with OpenAI's defaults for what is absent. */
@@ -39,7 +45,7 @@ export function samplingFrom(fields: SamplingRequestFields, seed: number, logpro
   return {
     temperature: fields.temperature ?? DEFAULT_SAMPLING.temperature,
     topP: fields.top_p ?? DEFAULT_SAMPLING.topP,
-    topK: topK < 0 ? 0 : topK, // vLLM spells "off" as -1
+    topK: Math.max(topK, 0), // vLLM spells "off" as -1
     minP: fields.min_p ?? DEFAULT_SAMPLING.minP,
     repetitionPenalty: fields.repetition_penalty ?? DEFAULT_SAMPLING.repetitionPenalty,
     presencePenalty: fields.presence_penalty ?? DEFAULT_SAMPLING.presencePenalty,

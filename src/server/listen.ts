@@ -41,7 +41,10 @@ export async function startServer(engine: EngineClient, options: ListenOptions):
   server.keepAliveTimeout = 5_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.port, options.host, () => { server.off('error', reject); resolve(); });
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
@@ -56,7 +59,9 @@ export async function startServer(engine: EngineClient, options: ListenOptions):
       server.closeIdleConnections();
       if (inFlight > 0) {
         log.info(`draining ${inFlight} in-flight requests`);
-        const idle = new Promise<void>((resolve) => { onIdle = resolve; });
+        const idle = new Promise<void>((resolve) => {
+          onIdle = resolve;
+        });
         const timeout = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), options.drainTimeoutMs ?? 30_000).unref());
         if ((await Promise.race([idle, timeout])) === 'timeout') {
           log.warn(`drain timed out with ${inFlight} requests still open; closing their connections`);

@@ -13,7 +13,11 @@ class Histogram {
   private readonly counts: number[];
   private sum = 0;
   private count = 0;
-  constructor(readonly name: string, readonly help: string, private readonly buckets: number[]) {
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly buckets: number[],
+  ) {
     this.counts = buckets.map(() => 0);
   }
 
@@ -45,7 +49,11 @@ export class ServerMetrics {
   private readonly ttft = new Histogram('vllm:time_to_first_token_seconds', 'Histogram of time to first token in seconds.', TTFT_BUCKETS);
   private readonly tpot = new Histogram('vllm:time_per_output_token_seconds', 'Histogram of time per output token in seconds.', TPOT_BUCKETS);
   private readonly e2e = new Histogram('vllm:e2e_request_latency_seconds', 'Histogram of end to end request latency in seconds.', LATENCY_BUCKETS);
-  private readonly finished = new Map<FinishReason, number>([['stop', 0], ['length', 0], ['abort', 0]]);
+  private readonly finished = new Map<FinishReason, number>([
+    ['stop', 0],
+    ['length', 0],
+    ['abort', 0],
+  ]);
   private readonly labels: string;
 
   constructor(modelName: string) {

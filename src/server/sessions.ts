@@ -17,22 +17,32 @@ export interface Session {
   lastUsedMs: number;
 }
 
-export interface SessionStoreOptions { maxSessions: number; idleSeconds: number }
+export interface SessionStoreOptions {
+  maxSessions: number;
+  idleSeconds: number;
+}
 
 export class SessionStore {
   /** Map iteration order is insertion order; touching a session re-inserts it, so the first is the LRU. */
   private readonly sessions = new Map<number, Session>();
   private readonly reaper: NodeJS.Timeout;
 
-  constructor(private readonly options: SessionStoreOptions, private readonly log: Logger) {
+  constructor(
+    private readonly options: SessionStoreOptions,
+    private readonly log: Logger,
+  ) {
     const periodMs = Math.max(1000, Math.min(options.idleSeconds * 500, 30_000));
     this.reaper = setInterval(() => this.reap(), periodMs);
     this.reaper.unref();
   }
 
-  get size(): number { return this.sessions.size; }
+  get size(): number {
+    return this.sessions.size;
+  }
 
-  get(id: number): Session | undefined { return this.sessions.get(id); }
+  get(id: number): Session | undefined {
+    return this.sessions.get(id);
+  }
 
   /** An unused positive id for session_id -1 (LMDeploy hands out ids the same way). */
   newId(): number {
@@ -80,7 +90,13 @@ export class SessionStore {
       this.log.info('evicted an idle session', { session: id, maxSessions: this.options.maxSessions });
       return;
     }
-    throw new ApiError(429, 'rate_limit_error', `all ${this.options.maxSessions} interactive sessions are busy; retry later or end a session`, 'session_id', 'too_many_sessions');
+    throw new ApiError(
+      429,
+      'rate_limit_error',
+      `all ${this.options.maxSessions} interactive sessions are busy; retry later or end a session`,
+      'session_id',
+      'too_many_sessions',
+    );
   }
 
   private reap(): void {

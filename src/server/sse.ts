@@ -25,7 +25,9 @@ export function disconnectSignal(ctx: Context): AbortSignal {
   const controller = new AbortController();
   setMaxListeners(256, controller.signal); // one listener per choice (n) and per engine stage
   const res = ctx.res;
-  const onClose = () => { if (!res.writableFinished) controller.abort(new Error('client disconnected')); };
+  const onClose = () => {
+    if (!res.writableFinished) controller.abort(new Error('client disconnected'));
+  };
   res.once('close', onClose);
   return controller.signal;
 }
@@ -43,16 +45,24 @@ export function openEventStream(ctx: Context, framing: Framing, extraHeaders: Re
   res.flushHeaders();
   ctx.req.socket.setNoDelay(true);
   let open = true;
-  res.once('close', () => { open = false; });
+  res.once('close', () => {
+    open = false;
+  });
   const frame = (payload: unknown) => (framing === 'sse' ? `data: ${JSON.stringify(payload)}\n\n` : `${JSON.stringify(payload)}\n`);
 
   return {
-    get open() { return open && !res.destroyed; },
+    get open() {
+      return open && !res.destroyed;
+    },
     async send(payload: unknown): Promise<void> {
       if (!open || res.destroyed) return;
       if (res.write(frame(payload))) return;
       await new Promise<void>((resolve) => {
-        const done = () => { res.off('drain', done); res.off('close', done); resolve(); };
+        const done = () => {
+          res.off('drain', done);
+          res.off('close', done);
+          resolve();
+        };
         res.once('drain', done);
         res.once('close', done);
       });

@@ -13,8 +13,7 @@ import { InvalidRequestError } from '../common/errors.js';
  * their vocabulary and would be spelled out in byte tokens and derail them. Plain text turns a chat
  * request into a completion of the conversation's text, which is what such a model can do.
  */
-export const DEFAULT_CHAT_TEMPLATE =
-  "{% for message in messages %}{% if not loop.first %}{{ '\\n' }}{% endif %}{{ message['content'] }}{% endfor %}";
+export const DEFAULT_CHAT_TEMPLATE = "{% for message in messages %}{% if not loop.first %}{{ '\\n' }}{% endif %}{{ message['content'] }}{% endfor %}";
 
 /** The special-token strings a template may reference, as transformers passes them. */
 export interface ChatTemplateTokens {
@@ -34,7 +33,10 @@ export class ChatTemplate {
   private readonly template: Template;
 
   /** @param isModelTemplate false for DEFAULT_CHAT_TEMPLATE (the model shipped none). */
-  constructor(readonly source: string, readonly isModelTemplate: boolean) {
+  constructor(
+    readonly source: string,
+    readonly isModelTemplate: boolean,
+  ) {
     try {
       this.template = new Template(source);
     } catch (err) {

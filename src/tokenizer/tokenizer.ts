@@ -87,7 +87,7 @@ export class Tokenizer implements TextCodec {
     const addedTokens = tokenizerJson.added_tokens ?? [];
 
     this.bosToken = tokenText(config.bos_token);
-    this.bosTokenId = this.bosToken === null ? null : this.hf.token_to_id(this.bosToken) ?? null;
+    this.bosTokenId = this.bosToken === null ? null : (this.hf.token_to_id(this.bosToken) ?? null);
     const eosToken = tokenText(config.eos_token);
     const eosId = eosToken === null ? undefined : this.hf.token_to_id(eosToken);
     this.eosTokenIds = eosId === undefined ? [] : [eosId];

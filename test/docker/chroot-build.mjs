@@ -30,29 +30,39 @@ else {
 function prepareBase(root) {
   if (!existsSync(join(root, 'bin/sh'))) sh('debootstrap', ['--variant=minbase', 'bookworm', root, 'http://deb.debian.org/debian']);
   // The same sources as the debian:bookworm-slim image (bookworm, -updates, -security).
-  writeFileSync(join(root, 'etc/apt/sources.list'), [
-    'deb http://deb.debian.org/debian bookworm main',
-    'deb http://deb.debian.org/debian bookworm-updates main',
-    'deb http://deb.debian.org/debian-security bookworm-security main',
-    '',
-  ].join('\n'));
+  writeFileSync(
+    join(root, 'etc/apt/sources.list'),
+    [
+      'deb http://deb.debian.org/debian bookworm main',
+      'deb http://deb.debian.org/debian bookworm-updates main',
+      'deb http://deb.debian.org/debian-security bookworm-security main',
+      '',
+    ].join('\n'),
+  );
   // This machine's apt reaches Debian through a snapshot whose Release files are past their
   // Valid-Until; the host's own setting, copied (a docker build elsewhere needs none of it).
   for (const conf of ['/etc/apt/apt.conf.d/99artifact-registry']) if (existsSync(conf)) cpSync(conf, join(root, conf));
   // What Debian's docker images add to a debootstrap root: apt drops downloaded .debs, dpkg skips docs.
-  writeFileSync(join(root, 'etc/apt/apt.conf.d/docker-clean'), [
-    'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };',
-    'APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };',
-    'Dir::Cache::pkgcache ""; Dir::Cache::srcpkgcache "";',
-    '',
-  ].join('\n'));
+  writeFileSync(
+    join(root, 'etc/apt/apt.conf.d/docker-clean'),
+    [
+      'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };',
+      'APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };',
+      'Dir::Cache::pkgcache ""; Dir::Cache::srcpkgcache "";',
+      '',
+    ].join('\n'),
+  );
   mkdirSync(join(root, 'etc/dpkg/dpkg.cfg.d'), { recursive: true });
-  writeFileSync(join(root, 'etc/dpkg/dpkg.cfg.d/docker'), 'path-exclude /usr/share/doc/*\npath-include /usr/share/doc/*/copyright\npath-exclude /usr/share/man/*\npath-exclude /usr/share/locale/*\n');
+  writeFileSync(
+    join(root, 'etc/dpkg/dpkg.cfg.d/docker'),
+    'path-exclude /usr/share/doc/*\npath-include /usr/share/doc/*/copyright\npath-exclude /usr/share/man/*\npath-exclude /usr/share/locale/*\n',
+  );
   const node = execFileSync('sh', ['-c', 'readlink -f "$(command -v node)"'], { encoding: 'utf8' }).trim();
   const npmDir = execFileSync('sh', ['-c', 'dirname "$(dirname "$(readlink -f "$(command -v npm)")")"'], { encoding: 'utf8' }).trim();
   mkdirSync(join(root, 'usr/local/lib/node_modules'), { recursive: true });
   cpSync(node, join(root, 'usr/local/bin/node'));
-  if (!existsSync(join(root, 'usr/local/lib/node_modules/npm'))) cpSync(npmDir, join(root, 'usr/local/lib/node_modules/npm'), { recursive: true, verbatimSymlinks: true });
+  if (!existsSync(join(root, 'usr/local/lib/node_modules/npm')))
+    cpSync(npmDir, join(root, 'usr/local/lib/node_modules/npm'), { recursive: true, verbatimSymlinks: true });
   sh('ln', ['-sf', '../lib/node_modules/npm/bin/npm-cli.js', join(root, 'usr/local/bin/npm')]);
   sh('ln', ['-sf', '../lib/node_modules/npm/bin/npx-cli.js', join(root, 'usr/local/bin/npx')]);
   // As the node image's Dockerfile does.
@@ -101,7 +111,12 @@ function build(baseRoot, context, workDir) {
         writeFileSync(`${dir}/root/run/build-ca.crt`, '');
         sh('mount', ['--bind', '-o', 'ro', process.env.BUILD_CA_FILE, `${dir}/root/run/build-ca.crt`]);
       }
-      stage = { root: `${dir}/root`, workdir: '/', user: 'root', env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', NODE_VERSION: process.version.slice(1) } };
+      stage = {
+        root: `${dir}/root`,
+        workdir: '/',
+        user: 'root',
+        env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', NODE_VERSION: process.version.slice(1) },
+      };
       stages.set(name, stage);
     } else if (ins.keyword === 'WORKDIR') {
       stage.workdir = posix.resolve(stage.workdir, ins.args);
@@ -115,7 +130,8 @@ function build(baseRoot, context, workDir) {
       const from = words[0].startsWith('--from=') ? stages.get(words.shift().slice('--from='.length)).root : context;
       const dest = posix.resolve(stage.workdir, words.pop());
       for (const src of words) {
-        const target = dest.endsWith('/') || words.length > 1 || ins.args.trim().endsWith('/') ? join(stage.root, dest, posix.basename(src)) : join(stage.root, dest);
+        const target =
+          dest.endsWith('/') || words.length > 1 || ins.args.trim().endsWith('/') ? join(stage.root, dest, posix.basename(src)) : join(stage.root, dest);
         mkdirSync(dirname(target), { recursive: true });
         sh('cp', ['-a', '--no-preserve=ownership', join(from, src), target]);
       }

@@ -77,7 +77,7 @@ test('interactive: every piped line is answered in turn, with the earlier turns 
   assert.ok(second.length > 0);
 });
 
-test('a missing or wrong key is the server\'s 401 message and exit 1', async () => {
+test("a missing or wrong key is the server's 401 message and exit 1", async () => {
   const missing = await runCli(['api_client', server.url, '--prompt', 'hi']);
   assert.is(missing.code, 1);
   assert.match(missing.stderr, /^error: .*401.*missing API key/m);

@@ -12,7 +12,7 @@ test('devices lists the adapter with its limits, and --json parses', async () =>
   const json = await runCli(['devices', '--json']);
   const list = JSON.parse(json.stdout) as { index: number; limits: Record<string, number>; features: string[] }[];
   assert.is(list[0]!.index, 0);
-  assert.ok(list[0]!.limits.maxBufferSize > 0);
+  assert.ok((list[0]!.limits.maxBufferSize ?? 0) > 0);
   assert.ok(Array.isArray(list[0]!.features));
 });
 
@@ -25,7 +25,22 @@ test('generate from an empty prompt (BOS alone) prints exactly the published gre
 });
 
 test('generate honours --prompt, sampling flags and a seed (same seed, same text)', async () => {
-  const args = ['generate', STORIES, '--prompt', 'The dog', '--max-tokens', '20', '--temperature', '0.9', '--top-k', '40', '--seed', '7', '--kv-cache-blocks', '16'];
+  const args = [
+    'generate',
+    STORIES,
+    '--prompt',
+    'The dog',
+    '--max-tokens',
+    '20',
+    '--temperature',
+    '0.9',
+    '--top-k',
+    '40',
+    '--seed',
+    '7',
+    '--kv-cache-blocks',
+    '16',
+  ];
   const a = await runCli(args);
   const b = await runCli(args);
   assert.is(a.code, 0, a.stderr);

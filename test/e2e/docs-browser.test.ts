@@ -13,14 +13,30 @@ const CHROMIUM = '/usr/bin/chromium';
 
 function runChromium(args: string[], timeoutMs = 45_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const profile = mkdtempSync(join(tmpdir(), 'docs-chromium-'));
-  const child = spawn(CHROMIUM, [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-    '--no-first-run', '--disable-dev-shm-usage', `--user-data-dir=${profile}`, '--virtual-time-budget=10000', ...args,
-  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    CHROMIUM,
+    [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--no-first-run',
+      '--disable-dev-shm-usage',
+      `--user-data-dir=${profile}`,
+      '--virtual-time-budget=10000',
+      ...args,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
   return new Promise((resolve) => {
     child.on('close', (code) => {
@@ -37,8 +53,12 @@ if (!existsSync(CHROMIUM)) {
   });
 } else {
   let server: Awaited<ReturnType<typeof startFakeServer>>;
-  test.before(async () => { server = await startFakeServer({}, { apiKeys: ['secret'] }); });
-  test.after(async () => { await server.close(); });
+  test.before(async () => {
+    server = await startFakeServer({}, { apiKeys: ['secret'] });
+  });
+  test.after(async () => {
+    await server.close();
+  });
 
   test('Swagger UI at /docs renders every operation from local assets', async () => {
     const { stdout, stderr, code } = await runChromium(['--dump-dom', `${server.url}/docs`]);
@@ -50,7 +70,10 @@ if (!existsSync(CHROMIUM)) {
       assert.match(stdout, new RegExp(`data-path="${path.replace(/\//g, '\\/')}"`), `operation ${path} rendered`);
     }
     const requested = server.logLines.filter((l) => / GET \/(docs|openapi\.json)/.test(l));
-    assert.ok(server.logLines.some((l) => /GET \/openapi\.json 200/.test(l)), `the page fetched /openapi.json: ${requested.join('\n')}`);
+    assert.ok(
+      server.logLines.some((l) => /GET \/openapi\.json 200/.test(l)),
+      `the page fetched /openapi.json: ${requested.join('\n')}`,
+    );
   });
 
   test('a screenshot of /docs is saved as an artifact', async () => {

@@ -32,9 +32,19 @@ interface Example {
   skip: string | null;
 }
 
-interface Markers { expectStatus: number | null; server: ServerName; skip: string | null }
+interface Markers {
+  expectStatus: number | null;
+  server: ServerName;
+  skip: string | null;
+}
 
-const DOC_FILES = ['README.md', ...readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).sort().map((f) => `docs/${f}`)];
+const DOC_FILES = [
+  'README.md',
+  ...readdirSync(join(ROOT, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .sort()
+    .map((f) => `docs/${f}`),
+];
 
 /** The HTML-comment markers on the lines right above line `fence` (blank lines in between are allowed). */
 function markersAbove(lines: string[], fence: number, where: string): Markers {
@@ -93,7 +103,11 @@ function rewriteHost(code: string, url: string): string {
   return code.replace(/(?:https?:\/\/)?(?:127\.0\.0\.1|localhost|0\.0\.0\.0):23333/g, url);
 }
 
-interface Run { code: number | null; stdout: string; stderr: string }
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
 
 function run(command: string, args: string[], input: string | null, timeoutMs = 60_000): Promise<Run> {
   return new Promise((resolve) => {
@@ -143,7 +157,10 @@ function checkBody(body: string, contentType: string, status: number, piped: boo
     return null;
   }
   if (contentType.startsWith('text/event-stream')) {
-    const events = body.split(/\n\n/).map((e) => e.trim()).filter(Boolean);
+    const events = body
+      .split(/\n\n/)
+      .map((e) => e.trim())
+      .filter(Boolean);
     if (events.at(-1) !== 'data: [DONE]') return 'the event stream does not end with data: [DONE]';
     let finished = false;
     for (const event of events.slice(0, -1)) {
@@ -155,7 +172,10 @@ function checkBody(body: string, contentType: string, status: number, piped: boo
     return finished ? null : 'no chunk has a finish_reason';
   }
   if (contentType.startsWith('application/x-ndjson')) {
-    const objects = body.trim().split('\n').map((l) => JSON.parse(l) as { error?: unknown; finish_reason?: string | null });
+    const objects = body
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { error?: unknown; finish_reason?: string | null });
     if (objects.some((o) => o.error)) return 'the stream carries an error line';
     return objects.at(-1)?.finish_reason ? null : 'the last line has no finish_reason';
   }
@@ -231,11 +251,27 @@ test.after(async () => {
 test(`the docs hold at least ${MIN_EXAMPLES} runnable examples, and the API reference covers every endpoint`, () => {
   const runnable = allExamples.filter((e) => !e.skip);
   assert.ok(runnable.length >= MIN_EXAMPLES, `found only ${runnable.length} runnable examples in ${DOC_FILES.join(', ')}`);
-  const api = (examplesByFile.get('docs/api.md') ?? []).filter((e) => e.kind === 'curl').map((e) => e.code).join('\n');
-  for (const path of ['/v1/models', '/v1/completions', '/v1/chat/completions', '/v1/chat/interactive', '/v1/encode', '/health', '/metrics', '/openapi.json', '/docs']) {
+  const api = (examplesByFile.get('docs/api.md') ?? [])
+    .filter((e) => e.kind === 'curl')
+    .map((e) => e.code)
+    .join('\n');
+  for (const path of [
+    '/v1/models',
+    '/v1/completions',
+    '/v1/chat/completions',
+    '/v1/chat/interactive',
+    '/v1/encode',
+    '/health',
+    '/metrics',
+    '/openapi.json',
+    '/docs',
+  ]) {
     assert.ok(api.includes(`23333${path}`), `docs/api.md has no curl example for ${path}`);
   }
-  const snippets = (examplesByFile.get('docs/api.md') ?? []).filter((e) => e.kind === 'js').map((e) => e.code).join('\n');
+  const snippets = (examplesByFile.get('docs/api.md') ?? [])
+    .filter((e) => e.kind === 'js')
+    .map((e) => e.code)
+    .join('\n');
   for (const call of ['models.list', 'completions.create', 'chat.completions.create']) {
     assert.ok(snippets.includes(call), `docs/api.md has no openai client example calling ${call}`);
   }

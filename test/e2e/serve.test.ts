@@ -43,7 +43,14 @@ test('completions: greedy from an empty prompt is the published text; usage is r
 test('chat.completions with and without stream agree', async () => {
   const messages = [{ role: 'user' as const, content: 'Once upon a time' }];
   const full = await client.chat.completions.create({ model: 'stories', messages, max_tokens: 24, temperature: 0 });
-  const stream = await client.chat.completions.create({ model: 'stories', messages, max_tokens: 24, temperature: 0, stream: true, stream_options: { include_usage: true } });
+  const stream = await client.chat.completions.create({
+    model: 'stories',
+    messages,
+    max_tokens: 24,
+    temperature: 0,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
   let text = '';
   let usageSeen = false;
   for await (const chunk of stream) {
@@ -55,7 +62,7 @@ test('chat.completions with and without stream agree', async () => {
   assert.ok(usageSeen);
 });
 
-test('errors arrive as the client\'s error classes', async () => {
+test("errors arrive as the client's error classes", async () => {
   try {
     await client.chat.completions.create({ model: 'nope', messages: [{ role: 'user', content: 'x' }] });
     assert.unreachable();
@@ -115,7 +122,12 @@ test('32 concurrent streams with 8 clients disconnecting: the rest complete and 
 });
 
 test('interactive sessions keep history server-side: same text as sending the whole history', async () => {
-  const post = async (body: object) => (await fetch(`${server.url}/v1/chat/interactive`, { method: 'POST', body: JSON.stringify(body) })).json() as Promise<{ text: string; history_tokens: number; finish_reason: string }>;
+  const post = async (body: object) =>
+    (await fetch(`${server.url}/v1/chat/interactive`, { method: 'POST', body: JSON.stringify(body) })).json() as Promise<{
+      text: string;
+      history_tokens: number;
+      finish_reason: string;
+    }>;
   const first = await post({ session_id: 77, prompt: 'Once upon a time', interactive_mode: true, request_output_len: 12, temperature: 0 });
   const second = await post({ session_id: 77, prompt: 'The end', interactive_mode: true, request_output_len: 12, temperature: 0 });
   assert.ok(second.history_tokens > 0);

@@ -29,7 +29,11 @@ async function runCase(c: Case, seed: number, decodePath: AttentionDecodePath = 
   const gpu = await testDevice();
   const kvCacheDtype = c.kvCacheDtype ?? 'f32';
   // A forced path serves every batch (the subgroup kernel prefill too); 'auto' is what the engine gets.
-  const kernel = await AttentionKernel.create(gpu, { decodePath, kvCacheDtype, ...(decodePath === 'auto' ? {} : { subgroupPrefill: decodePath === 'subgroup' }) });
+  const kernel = await AttentionKernel.create(gpu, {
+    decodePath,
+    kvCacheDtype,
+    ...(decodePath === 'auto' ? {} : { subgroupPrefill: decodePath === 'subgroup' }),
+  });
   const built = buildPagedBatch({ ...c, seed });
   const kHalves = kvCacheDtype === 'f16' ? f32ToF16Bits(built.kCache) : null;
   const vHalves = kvCacheDtype === 'f16' ? f32ToF16Bits(built.vCache) : null;
@@ -43,12 +47,25 @@ async function runCase(c: Case, seed: number, decodePath: AttentionDecodePath = 
   const out = gpu.createBuffer('out', batch.numTokens * qWidth * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
   await runPass(gpu, (pass, u) =>
     kernel.attend(pass, u, {
-      qkv: gpu.upload('qkv', qkv), rowStride, qOffset, out,
-      kCache: gpu.upload('k-cache', kHalves ?? batch.kCache), vCache: gpu.upload('v-cache', vHalves ?? batch.vCache),
-      blockTables: gpu.upload('block-tables', batch.blockTables), maxBlocksPerSeq: batch.maxBlocksPerSeq,
-      tokenSeq: gpu.upload('token-seq', batch.tokenSeq), tokenPos: gpu.upload('token-pos', batch.tokenPos),
-      numTokens: batch.numTokens, numSeqs: batch.numSeqs, numHeads: c.numHeads, numKvHeads: c.numKvHeads,
-      headDim: c.headDim, blockSize: c.blockSize, scale, slidingWindow, maxContextLen: c.maxContextLen ?? batch.maxContextLen,
+      qkv: gpu.upload('qkv', qkv),
+      rowStride,
+      qOffset,
+      out,
+      kCache: gpu.upload('k-cache', kHalves ?? batch.kCache),
+      vCache: gpu.upload('v-cache', vHalves ?? batch.vCache),
+      blockTables: gpu.upload('block-tables', batch.blockTables),
+      maxBlocksPerSeq: batch.maxBlocksPerSeq,
+      tokenSeq: gpu.upload('token-seq', batch.tokenSeq),
+      tokenPos: gpu.upload('token-pos', batch.tokenPos),
+      numTokens: batch.numTokens,
+      numSeqs: batch.numSeqs,
+      numHeads: c.numHeads,
+      numKvHeads: c.numKvHeads,
+      headDim: c.headDim,
+      blockSize: c.blockSize,
+      scale,
+      slidingWindow,
+      maxContextLen: c.maxContextLen ?? batch.maxContextLen,
     }),
   );
   const got = await gpu.readF32(out, batch.numTokens * qWidth);
@@ -184,13 +201,18 @@ test('kv write then attend in one pass, as the runner calls them', async () => {
   const gpu = await testDevice();
   const attention = await AttentionKernel.create(gpu);
   const kvWrite = await KvCacheKernel.create(gpu);
-  const numHeads = 4, numKvHeads = 2, headDim = 32, blockSize = 8;
+  const numHeads = 4,
+    numKvHeads = 2,
+    headDim = 32,
+    blockSize = 8;
   const batch = buildPagedBatch({ cachedLens: [11, 0], queryLens: [3, 10], numHeads, numKvHeads, headDim, blockSize, seed: 12 });
-  const qWidth = numHeads * headDim, kvWidth = numKvHeads * headDim;
+  const qWidth = numHeads * headDim,
+    kvWidth = numKvHeads * headDim;
   // Fused row: [q | k | v]; the caches start with garbage in the new tokens' slots.
   const rowStride = qWidth + 2 * kvWidth;
   const qkv = randomF32(batch.numTokens * rowStride, 13);
-  const kCacheHost = batch.kCache.slice(), vCacheHost = batch.vCache.slice();
+  const kCacheHost = batch.kCache.slice(),
+    vCacheHost = batch.vCache.slice();
   for (let t = 0; t < batch.numTokens; t++) {
     batch.q.set(qkv.subarray(t * rowStride, t * rowStride + qWidth), t * qWidth);
     const slot = batch.slotMapping[t]!;
@@ -198,16 +220,43 @@ test('kv write then attend in one pass, as the runner calls them', async () => {
     batch.vCache.set(qkv.subarray(t * rowStride + qWidth + kvWidth, t * rowStride + rowStride), slot * kvWidth);
   }
   const qkvBuf = gpu.upload('qkv', qkv);
-  const kCache = gpu.upload('k', kCacheHost), vCache = gpu.upload('v', vCacheHost);
+  const kCache = gpu.upload('k', kCacheHost),
+    vCache = gpu.upload('v', vCacheHost);
   const out = gpu.createBuffer('out', batch.numTokens * qWidth * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
   const scale = 0.3;
   await runPass(gpu, (pass, u) => {
-    kvWrite.write(pass, u, { qkv: qkvBuf, numTokens: batch.numTokens, rowStride, kOffset: qWidth, vOffset: qWidth + kvWidth, numKvHeads, headDim, kCache, vCache, slotMapping: gpu.upload('slots', batch.slotMapping) });
+    kvWrite.write(pass, u, {
+      qkv: qkvBuf,
+      numTokens: batch.numTokens,
+      rowStride,
+      kOffset: qWidth,
+      vOffset: qWidth + kvWidth,
+      numKvHeads,
+      headDim,
+      kCache,
+      vCache,
+      slotMapping: gpu.upload('slots', batch.slotMapping),
+    });
     attention.attend(pass, u, {
-      qkv: qkvBuf, rowStride, qOffset: 0, out, kCache, vCache,
-      blockTables: gpu.upload('tables', batch.blockTables), maxBlocksPerSeq: batch.maxBlocksPerSeq,
-      tokenSeq: gpu.upload('seq', batch.tokenSeq), tokenPos: gpu.upload('pos', batch.tokenPos),
-      numTokens: batch.numTokens, numSeqs: batch.numSeqs, numHeads, numKvHeads, headDim, blockSize, scale, slidingWindow: 0, maxContextLen: batch.maxContextLen,
+      qkv: qkvBuf,
+      rowStride,
+      qOffset: 0,
+      out,
+      kCache,
+      vCache,
+      blockTables: gpu.upload('tables', batch.blockTables),
+      maxBlocksPerSeq: batch.maxBlocksPerSeq,
+      tokenSeq: gpu.upload('seq', batch.tokenSeq),
+      tokenPos: gpu.upload('pos', batch.tokenPos),
+      numTokens: batch.numTokens,
+      numSeqs: batch.numSeqs,
+      numHeads,
+      numKvHeads,
+      headDim,
+      blockSize,
+      scale,
+      slidingWindow: 0,
+      maxContextLen: batch.maxContextLen,
     });
   });
   const want = attentionReference(batch, { numHeads, numKvHeads, headDim, blockSize, scale, slidingWindow: 0 });
@@ -234,7 +283,27 @@ test('unsupported shapes are refused with a reason', async () => {
   const gpu = await testDevice();
   const kernel = await AttentionKernel.create(gpu);
   const b = gpu.upload('x', new Float32Array(64));
-  const base = { qkv: b, rowStride: 64, qOffset: 0, out: b, kCache: b, vCache: b, blockTables: b, maxBlocksPerSeq: 1, tokenSeq: b, tokenPos: b, numTokens: 1, numSeqs: 1, numHeads: 2, numKvHeads: 1, headDim: 32, blockSize: 16, scale: 1, slidingWindow: 0, maxContextLen: 1 };
+  const base = {
+    qkv: b,
+    rowStride: 64,
+    qOffset: 0,
+    out: b,
+    kCache: b,
+    vCache: b,
+    blockTables: b,
+    maxBlocksPerSeq: 1,
+    tokenSeq: b,
+    tokenPos: b,
+    numTokens: 1,
+    numSeqs: 1,
+    numHeads: 2,
+    numKvHeads: 1,
+    headDim: 32,
+    blockSize: 16,
+    scale: 1,
+    slidingWindow: 0,
+    maxContextLen: 1,
+  };
   await runPass(gpu, (pass, u) => {
     assert.throws(() => kernel.attend(pass, u, { ...base, numHeads: 3, numKvHeads: 2 }), /multiple of numKvHeads/);
     assert.throws(() => kernel.attend(pass, u, { ...base, headDim: 30, rowStride: 64 }), /headDim 30/);

@@ -51,7 +51,9 @@ test('the timing-only probes compile and run', async () => {
 test('no-loads matmul variants replace their statements in every weight view, and compile', async () => {
   for (const storage of ['f32', 'f16', 'f16_packed'] as WeightStorage[]) {
     const source = matmulSource(storage, true);
-    const noW = withoutLoads(source, 'w'), noX = withoutLoads(source, 'x'), none = withoutLoads(source, 'both');
+    const noW = withoutLoads(source, 'w'),
+      noX = withoutLoads(source, 'x'),
+      none = withoutLoads(source, 'both');
     assert.ok(source.includes(GEMM_SG_W_LOAD) && source.includes(GEMM_SG_X_LOAD), `${storage}: gemm_sg loads`);
     assert.ok(!noW.includes(GEMM_SG_W_LOAD) && noW.includes(GEMM_SG_X_LOAD), `${storage}: only the weight load replaced`);
     assert.ok(!noX.includes(GEMM_SG_X_LOAD) && noX.includes(GEMM_SG_W_LOAD), `${storage}: only the x load replaced`);
@@ -60,7 +62,12 @@ test('no-loads matmul variants replace their statements in every weight view, an
   assert.throws(() => withoutLoads('fn main() {}', 'both'), /no longer contains/);
   const gpu = await testDevice();
   // The smallest tile compiles fastest; the replaced text is the same for every tile.
-  await gpu.pipelines.get({ kernel: 'floor-probe', code: withoutLoads(matmulSource('f16_packed', true), 'both'), entryPoint: 'gemm_sg', constants: { TM: 1, TN: 1, MR: 2 } });
+  await gpu.pipelines.get({
+    kernel: 'floor-probe',
+    code: withoutLoads(matmulSource('f16_packed', true), 'both'),
+    entryPoint: 'gemm_sg',
+    constants: { TM: 1, TN: 1, MR: 2 },
+  });
 });
 
 test.run();

@@ -118,7 +118,9 @@ test('preemption under a tiny KV pool still gives identical output', async () =>
   const sampling = (i: number) => greedy({ temperature: 0.8, topP: 0.95, seed: 100 + i });
   let expected: number[][];
   try {
-    expected = await Promise.all(ids.map((p, i) => collect(roomy.generate(request(p, { maxTokens: 40, sampling: sampling(i) })))).map((c) => c.then((x) => x.tokenIds)));
+    expected = await Promise.all(
+      ids.map((p, i) => collect(roomy.generate(request(p, { maxTokens: 40, sampling: sampling(i) })))).map((c) => c.then((x) => x.tokenIds)),
+    );
   } finally {
     await roomy.shutdown();
   }

@@ -41,7 +41,18 @@ async function runCase(c: Case, seed: number, options: KvCacheOptions = {}): Pro
   const kCache = gpu.upload('k-cache', kInit);
   const vCache = gpu.upload('v-cache', vInit);
   await runPass(gpu, (pass, u) =>
-    kernel.write(pass, u, { qkv: gpu.upload('qkv', qkv), numTokens: c.numTokens, rowStride, kOffset, vOffset, numKvHeads: c.numKvHeads, headDim: c.headDim, kCache, vCache, slotMapping: gpu.upload('slots', slotMapping) }),
+    kernel.write(pass, u, {
+      qkv: gpu.upload('qkv', qkv),
+      numTokens: c.numTokens,
+      rowStride,
+      kOffset,
+      vOffset,
+      numKvHeads: c.numKvHeads,
+      headDim: c.headDim,
+      kCache,
+      vCache,
+      slotMapping: gpu.upload('slots', slotMapping),
+    }),
   );
   const wantK = kInit.slice();
   const wantV = vInit.slice();
@@ -92,11 +103,25 @@ test('f16 cache rounds to nearest even, subnormals kept', async () => {
   const headDim = 8;
   const qkv = new Float32Array(2 * headDim);
   qkv.set(special);
-  qkv.set(special.map((x) => -x / 3), headDim);
+  qkv.set(
+    special.map((x) => -x / 3),
+    headDim,
+  );
   const kCache = gpu.upload('k', new Uint16Array(headDim));
   const vCache = gpu.upload('v', new Uint16Array(headDim));
   await runPass(gpu, (pass, u) =>
-    kernel.write(pass, u, { qkv: gpu.upload('qkv', qkv), numTokens: 1, rowStride: 2 * headDim, kOffset: 0, vOffset: headDim, numKvHeads: 1, headDim, kCache, vCache, slotMapping: gpu.upload('slots', Uint32Array.of(0)) }),
+    kernel.write(pass, u, {
+      qkv: gpu.upload('qkv', qkv),
+      numTokens: 1,
+      rowStride: 2 * headDim,
+      kOffset: 0,
+      vOffset: headDim,
+      numKvHeads: 1,
+      headDim,
+      kCache,
+      vCache,
+      slotMapping: gpu.upload('slots', Uint32Array.of(0)),
+    }),
   );
   assert.equal(new Uint16Array(await gpu.read(kCache, headDim * 2)), f32ToF16Bits(qkv.slice(0, headDim)), 'k halves');
   assert.equal(new Uint16Array(await gpu.read(vCache, headDim * 2)), f32ToF16Bits(qkv.slice(headDim)), 'v halves');

@@ -2,7 +2,7 @@
 // against a plain-TS reference, plus the f16 conversions and weight upload layout.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type GpuDevice } from '../../src/gpu/index.js';
+import type { GpuDevice } from '../../src/gpu/index.js';
 import { GEMV_MAX_ROWS, MatmulKernels } from '../../src/kernels/matmul.js';
 import { destroyWeight, f16BitsToF32, f32ToF16Bits, uploadWeight, type GpuWeight, type WeightDtype, type WeightLayout } from '../../src/kernels/weight.js';
 import { assertClose, randomF32, runPass, testDevice } from '../helpers/gpu.js';
@@ -58,16 +58,38 @@ async function check(k: MatmulKernels, c: Case, seed: number): Promise<GpuWeight
   const want = referenceMatmul(x, effectiveW, c.numRows, c.rows, c.cols, bias);
   // Sums of ~cols products of values in [-1, 1]: scale the absolute tolerance with sqrt(cols).
   const rtol = c.dtype === 'f32' ? 1e-4 : 1e-3;
-  assertClose(got, want, rtol, rtol * Math.sqrt(c.cols), `${c.dtype} ${c.numRows}x${c.cols} * (${c.rows}x${c.cols})^T${c.bias ? ' + bias' : ''} ${c.layout ?? 'rows'}`);
-  xb.destroy(); yb.destroy(); bb?.destroy();
+  assertClose(
+    got,
+    want,
+    rtol,
+    rtol * Math.sqrt(c.cols),
+    `${c.dtype} ${c.numRows}x${c.cols} * (${c.rows}x${c.cols})^T${c.bias ? ' + bias' : ''} ${c.layout ?? 'rows'}`,
+  );
+  xb.destroy();
+  yb.destroy();
+  bb?.destroy();
   return w;
 }
 
 test('f16 conversion rounds to nearest even and keeps inf, nan, subnormals and signed zero', () => {
   const cases: [number, number][] = [
-    [0, 0x0000], [-0, 0x8000], [1, 0x3c00], [-2, 0xc000], [65504, 0x7bff], [65520, 0x7c00], [1e9, 0x7c00],
-    [Infinity, 0x7c00], [-Infinity, 0xfc00], [2 ** -24, 0x0001], [2 ** -25, 0x0000], [1.5 * 2 ** -25, 0x0001],
-    [2 ** -14, 0x0400], [1 + 2 ** -11, 0x3c00], [1 + 3 * 2 ** -11, 0x3c02], [1 + 2 ** -10, 0x3c01], [0.1, 0x2e66],
+    [0, 0x0000],
+    [-0, 0x8000],
+    [1, 0x3c00],
+    [-2, 0xc000],
+    [65504, 0x7bff],
+    [65520, 0x7c00],
+    [1e9, 0x7c00],
+    [Infinity, 0x7c00],
+    [-Infinity, 0xfc00],
+    [2 ** -24, 0x0001],
+    [2 ** -25, 0x0000],
+    [1.5 * 2 ** -25, 0x0001],
+    [2 ** -14, 0x0400],
+    [1 + 2 ** -11, 0x3c00],
+    [1 + 3 * 2 ** -11, 0x3c02],
+    [1 + 2 ** -10, 0x3c01],
+    [0.1, 0x2e66],
   ];
   const bits = f32ToF16Bits(new Float32Array(cases.map(([v]) => v)));
   cases.forEach(([v, want], i) => assert.is(bits[i], want, `f32ToF16(${v}) = 0x${bits[i]!.toString(16)}, want 0x${want.toString(16)}`));
@@ -134,7 +156,13 @@ test('uploadWeight interleaved8: blocks of 8 rows side by side, chunks of whole 
 });
 
 // rows x cols of W, numRows of x: awkward sizes on both sides of the GEMV/GEMM switch and of tiles.
-const SHAPES: [number, number][] = [[1, 1], [3, 7], [17, 33], [65, 129], [40, 64]];
+const SHAPES: [number, number][] = [
+  [1, 1],
+  [3, 7],
+  [17, 33],
+  [65, 129],
+  [40, 64],
+];
 const NUM_ROWS = [1, 2, 4, 5, 16, 17, 130];
 
 for (const dtype of ['f32', 'f16'] as const) {
@@ -160,7 +188,9 @@ test('x read modes (scalar, guarded vec4, unguarded vec4) on every path; NaN pas
   for (const dtype of ['f32', 'f16'] as const) {
     for (const cols of [44, 46, 48]) {
       for (const numRows of [1, 3, 17, 40]) {
-        destroyWeight(await check(k, { numRows, rows: 19, cols, dtype, bias: numRows === 3, layout: numRows % 2 ? 'interleaved8' : 'rows', xNaNTail: true }, seed++));
+        destroyWeight(
+          await check(k, { numRows, rows: 19, cols, dtype, bias: numRows === 3, layout: numRows % 2 ? 'interleaved8' : 'rows', xNaNTail: true }, seed++),
+        );
       }
     }
   }
@@ -180,7 +210,11 @@ test('chunked weights: each chunk writes its own column range (GEMV and GEMM, f3
       assert.is(w.chunks.length, 8);
       destroyWeight(w);
       // interleaved8: 8-row chunks (23 rows -> 3 chunks, the last with 7 rows + 1 padding row).
-      const wi = await check(k, { numRows, rows: 23, cols: 70, dtype, bias: true, maxChunkBytes: 8 * 72 * (dtype === 'f32' ? 4 : 2), layout: 'interleaved8' }, 350 + numRows);
+      const wi = await check(
+        k,
+        { numRows, rows: 23, cols: 70, dtype, bias: true, maxChunkBytes: 8 * 72 * (dtype === 'f32' ? 4 : 2), layout: 'interleaved8' },
+        350 + numRows,
+      );
       assert.is(wi.chunks.length, 3);
       destroyWeight(wi);
     }
@@ -191,8 +225,13 @@ test('packed-u32 f16 fallback (no native f16) matches the reference', async () =
   const k = await packedKernels();
   assert.equal(k.f16Storage, { gemv: 'f16_packed', skinny: 'f16_packed', gemm: 'f16_packed' });
   let seed = 400;
-  for (const [rows, cols] of [[3, 7], [17, 33], [65, 129]] as const) {
-    for (const numRows of [1, 5, 17]) destroyWeight(await check(k, { numRows, rows, cols, dtype: 'f16', bias: true, layout: numRows === 5 ? 'interleaved8' : 'rows' }, seed++));
+  for (const [rows, cols] of [
+    [3, 7],
+    [17, 33],
+    [65, 129],
+  ] as const) {
+    for (const numRows of [1, 5, 17])
+      destroyWeight(await check(k, { numRows, rows, cols, dtype: 'f16', bias: true, layout: numRows === 5 ? 'interleaved8' : 'rows' }, seed++));
   }
   destroyWeight(await check(k, { numRows: 2, rows: 10, cols: 9, dtype: 'f16', maxChunkBytes: 4 * 16 * 2 }, seed++));
 });
@@ -201,7 +240,11 @@ test('portable kernels (no subgroups: GEMV for 1 row, gemm_tile above) match the
   const k = await MatmulKernels.create(await testDevice(), { tuning: { useSubgroupKernels: false } });
   let seed = 700;
   for (const dtype of ['f32', 'f16'] as const) {
-    for (const [rows, cols] of [[3, 7], [65, 129], [33, 40]] as const) {
+    for (const [rows, cols] of [
+      [3, 7],
+      [65, 129],
+      [33, 40],
+    ] as const) {
       for (const numRows of [1, 2, 5, 16, 17, 40]) destroyWeight(await check(k, { numRows, rows, cols, dtype, bias: numRows % 2 === 1 }, seed++));
     }
     destroyWeight(await check(k, { numRows: 1, rows: 33, cols: 40, dtype, bias: true, layout: 'interleaved8' }, seed++));
@@ -228,8 +271,13 @@ test('native vec4<f16> view (every path) matches the reference', async () => {
   const k = await MatmulKernels.create(gpu, { tuning: { packedF16Decode: false, packedF16Prefill: false } });
   assert.equal(k.f16Storage, { gemv: 'f16', skinny: 'f16', gemm: 'f16' });
   let seed = 900;
-  for (const [rows, cols] of [[3, 7], [17, 33], [65, 129]] as const) {
-    for (const numRows of [1, 5, 16, 17]) destroyWeight(await check(k, { numRows, rows, cols, dtype: 'f16', bias: numRows % 2 === 0, layout: numRows % 2 ? 'interleaved8' : 'rows' }, seed++));
+  for (const [rows, cols] of [
+    [3, 7],
+    [17, 33],
+    [65, 129],
+  ] as const) {
+    for (const numRows of [1, 5, 16, 17])
+      destroyWeight(await check(k, { numRows, rows, cols, dtype: 'f16', bias: numRows % 2 === 0, layout: numRows % 2 ? 'interleaved8' : 'rows' }, seed++));
   }
   destroyWeight(await check(k, { numRows: 3, rows: 10, cols: 9, dtype: 'f16', maxChunkBytes: 4 * 16 * 2 }, seed++));
   k.destroy();
@@ -239,9 +287,11 @@ test('f16 against the unrounded f32 weights stays within 1e-2', async () => {
   const gpu = await testDevice();
   const k = await kernels();
   const [numRows, rows, cols] = [4, 31, 96];
-  const x = randomF32(numRows * cols, 500), wData = randomF32(rows * cols, 501);
+  const x = randomF32(numRows * cols, 500),
+    wData = randomF32(rows * cols, 501);
   const w = uploadWeight(gpu, 'w', wData, rows, cols, 'f16');
-  const xb = gpu.upload('x', x), yb = gpu.createBuffer('y', numRows * rows * 4, storage());
+  const xb = gpu.upload('x', x),
+    yb = gpu.createBuffer('y', numRows * rows * 4, storage());
   await runPass(gpu, (pass, u) => k.matmul(pass, u, xb, w, yb, numRows));
   assertClose(await gpu.readF32(yb, numRows * rows), referenceMatmul(x, wData, numRows, rows, cols), 1e-2, 1e-2 * Math.sqrt(cols));
   destroyWeight(w);
@@ -251,10 +301,15 @@ test('f16 against the unrounded f32 weights stays within 1e-2', async () => {
 test('x and y may be sub-ranges of larger buffers (offset bindings)', async () => {
   const gpu = await testDevice();
   const k = await kernels();
-  for (const [numRows, rows, cols, layout] of [[3, 20, 36, 'rows'], [1, 20, 40, 'interleaved8']] as const) {
-    const x = randomF32(numRows * cols, 600 + cols), wData = randomF32(rows * cols, 601 + cols);
+  for (const [numRows, rows, cols, layout] of [
+    [3, 20, 36, 'rows'],
+    [1, 20, 40, 'interleaved8'],
+  ] as const) {
+    const x = randomF32(numRows * cols, 600 + cols),
+      wData = randomF32(rows * cols, 601 + cols);
     const w = uploadWeight(gpu, 'w', wData, rows, cols, 'f32', undefined, layout);
-    const xOffset = 256, yOffset = 512;
+    const xOffset = 256,
+      yOffset = 512;
     const xb = gpu.createBuffer('x', xOffset + x.byteLength, storage());
     gpu.write(xb, x, xOffset);
     const yb = gpu.createBuffer('y', yOffset + numRows * rows * 4, storage());
@@ -269,12 +324,25 @@ test('x and y may be sub-ranges of larger buffers (offset bindings)', async () =
 test('a NaN in one x row stays in that row (the zero-padded tail of k never reads the next row)', async () => {
   const gpu = await testDevice();
   for (const k of [await kernels(), await MatmulKernels.create(gpu, { tuning: { useSubgroupKernels: false } })]) {
-    for (const [numRows, cols] of [[2, 7], [20, 12], [1, 5]] as const) {
+    for (const [numRows, cols] of [
+      [2, 7],
+      [20, 12],
+      [1, 5],
+    ] as const) {
       const rows = 9;
       const x = randomF32(numRows * cols, 800);
       x.fill(NaN, cols, 2 * cols); // row 1 (absent when numRows is 1: then the NaN sits past x's end)
       const xb = gpu.createBuffer('x', (numRows + 1) * cols * 4, storage());
-      gpu.write(xb, numRows === 1 ? (() => { const padded = new Float32Array(2 * cols).fill(NaN); padded.set(x.subarray(0, cols)); return padded; })() : x);
+      gpu.write(
+        xb,
+        numRows === 1
+          ? (() => {
+              const padded = new Float32Array(2 * cols).fill(NaN);
+              padded.set(x.subarray(0, cols));
+              return padded;
+            })()
+          : x,
+      );
       const wData = randomF32(rows * cols, 801);
       const w = uploadWeight(gpu, 'w', wData, rows, cols, 'f32');
       const yb = gpu.createBuffer('y', numRows * rows * 4, storage());

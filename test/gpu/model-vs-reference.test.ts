@@ -11,10 +11,31 @@ import { argmax, openTestRunner, relativeMaxError } from '../helpers/runner.js';
 import { rng } from '../helpers/gpu.js';
 
 const cases: { name: string; options: SyntheticModelOptions }[] = [
-  { name: 'llama GQA untied', options: { architecture: 'llama', hiddenSize: 96, numLayers: 2, numHeads: 6, numKvHeads: 2, intermediateSize: 136, tieWordEmbeddings: false } },
-  { name: 'llama MQA tied, partial rope scaling', options: { architecture: 'llama', hiddenSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 1, intermediateSize: 100, tieWordEmbeddings: true, ropeScaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 } } },
-  { name: 'mistral sliding window', options: { architecture: 'mistral', hiddenSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, intermediateSize: 96, slidingWindow: 7 } },
-  { name: 'qwen2 qkv bias tied', options: { architecture: 'qwen2', hiddenSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, intermediateSize: 88, qkvBias: true, tieWordEmbeddings: true } },
+  {
+    name: 'llama GQA untied',
+    options: { architecture: 'llama', hiddenSize: 96, numLayers: 2, numHeads: 6, numKvHeads: 2, intermediateSize: 136, tieWordEmbeddings: false },
+  },
+  {
+    name: 'llama MQA tied, partial rope scaling',
+    options: {
+      architecture: 'llama',
+      hiddenSize: 64,
+      numLayers: 2,
+      numHeads: 4,
+      numKvHeads: 1,
+      intermediateSize: 100,
+      tieWordEmbeddings: true,
+      ropeScaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 },
+    },
+  },
+  {
+    name: 'mistral sliding window',
+    options: { architecture: 'mistral', hiddenSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, intermediateSize: 96, slidingWindow: 7 },
+  },
+  {
+    name: 'qwen2 qkv bias tied',
+    options: { architecture: 'qwen2', hiddenSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, intermediateSize: 88, qkvBias: true, tieWordEmbeddings: true },
+  },
   { name: 'internlm2 packed wqkv', options: { architecture: 'internlm2', hiddenSize: 64, numLayers: 2, numHeads: 8, numKvHeads: 2, intermediateSize: 112 } },
 ];
 

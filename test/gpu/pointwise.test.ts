@@ -30,7 +30,8 @@ async function rmsNormVariants(): Promise<{ name: string; kernel: RmsNormKernel 
   if (gpu.hasSubgroups && (gpu.adapter.info.subgroupMinSize ?? 0) >= 8) reductions.push('subgroup8');
   const variants = [];
   for (const reduction of reductions) {
-    for (const vec4 of [false, true]) variants.push({ name: `${reduction}${vec4 ? '/vec4' : ''}`, kernel: await RmsNormKernel.create(gpu, { reduction, vec4 }) });
+    for (const vec4 of [false, true])
+      variants.push({ name: `${reduction}${vec4 ? '/vec4' : ''}`, kernel: await RmsNormKernel.create(gpu, { reduction, vec4 }) });
   }
   return variants;
 }
@@ -94,7 +95,15 @@ test('siluAndMul matches silu(gate) * up at odd sizes and multiples of 4, includ
   const variants: ActivationOptions[] = [{}, { vec4: false }, { workgroupSize: 256, columnsPerLane: 1 }, { workgroupSize: 8, columnsPerLane: 2 }];
   for (const options of variants) {
     const k = await ActivationKernel.create(gpu, options);
-    for (const [numRows, inter] of [[1, 1], [3, 7], [5, 1001], [33, 129], [2, 4], [3, 2052], [17, 96]] as const) {
+    for (const [numRows, inter] of [
+      [1, 1],
+      [3, 7],
+      [5, 1001],
+      [33, 129],
+      [2, 4],
+      [3, 2052],
+      [17, 96],
+    ] as const) {
       const gateUp = randomF32(numRows * 2 * inter, numRows * inter, 8);
       gateUp[0] = -120; // exp(120) overflows f32: must give -0, not NaN
       if (inter > 1) gateUp[1] = 95;
@@ -119,11 +128,18 @@ function gatherReference(table: Float32Array, cols: number, ids: readonly number
   return out;
 }
 
-async function checkGather(kernel: EmbeddingKernel, dtype: 'f32' | 'f16', rows: number, cols: number, maxChunkBytes: number | undefined, what: string): Promise<number> {
+async function checkGather(
+  kernel: EmbeddingKernel,
+  dtype: 'f32' | 'f16',
+  rows: number,
+  cols: number,
+  maxChunkBytes: number | undefined,
+  what: string,
+): Promise<number> {
   const gpu = await testDevice();
   const data = randomF32(rows * cols, rows + cols, 2);
   const table = uploadWeight(gpu, 'embed', data, rows, cols, dtype, maxChunkBytes);
-  const ids = [0, rows - 1, 3 % rows, 3 % rows, Math.floor(rows / 2), rows - 2 < 0 ? 0 : rows - 2, 1 % rows, Math.floor(rows / 3)];
+  const ids = [0, rows - 1, 3 % rows, 3 % rows, Math.floor(rows / 2), Math.max(rows - 2, 0), 1 % rows, Math.floor(rows / 3)];
   const out = gpu.createBuffer('out', ids.length * cols * 4, OUT());
   await runPass(gpu, (pass, u) => kernel.gather(pass, u, { table, ids: gpu.upload('ids', new Uint32Array(ids)), out, numTokens: ids.length }));
   const values = dtype === 'f16' ? f16BitsToF32(f32ToF16Bits(data)) : data;
@@ -138,7 +154,11 @@ test('gather copies f32 and f16 embedding rows, single- and multi-chunk, odd col
   for (const [i, k] of kernels.entries()) {
     const path = i === 0 ? 'packed' : 'native';
     for (const dtype of ['f32', 'f16'] as const) {
-      for (const [rows, cols] of [[37, 13], [50, 64], [11, 1]] as const) {
+      for (const [rows, cols] of [
+        [37, 13],
+        [50, 64],
+        [11, 1],
+      ] as const) {
         assert.is(await checkGather(k, dtype, rows, cols, undefined, `${dtype}/${path} ${rows}x${cols}`), 1);
         // Chunks of 4 rows (rows are padded to 8 elements, so 4 rows of f16 cols<=8 are 64 bytes).
         const rowBytes = Math.ceil(cols / 8) * 8 * (dtype === 'f32' ? 4 : 2);
@@ -157,7 +177,9 @@ test('gatherRows picks f32 activation rows in any order, with repeats', async ()
     const src = randomF32(numSrc * dim, dim, 5);
     const rows = [39, 0, 5, 5, 17];
     const out = gpu.createBuffer('out', rows.length * dim * 4, OUT());
-    await runPass(gpu, (pass, u) => k.gatherRows(pass, u, { src: gpu.upload('src', src), rows: gpu.upload('rows', new Uint32Array(rows)), out, numRows: rows.length, dim }));
+    await runPass(gpu, (pass, u) =>
+      k.gatherRows(pass, u, { src: gpu.upload('src', src), rows: gpu.upload('rows', new Uint32Array(rows)), out, numRows: rows.length, dim }),
+    );
     assert.equal(Array.from(await gpu.readF32(out, rows.length * dim)), Array.from(gatherReference(src, dim, rows)), `gatherRows dim=${dim}`);
   }
 });

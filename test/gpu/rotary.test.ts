@@ -30,7 +30,19 @@ async function runCase(c: Case, seed: number, options: RotaryOptions = {}): Prom
   const vOffset = kOffset + c.numKvHeads * c.headDim;
   const rowStride = vOffset + c.numKvHeads * c.headDim + c.tail;
   const qkv = randomF32(numTokens * rowStride, seed);
-  const args: RotaryRefArgs = { numTokens, rowStride, qOffset, numHeads: c.numHeads, kOffset, numKvHeads: c.numKvHeads, headDim: c.headDim, rotaryDim: c.rotaryDim, positions: c.positions, invFreq: c.invFreq, attentionScaling: c.attentionScaling };
+  const args: RotaryRefArgs = {
+    numTokens,
+    rowStride,
+    qOffset,
+    numHeads: c.numHeads,
+    kOffset,
+    numKvHeads: c.numKvHeads,
+    headDim: c.headDim,
+    rotaryDim: c.rotaryDim,
+    positions: c.positions,
+    invFreq: c.invFreq,
+    attentionScaling: c.attentionScaling,
+  };
   const qkvBuf = gpu.upload('qkv', qkv);
   const positions = gpu.upload('positions', Uint32Array.from(c.positions));
   const invFreq = gpu.upload('inv-freq', c.invFreq);
@@ -49,11 +61,37 @@ async function runCase(c: Case, seed: number, options: RotaryOptions = {}): Prom
 const LARGE_POSITIONS = [0, 1, 63, 64, 4095, 32767, 7, 32768, 100000];
 
 test('full rotary, GQA heads, positions up to 100k match float64', async () => {
-  await runCase({ numHeads: 4, numKvHeads: 2, headDim: 64, rotaryDim: 64, positions: LARGE_POSITIONS, invFreq: defaultInvFreq(64, 10000), attentionScaling: 1, lead: 3, tail: 5 }, 1);
+  await runCase(
+    {
+      numHeads: 4,
+      numKvHeads: 2,
+      headDim: 64,
+      rotaryDim: 64,
+      positions: LARGE_POSITIONS,
+      invFreq: defaultInvFreq(64, 10000),
+      attentionScaling: 1,
+      lead: 3,
+      tail: 5,
+    },
+    1,
+  );
 });
 
 test('partial rotary (rotaryDim < headDim), odd token count, theta 1e6', async () => {
-  await runCase({ numHeads: 3, numKvHeads: 1, headDim: 32, rotaryDim: 16, positions: [5, 4095, 32767, 2, 31], invFreq: defaultInvFreq(16, 1e6), attentionScaling: 1, lead: 0, tail: 1 }, 2);
+  await runCase(
+    {
+      numHeads: 3,
+      numKvHeads: 1,
+      headDim: 32,
+      rotaryDim: 16,
+      positions: [5, 4095, 32767, 2, 31],
+      invFreq: defaultInvFreq(16, 1e6),
+      attentionScaling: 1,
+      lead: 0,
+      tail: 1,
+    },
+    2,
+  );
 });
 
 test('attentionScaling multiplies cos and sin; arbitrary host inv_freq is honoured', async () => {
@@ -62,7 +100,17 @@ test('attentionScaling multiplies cos and sin; arbitrary host inv_freq is honour
 });
 
 test("tiny workgroups: a head's pairs span several workgroups, GPU-sized workgroups leave lanes idle", async () => {
-  const c: Case = { numHeads: 3, numKvHeads: 1, headDim: 40, rotaryDim: 36, positions: [9, 32767, 0, 77], invFreq: defaultInvFreq(36, 10000), attentionScaling: 1, lead: 2, tail: 3 };
+  const c: Case = {
+    numHeads: 3,
+    numKvHeads: 1,
+    headDim: 40,
+    rotaryDim: 36,
+    positions: [9, 32767, 0, 77],
+    invFreq: defaultInvFreq(36, 10000),
+    attentionScaling: 1,
+    lead: 2,
+    tail: 3,
+  };
   await runCase(c, 4, { workgroupSize: 8 });
   await runCase(c, 5, { workgroupSize: 64 });
 });
@@ -72,7 +120,24 @@ test('rotaryDim must be even and within headDim', async () => {
   const kernel = await RotaryKernel.create(gpu);
   const b = gpu.upload('x', new Float32Array(64));
   await runPass(gpu, (pass, u) => {
-    assert.throws(() => kernel.apply(pass, u, { qkv: b, numTokens: 1, rowStride: 64, qOffset: 0, numHeads: 1, kOffset: 32, numKvHeads: 1, headDim: 32, rotaryDim: 33, positions: b, invFreq: b, attentionScaling: 1 }), /rotaryDim 33/);
+    assert.throws(
+      () =>
+        kernel.apply(pass, u, {
+          qkv: b,
+          numTokens: 1,
+          rowStride: 64,
+          qOffset: 0,
+          numHeads: 1,
+          kOffset: 32,
+          numKvHeads: 1,
+          headDim: 32,
+          rotaryDim: 33,
+          positions: b,
+          invFreq: b,
+          attentionScaling: 1,
+        }),
+      /rotaryDim 33/,
+    );
   });
 });
 

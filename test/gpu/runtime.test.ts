@@ -21,8 +21,11 @@ test('a WGSL kernel round-trips data (odd length)', async () => {
   const gpu = await testDevice();
   const k = await ElementwiseKernels.create(gpu);
   const n = 1000 * 257 + 3;
-  const a = randomF32(n, 1), b = randomF32(n, 2);
-  const ba = gpu.upload('a', a), bb = gpu.upload('b', b), out = gpu.createBuffer('out', n * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
+  const a = randomF32(n, 1),
+    b = randomF32(n, 2);
+  const ba = gpu.upload('a', a),
+    bb = gpu.upload('b', b),
+    out = gpu.createBuffer('out', n * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
   await runPass(gpu, (pass, u) => k.add(pass, u, ba, bb, out, n));
   const got = await gpu.readF32(out, n);
   for (let i = 0; i < n; i += 997) assert.is(got[i], Math.fround(a[i]! + b[i]!));
@@ -33,16 +36,24 @@ test('bind groups are reused only for identical bindings (offsets, sizes and uni
   const gpu = await testDevice();
   const k = await ElementwiseKernels.create(gpu);
   const n = 300; // per half; offsets are multiples of 256 bytes as bindings require
-  const a = randomF32(2 * 320, 3), b = randomF32(2 * 320, 4);
-  const ba = gpu.upload('a', a), bb = gpu.upload('b', b);
+  const a = randomF32(2 * 320, 3),
+    b = randomF32(2 * 320, 4);
+  const ba = gpu.upload('a', a),
+    bb = gpu.upload('b', b);
   const out = gpu.createBuffer('out', 2 * 320 * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
   const half = (buf: GPUBuffer, i: number) => ({ buffer: buf, offset: i * 320 * 4, size: n * 4 });
   // The same pipeline and buffers twice per pass, differing only in offsets; then again in a second
   // pass (same uniform-arena offsets, so cached groups are hit) with a different element count.
-  await runPass(gpu, (pass, u) => { k.add(pass, u, half(ba, 0), half(bb, 0), half(out, 0), n); k.add(pass, u, half(ba, 1), half(bb, 1), half(out, 1), n); });
+  await runPass(gpu, (pass, u) => {
+    k.add(pass, u, half(ba, 0), half(bb, 0), half(out, 0), n);
+    k.add(pass, u, half(ba, 1), half(bb, 1), half(out, 1), n);
+  });
   let got = await gpu.readF32(out, 2 * 320);
   for (const i of [0, n - 1, 320, 320 + n - 1]) assert.is(got[i], Math.fround(a[i]! + b[i]!), `element ${i}`);
-  await runPass(gpu, (pass, u) => { k.add(pass, u, half(bb, 0), half(bb, 0), half(out, 0), 10); k.add(pass, u, half(ba, 1), half(ba, 1), half(out, 1), 10); });
+  await runPass(gpu, (pass, u) => {
+    k.add(pass, u, half(bb, 0), half(bb, 0), half(out, 0), 10);
+    k.add(pass, u, half(ba, 1), half(ba, 1), half(out, 1), 10);
+  });
   got = await gpu.readF32(out, 2 * 320);
   assert.is(got[9], Math.fround(2 * b[9]!));
   assert.is(got[10], Math.fround(a[10]! + b[10]!), 'beyond the new count: left from the first pass');
@@ -88,17 +99,22 @@ test('two devices coexist and run concurrently', async () => {
   assert.ok(d0 && d1 && d0.device !== d1.device);
   const [k0, k1] = await Promise.all([ElementwiseKernels.create(d0), ElementwiseKernels.create(d1)]);
   const n = 4099;
-  const a = randomF32(n, 3), b = randomF32(n, 4);
+  const a = randomF32(n, 3),
+    b = randomF32(n, 4);
   const run = async (gpu: typeof d0, k: ElementwiseKernels, scale: number) => {
     const out = gpu.createBuffer('out', n * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
-    const bb = gpu.upload('b', b.map((x) => x * scale));
+    const bb = gpu.upload(
+      'b',
+      b.map((x) => x * scale),
+    );
     await runPass(gpu, (pass, u) => k.add(pass, u, gpu.upload('a', a), bb, out, n));
     return gpu.readF32(out, n);
   };
   const [r0, r1] = await Promise.all([run(d0, k0, 1), run(d1, k1, 2)]);
   assert.is(r0[17], Math.fround(a[17]! + b[17]!));
   assert.is(r1[17], Math.fround(a[17]! + Math.fround(b[17]! * 2)));
-  d0.destroy(); d1.destroy();
+  d0.destroy();
+  d1.destroy();
 });
 
 test('repeating an adapter index without permission is refused; a missing index is a clear error', async () => {

@@ -42,8 +42,18 @@ function rowOf(logits: Float32Array, vocab: number, r: number): Float32Array {
 
 function compareLogprobs(got: SampleResult, want: SampleResult, what: string): void {
   assertClose([got.logprob], [want.logprob], 1e-4, 1e-5, `${what}: chosen logprob`);
-  assert.equal(got.topLogprobs.map((c) => c.tokenId), want.topLogprobs.map((c) => c.tokenId), `${what}: top logprob ids`);
-  assertClose(got.topLogprobs.map((c) => c.logprob), want.topLogprobs.map((c) => c.logprob), 1e-4, 1e-5, `${what}: top logprobs`);
+  assert.equal(
+    got.topLogprobs.map((c) => c.tokenId),
+    want.topLogprobs.map((c) => c.tokenId),
+    `${what}: top logprob ids`,
+  );
+  assertClose(
+    got.topLogprobs.map((c) => c.logprob),
+    want.topLogprobs.map((c) => c.logprob),
+    1e-4,
+    1e-5,
+    `${what}: top logprobs`,
+  );
 }
 
 test('greedy picks the argmax (lowest id on ties) at odd vocab sizes', async () => {
@@ -75,15 +85,26 @@ test('logprobs and top logprobs equal log_softmax of the raw logits, ties broken
   // Row 2: many equal values straddling the 20th place; row 3: a flat row (every value tied).
   for (const i of [10, 400, 401, 2000, 4999, 5002]) logits[2 * vocab + i] = 30;
   logits.fill(0.25, 3 * vocab, 4 * vocab);
-  const rows = [row({ temperature: 0, logprobs: 20 }), row({ temperature: 0.7, logprobs: 1, seed: 3 }), row({ temperature: 0, logprobs: 3 }), row({ temperature: 1, logprobs: 20, seed: 9 })];
+  const rows = [
+    row({ temperature: 0, logprobs: 20 }),
+    row({ temperature: 0.7, logprobs: 1, seed: 3 }),
+    row({ temperature: 0, logprobs: 3 }),
+    row({ temperature: 1, logprobs: 20, seed: 9 }),
+  ];
   const got = await sampleGpu(vocab, logits, rows);
   for (let r = 0; r < numRows; r++) {
     const want = sampleReference(rowOf(logits, vocab, r), rows[r]!);
     compareLogprobs(got[r]!, want, `row ${r}`);
     assert.is(got[r]!.topLogprobs.length, rows[r]!.params.logprobs!);
   }
-  assert.equal(got[2]!.topLogprobs.map((c) => c.tokenId), [10, 400, 401]);
-  assert.equal(got[3]!.topLogprobs.map((c) => c.tokenId), Array.from({ length: 20 }, (_, i) => i));
+  assert.equal(
+    got[2]!.topLogprobs.map((c) => c.tokenId),
+    [10, 400, 401],
+  );
+  assert.equal(
+    got[3]!.topLogprobs.map((c) => c.tokenId),
+    Array.from({ length: 20 }, (_, i) => i),
+  );
   // logprobs: null and 0 return no alternatives but still the chosen token's logprob.
   const [none, zero] = await sampleGpu(vocab, logits.subarray(0, vocab), [row({ temperature: 0 }), row({ temperature: 0, logprobs: 0 })]);
   assert.is(none!.topLogprobs.length, 0);
@@ -94,18 +115,30 @@ test('logprobs and top logprobs equal log_softmax of the raw logits, ties broken
 test('the same seed and step give the same draw in any batch; another seed gives other draws', async () => {
   const vocab = 1000;
   const logits = randomF32(vocab, 5, 2);
-  const a = await sampleGpu(vocab, logits, Array.from({ length: 64 }, (_, s) => row({ seed: 1234 }, s)));
+  const a = await sampleGpu(
+    vocab,
+    logits,
+    Array.from({ length: 64 }, (_, s) => row({ seed: 1234 }, s)),
+  );
   // The same streams, reversed and interleaved with other requests.
   const mixed: SamplingRow[] = [];
   for (let s = 63; s >= 0; s--) mixed.push(row({ seed: 99, topK: 5 }, s), row({ seed: 1234 }, s));
   const b = await sampleGpu(vocab, logits, mixed);
   for (let s = 0; s < 64; s++) assert.is(b[2 * (63 - s) + 1]!.tokenId, a[s]!.tokenId, `step ${s}`);
-  const c = await sampleGpu(vocab, logits, Array.from({ length: 64 }, (_, s) => row({ seed: 1235 }, s)));
+  const c = await sampleGpu(
+    vocab,
+    logits,
+    Array.from({ length: 64 }, (_, s) => row({ seed: 1235 }, s)),
+  );
   const same = a.filter((x, s) => x.tokenId === c[s]!.tokenId).length;
   assert.ok(same < 16, `seed 1235 repeated ${same}/64 draws of seed 1234`);
   assert.ok(new Set(a.map((x) => x.tokenId)).size > 20, 'draws vary with the step');
   // Seeds past 2^32 use their high word too.
-  const hi = await sampleGpu(vocab, logits, Array.from({ length: 64 }, (_, s) => row({ seed: 1234 + 2 ** 32 }, s)));
+  const hi = await sampleGpu(
+    vocab,
+    logits,
+    Array.from({ length: 64 }, (_, s) => row({ seed: 1234 + 2 ** 32 }, s)),
+  );
   assert.ok(hi.filter((x, s) => x.tokenId === a[s]!.tokenId).length < 16, 'the seed high word matters');
 });
 
@@ -174,7 +207,12 @@ test('penalties change exactly the tokens they should', async () => {
   const logits = randomF32(vocab, 8, 1);
   // Positive and negative logits among the penalised tokens. Unpenalised order: 100 > 4097 > 4098 > 200;
   // 4097 is in the prompt only, so repetition moves the argmax to 4098, presence/frequency to 4097.
-  logits[100] = 6; logits[200] = 5.9; logits[300] = -2; logits[301] = 5.5; logits[4097] = 5.97; logits[4098] = 5.95;
+  logits[100] = 6;
+  logits[200] = 5.9;
+  logits[300] = -2;
+  logits[301] = 5.5;
+  logits[4097] = 5.97;
+  logits[4098] = 5.95;
   const prompt = [300, 7, 7, 4097];
   const output = [100, 200, 200, 300, 301, 9999 /* out of vocab: ignored */];
   const cases: Partial<SamplingParams>[] = [
@@ -184,17 +222,26 @@ test('penalties change exactly the tokens they should', async () => {
     { repetitionPenalty: 0.8, presencePenalty: -0.3, frequencyPenalty: 0.1 },
     { repetitionPenalty: 2, frequencyPenalty: 1.5 },
   ];
-  const rows = cases.flatMap((cfg) => [row({ ...cfg, temperature: 0, logprobs: 5 }, 0, prompt, output), row({ ...cfg, temperature: 0.9, seed: 11 }, 3, prompt, output)]);
+  const rows = cases.flatMap((cfg) => [
+    row({ ...cfg, temperature: 0, logprobs: 5 }, 0, prompt, output),
+    row({ ...cfg, temperature: 0.9, seed: 11 }, 3, prompt, output),
+  ]);
   const got = await sampleGpu(vocab, logits, rows);
   rows.forEach((r, i) => {
     const want = sampleReference(logits, r);
     assert.is(got[i]!.tokenId, want.tokenId, `${JSON.stringify(r.params)}`);
     compareLogprobs(got[i]!, want, `${JSON.stringify(r.params)}`);
   });
-  assert.equal(got.filter((_, i) => i % 2 === 0).map((g) => g.tokenId), [4098, 4097, 4097, 100, 4098], 'penalised greedy choices');
+  assert.equal(
+    got.filter((_, i) => i % 2 === 0).map((g) => g.tokenId),
+    [4098, 4097, 4097, 100, 4098],
+    'penalised greedy choices',
+  );
   // The penalised logits themselves: draws over a tiny vocab at high temperature see every change.
   const small = new Float32Array([2, 1, 0.5, -1, 3, 0]);
-  const smallRows = Array.from({ length: 400 }, (_, s) => row({ repetitionPenalty: 1.5, presencePenalty: 0.4, frequencyPenalty: 0.3, seed: 2 }, s, [0, 3], [4, 4, 1]));
+  const smallRows = Array.from({ length: 400 }, (_, s) =>
+    row({ repetitionPenalty: 1.5, presencePenalty: 0.4, frequencyPenalty: 0.3, seed: 2 }, s, [0, 3], [4, 4, 1]),
+  );
   const smallGot = await sampleGpu(small.length, small, smallRows);
   const mismatches = smallGot.filter((g, s) => g.tokenId !== sampleReference(small, smallRows[s]!).tokenId).length;
   assert.ok(mismatches <= 1, `${mismatches}/400 penalised draws differ from the reference`);
@@ -206,16 +253,23 @@ async function mixedBatch(vocab: number, numRows: number): Promise<void> {
   const rows: SamplingRow[] = [];
   for (let i = 0; i < numRows; i++) {
     const history = Array.from({ length: 30 }, () => Math.floor(r() * vocab));
-    rows.push(row({
-      temperature: i % 4 === 0 ? 0 : 0.5 + r(),
-      topK: i % 3 === 0 ? 40 : 0,
-      topP: i % 5 === 1 ? 0.9 : 1,
-      minP: i % 7 === 2 ? 0.1 : 0,
-      repetitionPenalty: i % 6 === 3 ? 1.2 : 1,
-      frequencyPenalty: i % 8 === 5 ? 0.5 : 0,
-      seed: 1000 + i,
-      logprobs: i % 2 === 0 ? i % 21 : null,
-    }, i * 3, history.slice(0, 20), history.slice(20)));
+    rows.push(
+      row(
+        {
+          temperature: i % 4 === 0 ? 0 : 0.5 + r(),
+          topK: i % 3 === 0 ? 40 : 0,
+          topP: i % 5 === 1 ? 0.9 : 1,
+          minP: i % 7 === 2 ? 0.1 : 0,
+          repetitionPenalty: i % 6 === 3 ? 1.2 : 1,
+          frequencyPenalty: i % 8 === 5 ? 0.5 : 0,
+          seed: 1000 + i,
+          logprobs: i % 2 === 0 ? i % 21 : null,
+        },
+        i * 3,
+        history.slice(0, 20),
+        history.slice(20),
+      ),
+    );
   }
   const got = await sampleGpu(vocab, logits, rows);
   let mismatches = 0;

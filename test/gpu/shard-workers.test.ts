@@ -8,11 +8,10 @@ import { parseDeviceSelectList, hasIdenticalGpus } from '../../src/gpu/physical.
 import { planShardPlacement } from '../../src/runner/worker/placement.js';
 import type { RemoteShard } from '../../src/runner/worker/host.js';
 import { greedyLogits as greedyLogitsOf, relativeMaxError } from '../helpers/runner.js';
-import { collect, openEngine, PUBLISHED_GREEDY_TEXT, request, STORIES } from '../helpers/engine.js';
+import { openEngine, PUBLISHED_GREEDY_TEXT, request, STORIES } from '../helpers/engine.js';
 import { runCli } from '../helpers/cli.js';
 
-const greedyLogits = (tp: number, shardProcesses: boolean, prompt: number[], steps: number) =>
-  greedyLogitsOf(STORIES, { tp, shardProcesses }, prompt, steps);
+const greedyLogits = (tp: number, shardProcesses: boolean, prompt: number[], steps: number) => greedyLogitsOf(STORIES, { tp, shardProcesses }, prompt, steps);
 
 test('stories260K: tp 2 and 4 in worker processes give the in-process tp 1 logits and greedy tokens', async () => {
   const prompt = [1, 403, 407, 261, 378];
@@ -26,7 +25,21 @@ test('stories260K: tp 2 and 4 in worker processes give the in-process tp 1 logit
 });
 
 test('generate --devices 0,0 --shard-processes prints the published greedy text', async () => {
-  const r = await runCli(['generate', STORIES, '--prompt', '', '--max-tokens', '64', '--dtype', 'f32', '--kv-cache-blocks', '16', '--devices', '0,0', '--shard-processes']);
+  const r = await runCli([
+    'generate',
+    STORIES,
+    '--prompt',
+    '',
+    '--max-tokens',
+    '64',
+    '--dtype',
+    'f32',
+    '--kv-cache-blocks',
+    '16',
+    '--devices',
+    '0,0',
+    '--shard-processes',
+  ]);
   assert.is(r.code, 0, r.stderr);
   assert.ok(r.stdout.startsWith(PUBLISHED_GREEDY_TEXT), r.stdout);
   assert.match(r.stderr, /tp=2 \(worker processes\)/);
@@ -42,7 +55,10 @@ test('a worker killed mid-run fails the request with a message naming the shard,
         if (++numDeltas === 3) process.kill(victim.pid!, 'SIGKILL');
       }
     })();
-    const err = await run.then(() => null, (e: Error) => e);
+    const err = await run.then(
+      () => null,
+      (e: Error) => e,
+    );
     assert.ok(err, `the stream ended normally after ${numDeltas} deltas`);
     assert.match(err!.message, /shard 1/);
     assert.ok(numDeltas >= 3 && numDeltas < 1000);
@@ -72,13 +88,29 @@ test('MESA_VK_DEVICE_SELECT=list output maps device indices to the environment e
 
   const placements = planShardPlacement([1, 0], gpus, false)!;
   assert.ok(placements, 'identical GPUs need worker processes even without --shard-processes');
-  assert.equal(placements.map((p) => [p.rank, p.deviceIndex, p.adapterIndex]), [[0, 1, 0], [1, 0, 0]]);
-  assert.equal(placements[0]!.env, { MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE: '1', NODEVICE_SELECT: undefined, MESA_VK_DEVICE_SELECT: undefined, DRI_PRIME: 'pci-0000_2a_00_0' });
+  assert.equal(
+    placements.map((p) => [p.rank, p.deviceIndex, p.adapterIndex]),
+    [
+      [0, 1, 0],
+      [1, 0, 0],
+    ],
+  );
+  assert.equal(placements[0]!.env, {
+    MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE: '1',
+    NODEVICE_SELECT: undefined,
+    MESA_VK_DEVICE_SELECT: undefined,
+    DRI_PRIME: 'pci-0000_2a_00_0',
+  });
   assert.is(placements[1]!.env.DRI_PRIME, 'pci-0000_18_00_0');
   assert.match(placements[0]!.label, /shard 0 \(GPU 1 NVIDIA H100 80GB HBM3 0000:2a:00.0\)/);
   // A unique device without a bus is pinned by vendor:device id.
   const cpu = planShardPlacement([2], gpus, false)![0]!;
-  assert.equal(cpu.env, { MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE: '1', NODEVICE_SELECT: undefined, DRI_PRIME: undefined, MESA_VK_DEVICE_SELECT: '10005:0' });
+  assert.equal(cpu.env, {
+    MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE: '1',
+    NODEVICE_SELECT: undefined,
+    DRI_PRIME: undefined,
+    MESA_VK_DEVICE_SELECT: '10005:0',
+  });
   assert.throws(() => planShardPlacement([3], gpus, false), /device index 3 does not exist: this machine has 3 GPU/);
 });
 
@@ -87,7 +119,13 @@ test('without identical GPUs shards stay in-process unless forced; twins without
   assert.is(planShardPlacement([0, 0], one, false), null);
   assert.is(planShardPlacement([0, 0], null, false), null);
   const forced = planShardPlacement([0, 0], one, true)!;
-  assert.equal(forced.map((p) => [p.adapterIndex, p.env]), [[0, {}], [0, {}]]);
+  assert.equal(
+    forced.map((p) => [p.adapterIndex, p.env]),
+    [
+      [0, {}],
+      [0, {}],
+    ],
+  );
   assert.is(parseDeviceSelectList('no layer here\n'), null);
   const noBus = parseDeviceSelectList('selectable devices:\n  GPU 0: 1002:73bf "AMD RX 6800" discrete GPU\n  GPU 1: 1002:73bf "AMD RX 6800" discrete GPU\n')!;
   assert.throws(() => planShardPlacement([0, 1], noBus, false), /GPUs 0 and 1 are both "AMD RX 6800" \(1002:73bf\) and the driver reports no PCI bus/);

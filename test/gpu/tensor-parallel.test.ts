@@ -25,7 +25,18 @@ test('stories260K: tp 2 and 4 give the tp 1 logits and greedy tokens', async () 
 test('generated GQA model with more shards than kv heads (kv heads replicated) agrees across tp', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'tp-'));
   try {
-    await writeSyntheticModel(dir, { architecture: 'qwen2', hiddenSize: 64, numLayers: 2, numHeads: 8, numKvHeads: 2, intermediateSize: 96, qkvBias: true, tieWordEmbeddings: false, dtype: 'F32', seed: 3 });
+    await writeSyntheticModel(dir, {
+      architecture: 'qwen2',
+      hiddenSize: 64,
+      numLayers: 2,
+      numHeads: 8,
+      numKvHeads: 2,
+      intermediateSize: 96,
+      qkvBias: true,
+      tieWordEmbeddings: false,
+      dtype: 'F32',
+      seed: 3,
+    });
     const prompt = [1, 20, 30, 40, 50, 60, 70];
     const base = await greedyLogits(dir, 1, prompt, 8);
     for (const tp of [2, 4]) {

@@ -8,7 +8,10 @@ import { EngineOverloadedError, EngineUnavailableError } from '../../src/common/
 
 export const BOS_ID = 1;
 export const EOS_ID = 2;
-const SPECIAL_TEXT = new Map([[BOS_ID, '<s>'], [EOS_ID, '</s>']]);
+const SPECIAL_TEXT = new Map([
+  [BOS_ID, '<s>'],
+  [EOS_ID, '</s>'],
+]);
 /** Characters map to codePoint + CHAR_OFFSET so ids 0..2 stay free for <unk>, <s>, </s>. */
 const CHAR_OFFSET = 3;
 
@@ -22,8 +25,16 @@ export class ToyCodec implements TextCodec {
   encode(text: string, options?: { addSpecialTokens?: boolean }): number[] {
     const ids: number[] = options?.addSpecialTokens === false ? [] : [BOS_ID];
     for (let i = 0; i < text.length; ) {
-      if (text.startsWith('<s>', i)) { ids.push(BOS_ID); i += 3; continue; }
-      if (text.startsWith('</s>', i)) { ids.push(EOS_ID); i += 4; continue; }
+      if (text.startsWith('<s>', i)) {
+        ids.push(BOS_ID);
+        i += 3;
+        continue;
+      }
+      if (text.startsWith('</s>', i)) {
+        ids.push(EOS_ID);
+        i += 4;
+        continue;
+      }
       const cp = text.codePointAt(i)!;
       ids.push(cp + CHAR_OFFSET);
       i += cp > 0xffff ? 2 : 1;
@@ -85,7 +96,9 @@ export class FakeEngine implements EngineClient {
   }
 
   /** Requests generating right now; 0 after every test proves nothing leaked. */
-  get numLive(): number { return this.live.size; }
+  get numLive(): number {
+    return this.live.size;
+  }
 
   generate(request: GenerateRequest, signal?: AbortSignal): AsyncIterable<GenerateDelta> {
     return this.run(request, signal);
@@ -114,9 +127,13 @@ export class FakeEngine implements EngineClient {
     };
   }
 
-  health(): EngineHealth { return this.healthState; }
+  health(): EngineHealth {
+    return this.healthState;
+  }
 
-  async shutdown(): Promise<void> { this.shutDown = true; }
+  async shutdown(): Promise<void> {
+    this.shutDown = true;
+  }
 
   private async *run(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateDelta> {
     if (this.shutDown) throw new EngineUnavailableError('shutting down');
@@ -166,11 +183,21 @@ export class FakeEngine implements EngineClient {
       } else {
         pending += this.codec.decode([tokenId], { skipSpecialTokens: request.skipSpecialTokens });
         const held = splitAtStop(pending, request.stop);
-        if (held.stopped) { finishReason = 'stop'; text = held.emit; }
-        else if (usage.completionTokens >= maxTokens) { finishReason = 'length'; text = pending; }
-        else { text = held.emit; pending = held.keep; }
+        if (held.stopped) {
+          finishReason = 'stop';
+          text = held.emit;
+        } else if (usage.completionTokens >= maxTokens) {
+          finishReason = 'length';
+          text = pending;
+        } else {
+          text = held.emit;
+          pending = held.keep;
+        }
       }
-      if (finishReason) { this.totals.finished++; this.live.delete(requestId); }
+      if (finishReason) {
+        this.totals.finished++;
+        this.live.delete(requestId);
+      }
       yield { requestId, text, tokenIds: [tokenId], logprobs, finishReason, usage: { ...usage } };
       if (finishReason) return;
     }
@@ -212,7 +239,10 @@ function splitAtStop(pending: string, stops: readonly string[]): { stopped: bool
   let keepFrom = pending.length;
   for (const stop of stops) {
     for (let n = Math.min(stop.length - 1, pending.length); n > 0; n--) {
-      if (pending.endsWith(stop.slice(0, n))) { keepFrom = Math.min(keepFrom, pending.length - n); break; }
+      if (pending.endsWith(stop.slice(0, n))) {
+        keepFrom = Math.min(keepFrom, pending.length - n);
+        break;
+      }
     }
   }
   return { stopped: false, emit: pending.slice(0, keepFrom), keep: pending.slice(keepFrom) };
@@ -235,7 +265,10 @@ export async function startFakeServer(
     apiKeys: [],
     allowOrigins: [],
     logLevel: process.env.LOG ? 'debug' : 'info',
-    logSink: (line) => { logLines.push(line); if (process.env.LOG) process.stderr.write(`${line}\n`); },
+    logSink: (line) => {
+      logLines.push(line);
+      if (process.env.LOG) process.stderr.write(`${line}\n`);
+    },
     ...serverOptions,
     host: '127.0.0.1',
     port: 0,

@@ -52,9 +52,14 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
     let at = 0;
     for (let i = 0; i < actual.length; i++) {
       const r = Math.abs(actual[i]! - expected[i]!) / (atol + rtol * Math.abs(expected[i]!));
-      if (!(r <= 1)) { at = i; break; }
+      if (!(r <= 1)) {
+        at = i;
+        break;
+      }
     }
-    throw new Error(`${what} differ beyond tolerance (rtol ${rtol}, atol ${atol}): worst ratio ${worst.toFixed(2)}, first at [${at}]: got ${actual[at]}, want ${expected[at]}`);
+    throw new Error(
+      `${what} differ beyond tolerance (rtol ${rtol}, atol ${atol}): worst ratio ${worst.toFixed(2)}, first at [${at}]: got ${actual[at]}, want ${expected[at]}`,
+    );
   }
 }
 

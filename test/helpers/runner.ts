@@ -56,7 +56,9 @@ export async function openTestRunner(modelDir: string, options: TestRunnerOption
     async forward(tokens, start) {
       const output: SchedulerOutput = {
         step: step++,
-        sequences: [{ requestId: 'r', tokenIds: tokens, startPosition: start, blockIds: blockIds.slice(0, Math.ceil((start + tokens.length) / blockSize)), sample: true }],
+        sequences: [
+          { requestId: 'r', tokenIds: tokens, startPosition: start, blockIds: blockIds.slice(0, Math.ceil((start + tokens.length) / blockSize)), sample: true },
+        ],
         numScheduledTokens: tokens.length,
         preemptedRequestIds: [],
       };

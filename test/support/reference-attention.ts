@@ -165,7 +165,7 @@ export function attentionReference(batch: PagedBatch, a: AttentionRefArgs): Floa
       for (let i = 0; i < scores.length; i++) sum += scores[i] = Math.exp(scores[i]! - max);
       for (let i = 0; i < scores.length; i++) {
         const p = scores[i]! / sum;
-        for (let d = 0; d < headDim; d++) out[qBase + d] += p * batch.vCache[bases[i]! + d]!;
+        for (let d = 0; d < headDim; d++) out[qBase + d]! += p * batch.vCache[bases[i]! + d]!;
       }
     }
   }

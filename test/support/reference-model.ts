@@ -156,7 +156,8 @@ export class ReferenceModel {
     for (const cache of this.layerCaches) {
       if (cache.keys.length >= numTokens * kvDim) continue;
       const capacity = Math.max(numTokens, (2 * cache.keys.length) / kvDim) * kvDim;
-      const keys = new Float32Array(capacity), values = new Float32Array(capacity);
+      const keys = new Float32Array(capacity),
+        values = new Float32Array(capacity);
       keys.set(cache.keys);
       values.set(cache.values);
       cache.keys = keys;

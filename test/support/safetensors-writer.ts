@@ -55,7 +55,8 @@ export async function writeSafetensorsStreaming(
     for (const [i, spec] of specs.entries()) {
       const data = await produce(spec, i);
       const expected = numElements(spec.shape);
-      if (data.length !== expected) throw new Error(`writeSafetensors: tensor "${spec.name}" [${spec.shape.join(', ')}] needs ${expected} values, got ${data.length}`);
+      if (data.length !== expected)
+        throw new Error(`writeSafetensors: tensor "${spec.name}" [${spec.shape.join(', ')}] needs ${expected} values, got ${data.length}`);
       position = await writeFully(handle, encode(data, spec.dtype), position);
     }
   } finally {

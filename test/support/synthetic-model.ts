@@ -102,12 +102,17 @@ function hfConfig(o: SyntheticModelOptions & { vocabSize: number; dtype: Safeten
 }
 
 type Init = 'matrix' | 'norm' | 'bias';
-interface SyntheticSpec extends TensorSpec { init: Init }
+interface SyntheticSpec extends TensorSpec {
+  init: Init;
+}
 
 /** The HF tensors of the model, in checkpoint order. */
 export function syntheticTensorSpecs(o: SyntheticModelOptions & { vocabSize: number; dtype: SafetensorsDtype }): SyntheticSpec[] {
   const headDim = o.headDim ?? o.hiddenSize / o.numHeads;
-  const qDim = o.numHeads * headDim, kvDim = o.numKvHeads * headDim, h = o.hiddenSize, ffn = o.intermediateSize;
+  const qDim = o.numHeads * headDim,
+    kvDim = o.numKvHeads * headDim,
+    h = o.hiddenSize,
+    ffn = o.intermediateSize;
   const specs: SyntheticSpec[] = [];
   const add = (name: string, shape: number[], init: Init) => specs.push({ name, shape, dtype: o.dtype, init });
   const internlm = o.architecture === 'internlm2';
@@ -201,7 +206,10 @@ function fillNormal(out: Float32Array, rng: () => number, std: number): void {
 
 /** sfc32: a small, fast 32-bit PRNG with good statistical quality; returns uniforms in [0, 1). */
 function sfc32(seed: number, stream: number): () => number {
-  let a = 0x9e3779b9 ^ seed, b = 0x243f6a88 ^ stream, c = 0xb7e15162, d = 1;
+  let a = 0x9e3779b9 ^ seed,
+    b = 0x243f6a88 ^ stream,
+    c = 0xb7e15162,
+    d = 1;
   const next = () => {
     const t = (((a + b) | 0) + d) | 0;
     d = (d + 1) | 0;

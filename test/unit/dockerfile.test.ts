@@ -58,13 +58,26 @@ function isIgnored(path: string, patterns: string[]): boolean {
   for (const raw of patterns) {
     const negate = raw.startsWith('!');
     const pattern = (negate ? raw.slice(1) : raw).replace(/^\/+|\/+$/g, '');
-    const re = new RegExp(`^${pattern.split('**').map((s) => s.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]')).join('.*')}$`);
+    const re = new RegExp(
+      `^${pattern
+        .split('**')
+        .map((s) =>
+          s
+            .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+            .replace(/\*/g, '[^/]*')
+            .replace(/\?/g, '[^/]'),
+        )
+        .join('.*')}$`,
+    );
     if (prefixes.some((p) => re.test(p))) ignored = !negate;
   }
   return ignored;
 }
 
-const ignorePatterns = dockerignore.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+const ignorePatterns = dockerignore
+  .split('\n')
+  .map((l) => l.trim())
+  .filter((l) => l && !l.startsWith('#'));
 const instructions = parseDockerfile(dockerfile);
 const [build, runtime] = stages(instructions);
 const runOf = (stage: { body: Instruction[] }) => stage.body.filter((i) => i.keyword === 'RUN').map((i) => i.args);
@@ -112,8 +125,14 @@ test('runtime: NVIDIA passthrough, XDG_RUNTIME_DIR, non-root user, port, entrypo
   const users = runtime!.body.filter((i) => i.keyword === 'USER');
   assert.is(users.at(-1)?.args, 'node');
   const lastUser = runtime!.body.indexOf(users.at(-1)!);
-  assert.ok(runtime!.body.slice(lastUser).every((i) => i.keyword !== 'RUN'), 'nothing runs as root after USER');
-  assert.equal(runtime!.body.filter((i) => i.keyword === 'EXPOSE').map((i) => i.args), ['23333']);
+  assert.ok(
+    runtime!.body.slice(lastUser).every((i) => i.keyword !== 'RUN'),
+    'nothing runs as root after USER',
+  );
+  assert.equal(
+    runtime!.body.filter((i) => i.keyword === 'EXPOSE').map((i) => i.args),
+    ['23333'],
+  );
   assert.equal(jsonArgs('ENTRYPOINT', runtime!), ['node', 'dist/cli.js']);
   assert.equal(jsonArgs('CMD', runtime!), ['serve', '/models/model', '--server-name', '0.0.0.0']);
   // dist/cli.js is what `npm run build` makes of src/cli.ts.
@@ -160,7 +179,11 @@ test('the HEALTHCHECK command exits 0 on 200 from /health and 1 on 503 or no ser
   const port = (server.address() as AddressInfo).port;
   // The same command, pointed at the stand-in's port.
   const run = () =>
-    promisify(execFile)(process.execPath, argv.slice(1).map((a) => a.replace(':23333/', `:${port}/`)), { timeout: 10_000 }).then(
+    promisify(execFile)(
+      process.execPath,
+      argv.slice(1).map((a) => a.replace(':23333/', `:${port}/`)),
+      { timeout: 10_000 },
+    ).then(
       () => 0,
       (err: { code?: number }) => err.code ?? -1,
     );

@@ -35,7 +35,10 @@ interface SeenRequest {
 }
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-const gitSha1 = (b: Buffer) => createHash('sha1').update(Buffer.concat([Buffer.from(`blob ${b.length}\0`), b])).digest('hex');
+const gitSha1 = (b: Buffer) =>
+  createHash('sha1')
+    .update(Buffer.concat([Buffer.from(`blob ${b.length}\0`), b]))
+    .digest('hex');
 const hexCommit = () => randomBytes(20).toString('hex');
 
 /** Just enough of the hub's HTTP API: the revision listing, HEAD/GET on resolve/, a CDN with Range. */
@@ -82,10 +85,10 @@ class FakeHub {
   /** The repo and commit, or null after answering with the hub's error. */
   private lookup(req: IncomingMessage, res: ServerResponse, id: string, revision: string): { repo: FakeRepo; commit: string } | null {
     const repo = this.repos.find((r) => r.id === id);
-    if (!repo) return this.fail(res, this.unknownRepoStatus, 'RepoNotFound'), null;
-    if (repo.token && req.headers.authorization !== `Bearer ${repo.token}`) return this.fail(res, 401, 'GatedRepo'), null;
+    if (!repo) return (this.fail(res, this.unknownRepoStatus, 'RepoNotFound'), null);
+    if (repo.token && req.headers.authorization !== `Bearer ${repo.token}`) return (this.fail(res, 401, 'GatedRepo'), null);
     const commit = revision === 'main' ? repo.commit : revision === repo.commit ? repo.commit : repo.refs?.[revision];
-    if (!commit) return this.fail(res, 404, 'RevisionNotFound'), null;
+    if (!commit) return (this.fail(res, 404, 'RevisionNotFound'), null);
     return { repo, commit };
   }
 
@@ -160,7 +163,8 @@ const tinyRepo: FakeRepo = {
 };
 tinyRepo.refs = { v1: tinyRepo.commit };
 
-const shardA = randomBytes(2000), shardB = randomBytes(3000);
+const shardA = randomBytes(2000),
+  shardB = randomBytes(3000);
 const shardedRepo: FakeRepo = {
   id: 'test-org/sharded',
   commit: hexCommit(),
@@ -230,7 +234,10 @@ test('downloads into the huggingface_hub cache layout: refs, blobs by etag, snap
   }
   assert.not.ok(readdirSync(join(repoDir, 'blobs')).some((f) => f.endsWith('.incomplete')));
   const fetched = hub.seen.filter((r) => r.method === 'GET').map((r) => r.url);
-  assert.not.ok(fetched.some((u) => /\.bin|\.gguf|README|original/.test(u)), `skips other formats: ${fetched.join(' ')}`);
+  assert.not.ok(
+    fetched.some((u) => /\.bin|\.gguf|README|original/.test(u)),
+    `skips other formats: ${fetched.join(' ')}`,
+  );
 });
 
 test('a second resolve uses the cache: no downloads while up, and works with the hub stopped', async () => {
@@ -290,7 +297,10 @@ test('a partial file left by an earlier process resumes; a corrupt one is detect
   writeFileSync(partial, weights.subarray(0, 50_000));
   const dir = await resolveModel(tinyRepo.id, { cacheDir, endpoint: hub.endpoint });
   const cdnPath = `/cdn/${sha256(weights)}`;
-  assert.equal(hub.seen.filter((r) => r.url === cdnPath).map((r) => r.headers.range), ['bytes=50000-']);
+  assert.equal(
+    hub.seen.filter((r) => r.url === cdnPath).map((r) => r.headers.range),
+    ['bytes=50000-'],
+  );
   assert.ok(readFileSync(join(dir, 'model.safetensors')).equals(weights));
 
   // Same again with garbage as the partial file: the sha256 check catches it, one full GET fixes it.
@@ -300,7 +310,10 @@ test('a partial file left by an earlier process resumes; a corrupt one is detect
   writeFileSync(join(blobs2, `${sha256(weights)}.incomplete`), randomBytes(50_000));
   hub.seen.length = 0;
   const dir2 = await resolveModel(tinyRepo.id, { cacheDir: cacheDir2, endpoint: hub.endpoint });
-  assert.equal(hub.seen.filter((r) => r.url === cdnPath).map((r) => r.headers.range), ['bytes=50000-', undefined]);
+  assert.equal(
+    hub.seen.filter((r) => r.url === cdnPath).map((r) => r.headers.range),
+    ['bytes=50000-', undefined],
+  );
   assert.ok(readFileSync(join(dir2, 'model.safetensors')).equals(weights));
 });
 
@@ -332,7 +345,10 @@ test('the token goes out as Authorization: Bearer (option, HF_TOKEN); 401 says t
 
   process.env.HF_TOKEN = privateRepo.token;
   process.env.HF_ENDPOINT = hub.endpoint;
-  assert.is(await resolveModel(privateRepo.id, { cacheDir: freshCache() }), join(scratch, `cache-${caseNo}`, repoFolderName(privateRepo.id), 'snapshots', privateRepo.commit));
+  assert.is(
+    await resolveModel(privateRepo.id, { cacheDir: freshCache() }),
+    join(scratch, `cache-${caseNo}`, repoFolderName(privateRepo.id), 'snapshots', privateRepo.commit),
+  );
   assert.ok(hub.seen.filter((r) => r.method === 'HEAD').every((r) => r.headers.authorization === 'Bearer hf_test_secret'));
 });
 
@@ -348,7 +364,10 @@ test('404 names the model and the endpoint; an unknown revision says so', async 
     await resolveModel('test-org/nope', { cacheDir: freshCache(), endpoint: hub.endpoint });
     assert.unreachable('should throw');
   } catch (err) {
-    assert.is((err as Error).message, `model test-org/nope not found at ${hub.endpoint} (check the id and --revision); if it is private or gated, set HF_TOKEN`);
+    assert.is(
+      (err as Error).message,
+      `model test-org/nope not found at ${hub.endpoint} (check the id and --revision); if it is private or gated, set HF_TOKEN`,
+    );
   }
   try {
     await resolveModel(tinyRepo.id, { cacheDir: freshCache(), endpoint: hub.endpoint, revision: 'v9' });
@@ -369,12 +388,20 @@ test('a named revision writes refs/<revision>; a commit hash needs no ref', asyn
   assert.not.ok(existsSync(join(cacheDir2, repoFolderName(tinyRepo.id), 'refs')));
   await hub.stop();
   process.env.HF_HUB_OFFLINE = '1';
-  assert.is(await resolveModel(tinyRepo.id, { cacheDir: cacheDir2, revision: tinyRepo.commit }), join(cacheDir2, repoFolderName(tinyRepo.id), 'snapshots', tinyRepo.commit));
+  assert.is(
+    await resolveModel(tinyRepo.id, { cacheDir: cacheDir2, revision: tinyRepo.commit }),
+    join(cacheDir2, repoFolderName(tinyRepo.id), 'snapshots', tinyRepo.commit),
+  );
 });
 
 test('sharded weights: the shards the index names, not the consolidated copy', async () => {
   const dir = await resolveModel(shardedRepo.id, { cacheDir: freshCache(), endpoint: hub.endpoint });
-  assert.equal(readdirSync(dir).sort(), ['config.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors', 'model.safetensors.index.json']);
+  assert.equal(readdirSync(dir).sort(), [
+    'config.json',
+    'model-00001-of-00002.safetensors',
+    'model-00002-of-00002.safetensors',
+    'model.safetensors.index.json',
+  ]);
   assert.ok(readFileSync(join(dir, 'model-00002-of-00002.safetensors')).equals(shardB));
   assert.ok(readFileSync(join(dir, 'model-00001-of-00002.safetensors')).equals(shardA));
 });
@@ -445,7 +472,10 @@ test('progress: one line per downloaded file when stderr is not a TTY', async ()
     process.stderr.isTTY = isTTY;
   }
   assert.is(lines.length, 5, lines.join(''));
-  assert.ok(lines.some((l) => /^\[hub\] downloaded model\.safetensors \(300\.0 kB\)/.test(l)), lines.join(''));
+  assert.ok(
+    lines.some((l) => /^\[hub\] downloaded model\.safetensors \(300\.0 kB\)/.test(l)),
+    lines.join(''),
+  );
 });
 
 test.run();

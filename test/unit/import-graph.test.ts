@@ -26,12 +26,12 @@ test('an upward import, a cycle and src -> test each fail the check, named by ru
   try {
     const files: Record<string, string> = {
       'tsconfig.test.json': JSON.stringify({ compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext', strict: true } }),
-      'src/engine/engine.ts': "export const engine = 1;\n",
+      'src/engine/engine.ts': 'export const engine = 1;\n',
       'src/gpu/device.ts': "import { engine } from '../engine/engine.js';\nexport const device = engine;\n",
       'src/kv/a.ts': "import { b } from './b.js';\nexport const a = () => b;\n",
       'src/kv/b.ts': "import { a } from './a.js';\nexport const b = () => a;\n",
       'src/common/types.ts': "import { helper } from '../../test/helpers/x.js';\nexport const t = helper;\n",
-      'test/helpers/x.ts': "export const helper = 1;\n",
+      'test/helpers/x.ts': 'export const helper = 1;\n',
     };
     for (const [path, text] of Object.entries(files)) {
       mkdirSync(dirname(join(dir, path)), { recursive: true });

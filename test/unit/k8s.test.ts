@@ -9,6 +9,7 @@ import AjvModule from 'ajv';
 import { parseAllDocuments } from 'yaml';
 
 // Parsed YAML: shapes are checked by the schemas, so the test reads it loosely.
+// biome-ignore lint/suspicious/noExplicitAny: manifests are parsed YAML, walked by key path
 type Json = Record<string, any>;
 
 const Ajv = AjvModule.default;
@@ -42,7 +43,11 @@ function parseYaml(text: string): Json[] {
 const TOKEN = 'hf_TestToken123';
 const rawDeployment = readFileSync('k8s/deployment.yaml', 'utf8');
 // What the documented `sed 's/{{HUGGING_FACE_HUB_TOKEN}}/<token>/'` does: the first match on each line.
-const sed = (text: string, from: string, to: string) => text.split('\n').map((line) => line.replace(from, to)).join('\n');
+const sed = (text: string, from: string, to: string) =>
+  text
+    .split('\n')
+    .map((line) => line.replace(from, to))
+    .join('\n');
 const deploymentDocs = parseYaml(sed(rawDeployment, '{{HUGGING_FACE_HUB_TOKEN}}', TOKEN));
 const serviceDocs = parseYaml(readFileSync('k8s/service.yaml', 'utf8'));
 const secret = deploymentDocs.find((d) => d.kind === 'Secret')!;
@@ -69,11 +74,21 @@ function containerPort(port: string | number): number {
 }
 
 test('deployment.yaml: the token placeholder appears once, and only in the Secret', () => {
-  const uncommented = rawDeployment.split('\n').filter((l) => !/^\s*#/.test(l)).join('\n');
+  const uncommented = rawDeployment
+    .split('\n')
+    .filter((l) => !/^\s*#/.test(l))
+    .join('\n');
   assert.is(uncommented.split('{{HUGGING_FACE_HUB_TOKEN}}').length, 2, 'once outside the usage comments');
-  assert.equal(deploymentDocs.map((d) => d.kind), ['Secret', 'Deployment'], 'the Secret exists before the pods need it');
+  assert.equal(
+    deploymentDocs.map((d) => d.kind),
+    ['Secret', 'Deployment'],
+    'the Secret exists before the pods need it',
+  );
   assert.is(secret.stringData.HUGGING_FACE_HUB_TOKEN, TOKEN);
-  assert.equal(serviceDocs.map((d) => d.kind), ['Service']);
+  assert.equal(
+    serviceDocs.map((d) => d.kind),
+    ['Service'],
+  );
 });
 
 test('every document validates against the Kubernetes schemas (strict: unknown fields fail)', () => {
@@ -162,14 +177,23 @@ test('docs/deployment.md: every Kubernetes YAML example validates too', () => {
   const docs = readFileSync('docs/deployment.md', 'utf8');
   const blocks = [...docs.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!);
   const objects = blocks.flatMap(parseYaml).filter((d) => d.apiVersion && d.kind);
-  assert.ok(objects.some((d) => d.kind === 'HorizontalPodAutoscaler'), 'an HPA example');
-  assert.ok(objects.some((d) => d.kind === 'PersistentVolumeClaim'), 'a shared-storage claim example');
+  assert.ok(
+    objects.some((d) => d.kind === 'HorizontalPodAutoscaler'),
+    'an HPA example',
+  );
+  assert.ok(
+    objects.some((d) => d.kind === 'PersistentVolumeClaim'),
+    'a shared-storage claim example',
+  );
   for (const doc of objects) assert.equal(schemaErrors(doc), [], `${doc.kind} ${doc.metadata?.name}`);
   const hpa = objects.find((d) => d.kind === 'HorizontalPodAutoscaler')!;
   assert.equal(hpa.spec.scaleTargetRef, { apiVersion: 'apps/v1', kind: 'Deployment', name: deployment.metadata.name });
   const pvc = objects.find((d) => d.kind === 'PersistentVolumeClaim')!;
   assert.is(pvc.metadata.name, 'webgpu-llm-models');
-  assert.ok(pvc.spec.accessModes.some((m: string) => m === 'ReadWriteMany' || m === 'ReadOnlyMany'), 'shareable by several nodes');
+  assert.ok(
+    pvc.spec.accessModes.some((m: string) => m === 'ReadWriteMany' || m === 'ReadOnlyMany'),
+    'shareable by several nodes',
+  );
 });
 
 test.run();

@@ -43,7 +43,8 @@ test('block pool: ref counts, free count and release order', () => {
 
 test('allocateSlots grows a block table and returns null (allocating nothing) when out of room', () => {
   const kv = new KvCacheManager({ numBlocks: 4, blockSize: 4, enablePrefixCaching: false });
-  const a = makeRequest(range(6)), b = makeRequest(range(9, 100));
+  const a = makeRequest(range(6)),
+    b = makeRequest(range(9, 100));
   assert.equal(kv.allocateSlots(a, 6), [0, 1]);
   a.numComputedTokens = 6;
   assert.equal(kv.allocateSlots(a, 1), [], 'token 7 still fits in block 1');
@@ -123,8 +124,9 @@ test('freed blocks keep their hash and can be hit later; reset forgets them', ()
 
 test('eviction is LRU: the blocks freed longest ago are reused first', () => {
   const kv = new KvCacheManager({ numBlocks: 6, blockSize: 2, enablePrefixCaching: true });
-  const old = makeRequest([1, 2, 3, 4, 0]), recent = makeRequest([5, 6, 7, 8, 0]);
-  prefill(kv, old);  // blocks 0,1,2
+  const old = makeRequest([1, 2, 3, 4, 0]),
+    recent = makeRequest([5, 6, 7, 8, 0]);
+  prefill(kv, old); // blocks 0,1,2
   prefill(kv, recent); // blocks 3,4,5
   kv.free(old);
   kv.free(recent);
@@ -148,15 +150,18 @@ test('eviction is LRU: the blocks freed longest ago are reused first', () => {
 
 test('two requests computing the same prefix at once: only the first is cached, both free cleanly', () => {
   const kv = new KvCacheManager({ numBlocks: 8, blockSize: 4, enablePrefixCaching: true });
-  const a = makeRequest(range(9)), b = makeRequest(range(9));
+  const a = makeRequest(range(9)),
+    b = makeRequest(range(9));
   assert.ok(kv.allocateSlots(a, 9));
   assert.ok(kv.allocateSlots(b, 9));
-  a.numComputedTokens = 9; b.numComputedTokens = 9;
+  a.numComputedTokens = 9;
+  b.numComputedTokens = 9;
   kv.cacheFullBlocks(a);
   kv.cacheFullBlocks(b);
   const c = makeRequest(range(9));
   assert.equal(kv.getComputedBlocks(c).blockIds, kv.blockIds(a.requestId).slice(0, 2));
-  kv.free(a); kv.free(b);
+  kv.free(a);
+  kv.free(b);
   assert.is(kv.numFreeBlocks, 8);
 });
 

@@ -8,7 +8,15 @@ import { FakeEngine } from '../helpers/fake-engine.js';
 
 async function withServer(fn: (url: string, engine: LoadingEngine) => Promise<void>) {
   const engine = new LoadingEngine('toy');
-  const server = await startServer(engine, { host: '127.0.0.1', port: 0, modelName: 'toy', apiKeys: [], allowOrigins: [], logLevel: 'error', logSink: () => {} });
+  const server = await startServer(engine, {
+    host: '127.0.0.1',
+    port: 0,
+    modelName: 'toy',
+    apiKeys: [],
+    allowOrigins: [],
+    logLevel: 'error',
+    logSink: () => {},
+  });
   try {
     await fn(server.url, engine);
   } finally {
@@ -17,7 +25,11 @@ async function withServer(fn: (url: string, engine: LoadingEngine) => Promise<vo
 }
 
 const complete = (url: string) =>
-  fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'toy', prompt: 'Once', max_tokens: 3 }) });
+  fetch(`${url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'toy', prompt: 'Once', max_tokens: 3 }),
+  });
 
 test('503 while loading, 200 once ready', async () => {
   await withServer(async (url, engine) => {

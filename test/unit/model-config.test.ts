@@ -5,17 +5,38 @@ import { loadModelConfig, parseModelConfig } from '../../src/checkpoint/config.j
 const STORIES = '../shared/models/stories260K';
 
 const llamaBase = {
-  architectures: ['LlamaForCausalLM'], model_type: 'llama', hidden_size: 64, intermediate_size: 172,
-  num_hidden_layers: 5, num_attention_heads: 8, num_key_value_heads: 4, vocab_size: 512,
+  architectures: ['LlamaForCausalLM'],
+  model_type: 'llama',
+  hidden_size: 64,
+  intermediate_size: 172,
+  num_hidden_layers: 5,
+  num_attention_heads: 8,
+  num_key_value_heads: 4,
+  vocab_size: 512,
 };
 
 test('stories260K config.json + generation_config.json', async () => {
   const c = await loadModelConfig(STORIES);
   assert.equal(c, {
-    architecture: 'llama', hfArchitecture: 'LlamaForCausalLM', hiddenSize: 64, numLayers: 5, numHeads: 8, numKvHeads: 4,
-    headDim: 8, intermediateSize: 172, vocabSize: 512, rmsNormEps: 1e-5, rope: { theta: 10000, rotaryDim: 8, scaling: null },
-    maxPositionEmbeddings: 512, tieWordEmbeddings: true, slidingWindow: null, qkvBias: false, oBias: false,
-    bosTokenId: 1, eosTokenIds: [2], torchDtype: 'float32',
+    architecture: 'llama',
+    hfArchitecture: 'LlamaForCausalLM',
+    hiddenSize: 64,
+    numLayers: 5,
+    numHeads: 8,
+    numKvHeads: 4,
+    headDim: 8,
+    intermediateSize: 172,
+    vocabSize: 512,
+    rmsNormEps: 1e-5,
+    rope: { theta: 10000, rotaryDim: 8, scaling: null },
+    maxPositionEmbeddings: 512,
+    tieWordEmbeddings: true,
+    slidingWindow: null,
+    qkvBias: false,
+    oBias: false,
+    bosTokenId: 1,
+    eosTokenIds: [2],
+    torchDtype: 'float32',
   });
 });
 
@@ -89,13 +110,31 @@ test('rope_scaling variants (type and rope_type keys)', () => {
   assert.is(parse({ rope_type: 'default' }), null);
   assert.equal(parse({ type: 'linear', factor: 4 }), { type: 'linear', factor: 4 });
   assert.equal(parse({ rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 }), {
-    type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192,
+    type: 'llama3',
+    factor: 8,
+    lowFreqFactor: 1,
+    highFreqFactor: 4,
+    originalMaxPositionEmbeddings: 8192,
   });
   assert.equal(parse({ type: 'yarn', factor: 4, original_max_position_embeddings: 1024 }), {
-    type: 'yarn', factor: 4, originalMaxPositionEmbeddings: 1024, betaFast: 32, betaSlow: 1, mscale: 0, mscaleAllDim: 0, attentionFactor: null,
+    type: 'yarn',
+    factor: 4,
+    originalMaxPositionEmbeddings: 1024,
+    betaFast: 32,
+    betaSlow: 1,
+    mscale: 0,
+    mscaleAllDim: 0,
+    attentionFactor: null,
   });
   assert.equal(parse({ rope_type: 'yarn', factor: 2, beta_fast: 16, beta_slow: 2, mscale: 1, mscale_all_dim: 1, attention_factor: 0.5 }), {
-    type: 'yarn', factor: 2, originalMaxPositionEmbeddings: 4096, betaFast: 16, betaSlow: 2, mscale: 1, mscaleAllDim: 1, attentionFactor: 0.5,
+    type: 'yarn',
+    factor: 2,
+    originalMaxPositionEmbeddings: 4096,
+    betaFast: 16,
+    betaSlow: 2,
+    mscale: 1,
+    mscaleAllDim: 1,
+    attentionFactor: 0.5,
   });
   assert.throws(() => parse({ type: 'longrope', short_factor: [1] }), /"longrope" is not supported; supported: linear, dynamic, llama3, yarn/);
   assert.throws(() => parse({ type: 'linear' }), /needs a factor/);

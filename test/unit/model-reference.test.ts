@@ -14,8 +14,12 @@ const STORIES = '../shared/models/stories260K';
 const STORY_START = 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park.';
 
 let root = '';
-test.before(async () => { root = await mkdtemp(join(tmpdir(), 'reference-test-')); });
-test.after(async () => { await rm(root, { recursive: true, force: true }); });
+test.before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'reference-test-'));
+});
+test.after(async () => {
+  await rm(root, { recursive: true, force: true });
+});
 
 function argmax(logits: Float32Array, row: number, vocab: number): number {
   let best = 0;
@@ -50,7 +54,11 @@ test('stories260K: greedy from BOS tells the published story', async () => {
     ids.push(next);
     logits = model.forward([next]);
   }
-  const text = ids.map((id) => pieceById.get(id)).join('').replace(/▁/g, ' ').trimStart();
+  const text = ids
+    .map((id) => pieceById.get(id))
+    .join('')
+    .replace(/▁/g, ' ')
+    .trimStart();
   assert.ok(text.startsWith(STORY_START), text);
   assert.is(model.numTokens, 61);
 });
@@ -66,7 +74,10 @@ test('stories260K: batch prefill logits == token-by-token decode logits == chunk
   const chunks = [model.forward(ids.slice(0, 7)), model.forward(ids.slice(7, 8)), model.forward(ids.slice(8))];
   const chunked = new Float32Array(batch.length);
   let off = 0;
-  for (const c of chunks) { chunked.set(c, off); off += c.length; }
+  for (const c of chunks) {
+    chunked.set(c, off);
+    off += c.length;
+  }
   assert.ok(maxAbsDiff(chunked, decoded) < 1e-5, `chunked vs decode ${maxAbsDiff(chunked, decoded)}`);
   // Positions matter: the same token at another position gives other logits (rope and the cache are used).
   assert.ok(maxAbsDiff(batch.subarray(512 * 2, 512 * 3), decodeLogits(model, [ids[2]!]).subarray(0, 512)) > 1e-3);
@@ -77,11 +88,19 @@ const small = { hiddenSize: 32, numLayers: 1, numHeads: 4, numKvHeads: 2, interm
 
 test('sliding window: a token at pos sees keys [pos - window + 1, pos] and nothing earlier', async () => {
   // One layer, so nothing outside the window can leak in through earlier layers.
-  const windowed = await ReferenceModel.load(await writeSyntheticModel(join(root, 'mistral-w4'), { architecture: 'mistral', ...small, slidingWindow: 4, seed: 5 }));
-  const full = await ReferenceModel.load(await writeSyntheticModel(join(root, 'mistral-full'), { architecture: 'mistral', ...small, slidingWindow: null, seed: 5 }));
+  const windowed = await ReferenceModel.load(
+    await writeSyntheticModel(join(root, 'mistral-w4'), { architecture: 'mistral', ...small, slidingWindow: 4, seed: 5 }),
+  );
+  const full = await ReferenceModel.load(
+    await writeSyntheticModel(join(root, 'mistral-full'), { architecture: 'mistral', ...small, slidingWindow: null, seed: 5 }),
+  );
   assert.is(windowed.config.slidingWindow, 4);
   const ids = [1, 9, 17, 3, 40, 22, 5, 61, 13, 30];
-  const last = (m: ReferenceModel, tokens: number[]) => { m.reset(); const l = m.forward(tokens); return l.subarray(l.length - 64); };
+  const last = (m: ReferenceModel, tokens: number[]) => {
+    m.reset();
+    const l = m.forward(tokens);
+    return l.subarray(l.length - 64);
+  };
   const base = last(windowed, ids);
   const changedOutside = [1, 50, 51, 52, 53, 54, ...ids.slice(6)]; // positions 1..5 are outside pos 9's window [6, 9]
   assert.ok(maxAbsDiff(base, last(windowed, changedOutside)) < 1e-6, 'tokens outside the window must not matter');
@@ -99,10 +118,22 @@ async function asLlamaWithBias(srcDir: string, dstDir: string, zeroOBias: boolea
   const reader = await SafetensorsReader.open(srcDir);
   const tensors: { name: string; dtype: 'F32'; shape: number[]; data: Float32Array }[] = [];
   const hfName: Record<string, string> = {
-    embed: 'model.embed_tokens.weight', lm_head: 'lm_head.weight', norm: 'model.norm.weight', input_norm: 'input_layernorm.weight',
-    post_norm: 'post_attention_layernorm.weight', q: 'self_attn.q_proj.weight', k: 'self_attn.k_proj.weight', v: 'self_attn.v_proj.weight',
-    o: 'self_attn.o_proj.weight', q_bias: 'self_attn.q_proj.bias', k_bias: 'self_attn.k_proj.bias', v_bias: 'self_attn.v_proj.bias',
-    o_bias: 'self_attn.o_proj.bias', gate: 'mlp.gate_proj.weight', up: 'mlp.up_proj.weight', down: 'mlp.down_proj.weight',
+    embed: 'model.embed_tokens.weight',
+    lm_head: 'lm_head.weight',
+    norm: 'model.norm.weight',
+    input_norm: 'input_layernorm.weight',
+    post_norm: 'post_attention_layernorm.weight',
+    q: 'self_attn.q_proj.weight',
+    k: 'self_attn.k_proj.weight',
+    v: 'self_attn.v_proj.weight',
+    o: 'self_attn.o_proj.weight',
+    q_bias: 'self_attn.q_proj.bias',
+    k_bias: 'self_attn.k_proj.bias',
+    v_bias: 'self_attn.v_proj.bias',
+    o_bias: 'self_attn.o_proj.bias',
+    gate: 'mlp.gate_proj.weight',
+    up: 'mlp.up_proj.weight',
+    down: 'mlp.down_proj.weight',
   };
   await loadCanonicalTensors(reader, config, 'f32', (t) => {
     const m = /^layers\.(\d+)\.(.+)$/.exec(t.name);
@@ -111,29 +142,61 @@ async function asLlamaWithBias(srcDir: string, dstDir: string, zeroOBias: boolea
   });
   await reader.close();
   if (zeroOBias) {
-    for (let i = 0; i < config.numLayers; i++) tensors.push({ name: `model.layers.${i}.self_attn.o_proj.bias`, dtype: 'F32', shape: [config.hiddenSize], data: new Float32Array(config.hiddenSize) });
+    for (let i = 0; i < config.numLayers; i++)
+      tensors.push({ name: `model.layers.${i}.self_attn.o_proj.bias`, dtype: 'F32', shape: [config.hiddenSize], data: new Float32Array(config.hiddenSize) });
   }
   await mkdir(dstDir, { recursive: true });
   const srcConfig = JSON.parse(await readFile(join(srcDir, 'config.json'), 'utf8'));
-  await writeFile(join(dstDir, 'config.json'), JSON.stringify({
-    ...srcConfig, architectures: ['LlamaForCausalLM'], model_type: 'llama', attention_bias: true, bias: undefined, use_sliding_window: undefined,
-  }));
+  await writeFile(
+    join(dstDir, 'config.json'),
+    JSON.stringify({
+      ...srcConfig,
+      architectures: ['LlamaForCausalLM'],
+      model_type: 'llama',
+      attention_bias: true,
+      bias: undefined,
+      use_sliding_window: undefined,
+    }),
+  );
   await writeSafetensors(join(dstDir, 'model.safetensors'), tensors);
   return dstDir;
 }
 
 test('InternLM2 (packed wqkv, wqkv and wo biases) == the same weights as a Llama with attention_bias', async () => {
-  const src = await writeSyntheticModel(join(root, 'internlm2'), { architecture: 'internlm2', hiddenSize: 48, numLayers: 2, numHeads: 6, numKvHeads: 2, intermediateSize: 40, vocabSize: 64, qkvBias: true, seed: 11 });
+  const src = await writeSyntheticModel(join(root, 'internlm2'), {
+    architecture: 'internlm2',
+    hiddenSize: 48,
+    numLayers: 2,
+    numHeads: 6,
+    numKvHeads: 2,
+    intermediateSize: 40,
+    vocabSize: 64,
+    qkvBias: true,
+    seed: 11,
+  });
   const internlm = await ReferenceModel.load(src);
   const llama = await ReferenceModel.load(await asLlamaWithBias(src, join(root, 'internlm2-as-llama'), false));
   assert.equal([internlm.config.qkvBias, internlm.config.oBias, llama.config.oBias], [true, true, true]);
   const ids = [1, 5, 33, 7, 60, 2, 19];
-  const a = internlm.forward(ids), b = llama.forward(ids);
+  const a = internlm.forward(ids),
+    b = llama.forward(ids);
   assert.ok(maxAbsDiff(a, b) < 1e-6, `${maxAbsDiff(a, b)}`);
 });
 
 test('Qwen2 q/k/v biases: equal a Llama with the same biases and a zero o bias; biases change the output', async () => {
-  const src = await writeSyntheticModel(join(root, 'qwen2'), { architecture: 'qwen2', hiddenSize: 32, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 16, intermediateSize: 40, vocabSize: 64, tieWordEmbeddings: true, dtype: 'F16', seed: 2 });
+  const src = await writeSyntheticModel(join(root, 'qwen2'), {
+    architecture: 'qwen2',
+    hiddenSize: 32,
+    numLayers: 2,
+    numHeads: 4,
+    numKvHeads: 2,
+    headDim: 16,
+    intermediateSize: 40,
+    vocabSize: 64,
+    tieWordEmbeddings: true,
+    dtype: 'F16',
+    seed: 2,
+  });
   const qwen = await ReferenceModel.load(src);
   assert.is(qwen.config.headDim, 16);
   const llama = await ReferenceModel.load(await asLlamaWithBias(src, join(root, 'qwen2-as-llama'), true));
@@ -145,9 +208,14 @@ test('Qwen2 q/k/v biases: equal a Llama with the same biases and a zero o bias; 
   const noBiasDir = join(root, 'qwen2-no-bias');
   await asLlamaWithBias(src, noBiasDir, true);
   const st = await SafetensorsReader.open(noBiasDir);
-  const tensors = await Promise.all([...st.tensors.values()].map(async (t) => ({
-    name: t.name, dtype: 'F32' as const, shape: t.shape, data: t.name.endsWith('.bias') ? new Float32Array(t.shape[0]!) : (await st.read(t.name, 'f32')),
-  })));
+  const tensors = await Promise.all(
+    [...st.tensors.values()].map(async (t) => ({
+      name: t.name,
+      dtype: 'F32' as const,
+      shape: t.shape,
+      data: t.name.endsWith('.bias') ? new Float32Array(t.shape[0]!) : await st.read(t.name, 'f32'),
+    })),
+  );
   await st.close();
   await writeSafetensors(join(noBiasDir, 'model.safetensors'), tensors);
   const noBias = await ReferenceModel.load(noBiasDir);

@@ -46,8 +46,15 @@ test('llama3: high frequencies kept, low divided by factor, medium smoothed', ()
 
 test('yarn: ramp between extrapolation and interpolation, mscale attention factor', () => {
   const yarn = (extra: Partial<Extract<RopeScaling, { type: 'yarn' }>> = {}): RopeScaling => ({
-    type: 'yarn', factor: 4, originalMaxPositionEmbeddings: 2048, betaFast: 32, betaSlow: 1,
-    mscale: 0, mscaleAllDim: 0, attentionFactor: null, ...extra,
+    type: 'yarn',
+    factor: 4,
+    originalMaxPositionEmbeddings: 2048,
+    betaFast: 32,
+    betaSlow: 1,
+    mscale: 0,
+    mscaleAllDim: 0,
+    attentionFactor: null,
+    ...extra,
   });
   // correction dims: d*ln(2048/(r*2pi)) / (2 ln 10000) = 1.0080 (r=32) -> floor 1, 2.5132 (r=1) -> ceil 3.
   // ramp (i-1)/2 clamped = [0, 0, 0.5, 1]; extrapolation weight 1 - ramp = [1, 1, 0.5, 0]:

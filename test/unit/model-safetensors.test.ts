@@ -3,14 +3,16 @@ import * as assert from 'uvu/assert';
 import { mkdtemp, rm, writeFile, open, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  SafetensorsReader, f32ToF16Bits, f16BitsToF32, f32ToBf16Bits, bf16BitsToF32, f32BitsToF16Bits,
-} from '../../src/checkpoint/safetensors.js';
+import { SafetensorsReader, f32ToF16Bits, f16BitsToF32, f32ToBf16Bits, bf16BitsToF32, f32BitsToF16Bits } from '../../src/checkpoint/safetensors.js';
 import { writeSafetensors } from '../support/safetensors-writer.js';
 
 let root = '';
-test.before(async () => { root = await mkdtemp(join(tmpdir(), 'st-test-')); });
-test.after(async () => { await rm(root, { recursive: true, force: true }); });
+test.before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'st-test-'));
+});
+test.after(async () => {
+  await rm(root, { recursive: true, force: true });
+});
 
 function randomF32(n: number, seed: number): Float32Array {
   let s = seed >>> 0;
@@ -31,7 +33,11 @@ const tensors = [
 async function dirWith(name: string, dtype: 'F32' | 'F16' | 'BF16'): Promise<string> {
   const dir = join(root, name);
   await mkdir(dir, { recursive: true });
-  await writeSafetensors(join(dir, 'model.safetensors'), tensors.map((t) => ({ ...t, dtype })), { format: 'pt' });
+  await writeSafetensors(
+    join(dir, 'model.safetensors'),
+    tensors.map((t) => ({ ...t, dtype })),
+    { format: 'pt' },
+  );
   return dir;
 }
 
@@ -47,12 +53,27 @@ test('F32, F16, BF16 and a sharded index load the same tensors (within dtype rou
   const sharded = join(root, 'sharded');
   await mkdir(sharded);
   await writeSafetensors(join(sharded, 'model-00001-of-00002.safetensors'), [{ ...tensors[0]!, dtype: 'F32' }]);
-  await writeSafetensors(join(sharded, 'model-00002-of-00002.safetensors'), tensors.slice(1).map((t) => ({ ...t, dtype: 'F32' as const })));
-  await writeFile(join(sharded, 'model.safetensors.index.json'), JSON.stringify({
-    metadata: { total_size: 0 },
-    weight_map: { 'a.weight': 'model-00001-of-00002.safetensors', 'b.bias': 'model-00002-of-00002.safetensors', 'c.weight': 'model-00002-of-00002.safetensors' },
-  }));
-  const cases: [string, number][] = [[await dirWith('f32', 'F32'), 0], [await dirWith('f16', 'F16'), 2 ** -11], [await dirWith('bf16', 'BF16'), 2 ** -8], [sharded, 0]];
+  await writeSafetensors(
+    join(sharded, 'model-00002-of-00002.safetensors'),
+    tensors.slice(1).map((t) => ({ ...t, dtype: 'F32' as const })),
+  );
+  await writeFile(
+    join(sharded, 'model.safetensors.index.json'),
+    JSON.stringify({
+      metadata: { total_size: 0 },
+      weight_map: {
+        'a.weight': 'model-00001-of-00002.safetensors',
+        'b.bias': 'model-00002-of-00002.safetensors',
+        'c.weight': 'model-00002-of-00002.safetensors',
+      },
+    }),
+  );
+  const cases: [string, number][] = [
+    [await dirWith('f32', 'F32'), 0],
+    [await dirWith('f16', 'F16'), 2 ** -11],
+    [await dirWith('bf16', 'BF16'), 2 ** -8],
+    [sharded, 0],
+  ];
   for (const [dir, tol] of cases) {
     const reader = await SafetensorsReader.open(dir);
     assert.equal([...reader.tensors.keys()].sort(), ['a.weight', 'b.bias', 'c.weight']);
@@ -181,7 +202,13 @@ test('header errors say what is wrong', async () => {
 
 test('unsupported dtypes: open succeeds, reading names the tensor and dtype', async () => {
   const dir = join(root, 'int');
-  await writeRaw(dir, rawFile({ __metadata__: { format: 'pt' }, ids: { dtype: 'I64', shape: [2], data_offsets: [0, 16] }, w: { dtype: 'F32', shape: [1], data_offsets: [16, 20] } }, 20));
+  await writeRaw(
+    dir,
+    rawFile(
+      { __metadata__: { format: 'pt' }, ids: { dtype: 'I64', shape: [2], data_offsets: [0, 16] }, w: { dtype: 'F32', shape: [1], data_offsets: [16, 20] } },
+      20,
+    ),
+  );
   const reader = await SafetensorsReader.open(dir);
   assert.ok(reader.has('ids'));
   assert.ok(!reader.tensors.has('ids'));
@@ -199,7 +226,10 @@ test('index errors: a mapped tensor missing from its shard', async () => {
   const dir = join(root, 'badindex');
   await mkdir(dir);
   await writeSafetensors(join(dir, 'model-00001-of-00001.safetensors'), [{ ...tensors[1]!, dtype: 'F32' }]);
-  await writeFile(join(dir, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { 'b.bias': 'model-00001-of-00001.safetensors', 'x.weight': 'model-00001-of-00001.safetensors' } }));
+  await writeFile(
+    join(dir, 'model.safetensors.index.json'),
+    JSON.stringify({ weight_map: { 'b.bias': 'model-00001-of-00001.safetensors', 'x.weight': 'model-00001-of-00001.safetensors' } }),
+  );
   assert.match(await openError(dir), /maps "x.weight" to model-00001-of-00001.safetensors, but that file has no such tensor/);
 });
 

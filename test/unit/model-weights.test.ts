@@ -12,15 +12,27 @@ import { writeSyntheticModel } from '../support/synthetic-model.js';
 
 const STORIES = '../shared/models/stories260K';
 let root = '';
-test.before(async () => { root = await mkdtemp(join(tmpdir(), 'weights-test-')); });
-test.after(async () => { await rm(root, { recursive: true, force: true }); });
+test.before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'weights-test-'));
+});
+test.after(async () => {
+  await rm(root, { recursive: true, force: true });
+});
 
 async function loadAll(dir: string, matrixDtype: 'f32' | 'f16' = 'f32', config?: ModelConfig, progress?: LoadProgress) {
   const cfg = config ?? (await loadModelConfig(dir));
   const reader = await SafetensorsReader.open(dir);
   const out: CanonicalTensor[] = [];
   try {
-    await loadCanonicalTensors(reader, cfg, matrixDtype, (t) => { out.push(t); }, progress);
+    await loadCanonicalTensors(
+      reader,
+      cfg,
+      matrixDtype,
+      (t) => {
+        out.push(t);
+      },
+      progress,
+    );
   } finally {
     await reader.close();
   }
@@ -40,14 +52,32 @@ test('canonical names: order, tied lm_head omitted, biases per architecture', as
   const stories = await loadModelConfig(STORIES);
   const names = canonicalTensorNames(stories);
   assert.equal(names.slice(0, 10), [
-    'embed', 'layers.0.input_norm', 'layers.0.q', 'layers.0.k', 'layers.0.v', 'layers.0.o', 'layers.0.post_norm',
-    'layers.0.gate', 'layers.0.up', 'layers.0.down',
+    'embed',
+    'layers.0.input_norm',
+    'layers.0.q',
+    'layers.0.k',
+    'layers.0.v',
+    'layers.0.o',
+    'layers.0.post_norm',
+    'layers.0.gate',
+    'layers.0.up',
+    'layers.0.down',
   ]);
   assert.is(names.length, 1 + 5 * 9 + 1);
   assert.is(names[names.length - 1], 'norm');
   const base = { hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 64 };
   const qwen = canonicalTensorNames(parseModelConfig({ ...base, architectures: ['Qwen2ForCausalLM'] }));
-  assert.equal(qwen.slice(1, 10), ['layers.0.input_norm', 'layers.0.q', 'layers.0.k', 'layers.0.v', 'layers.0.q_bias', 'layers.0.k_bias', 'layers.0.v_bias', 'layers.0.o', 'layers.0.post_norm']);
+  assert.equal(qwen.slice(1, 10), [
+    'layers.0.input_norm',
+    'layers.0.q',
+    'layers.0.k',
+    'layers.0.v',
+    'layers.0.q_bias',
+    'layers.0.k_bias',
+    'layers.0.v_bias',
+    'layers.0.o',
+    'layers.0.post_norm',
+  ]);
   assert.is(qwen[qwen.length - 1], 'lm_head');
   const internlm = canonicalTensorNames(parseModelConfig({ ...base, architectures: ['InternLM2ForCausalLM'], bias: true }));
   assert.ok(internlm.includes('layers.1.o_bias') && internlm.includes('layers.1.v_bias'));
@@ -56,7 +86,10 @@ test('canonical names: order, tied lm_head omitted, biases per architecture', as
 test('stories260K: shapes, values equal the HF tensors, tied lm_head not sent', async () => {
   const got = await loadAll(STORIES);
   const config = await loadModelConfig(STORIES);
-  assert.equal(got.map((t) => t.name), canonicalTensorNames(config));
+  assert.equal(
+    got.map((t) => t.name),
+    canonicalTensorNames(config),
+  );
   const byName = new Map(got.map((t) => [t.name, t]));
   assert.equal(byName.get('embed')!.shape, [512, 64]);
   assert.equal(byName.get('layers.4.k')!.shape, [32, 64]);
@@ -68,7 +101,17 @@ test('stories260K: shapes, values equal the HF tensors, tied lm_head not sent', 
 });
 
 test('matrixDtype f16: matrices as f16 bits, norms and biases as f32', async () => {
-  const dir = await writeSyntheticModel(join(root, 'qwen'), { architecture: 'qwen2', hiddenSize: 24, numLayers: 2, numHeads: 6, numKvHeads: 2, intermediateSize: 40, vocabSize: 50, dtype: 'BF16', seed: 3 });
+  const dir = await writeSyntheticModel(join(root, 'qwen'), {
+    architecture: 'qwen2',
+    hiddenSize: 24,
+    numLayers: 2,
+    numHeads: 6,
+    numKvHeads: 2,
+    intermediateSize: 40,
+    vocabSize: 50,
+    dtype: 'BF16',
+    seed: 3,
+  });
   const f32 = new Map((await loadAll(dir, 'f32')).map((t) => [t.name, t]));
   const f16 = await loadAll(dir, 'f16');
   for (const t of f16) {
@@ -82,13 +125,26 @@ test('matrixDtype f16: matrices as f16 bits, norms and biases as f32', async () 
 });
 
 test('synthetic model: sharded (index + 3 files) loads exactly like one file; seeds matter', async () => {
-  const options = { architecture: 'llama', hiddenSize: 32, numLayers: 3, numHeads: 4, numKvHeads: 1, intermediateSize: 48, vocabSize: 70, dtype: 'F16', seed: 9 } as const;
+  const options = {
+    architecture: 'llama',
+    hiddenSize: 32,
+    numLayers: 3,
+    numHeads: 4,
+    numKvHeads: 1,
+    intermediateSize: 48,
+    vocabSize: 70,
+    dtype: 'F16',
+    seed: 9,
+  } as const;
   const one = await loadAll(await writeSyntheticModel(join(root, 'one'), options));
   const shardedDir = await writeSyntheticModel(join(root, 'sharded'), { ...options, numShards: 3 });
   const index = JSON.parse(await readFile(join(shardedDir, 'model.safetensors.index.json'), 'utf8'));
   assert.is(new Set(Object.values(index.weight_map)).size, 3);
   const sharded = await loadAll(shardedDir);
-  assert.equal(sharded.map((t) => t.name), one.map((t) => t.name));
+  assert.equal(
+    sharded.map((t) => t.name),
+    one.map((t) => t.name),
+  );
   sharded.forEach((t, i) => assert.equal(t.data, one[i]!.data, t.name));
   const other = await loadAll(await writeSyntheticModel(join(root, 'other-seed'), { ...options, seed: 10 }));
   assert.not.equal(other[2]!.data, one[2]!.data);
@@ -101,13 +157,30 @@ test('synthetic model: sharded (index + 3 files) loads exactly like one file; se
 });
 
 test('a missing tensor names the HF tensor; a wrong shape names tensor, expected and actual shape', async () => {
-  const dir = await writeSyntheticModel(join(root, 'llama'), { architecture: 'llama', hiddenSize: 16, numLayers: 2, numHeads: 4, numKvHeads: 2, intermediateSize: 24, vocabSize: 40 });
+  const dir = await writeSyntheticModel(join(root, 'llama'), {
+    architecture: 'llama',
+    hiddenSize: 16,
+    numLayers: 2,
+    numHeads: 4,
+    numKvHeads: 2,
+    intermediateSize: 24,
+    vocabSize: 40,
+  });
   const configJson = JSON.parse(await readFile(join(dir, 'config.json'), 'utf8'));
   const missing = await rejection(() => loadAll(dir, 'f32', parseModelConfig({ ...configJson, num_hidden_layers: 3 })));
   assert.match(missing, /tensor "model.layers.2.input_layernorm.weight" \(layers.2.input_norm\) is missing/);
   const badShape = await rejection(() => loadAll(dir, 'f32', parseModelConfig({ ...configJson, intermediate_size: 20 })));
   assert.match(badShape, /tensor "model.layers.0.mlp.gate_proj.weight" \(layers.0.gate\) has shape \[24, 16\], but config.json implies \[20, 16\]/);
-  const tied = await writeSyntheticModel(join(root, 'tied'), { architecture: 'llama', hiddenSize: 16, numLayers: 1, numHeads: 4, numKvHeads: 2, intermediateSize: 24, vocabSize: 40, tieWordEmbeddings: true });
+  const tied = await writeSyntheticModel(join(root, 'tied'), {
+    architecture: 'llama',
+    hiddenSize: 16,
+    numLayers: 1,
+    numHeads: 4,
+    numKvHeads: 2,
+    intermediateSize: 24,
+    vocabSize: 40,
+    tieWordEmbeddings: true,
+  });
   const untied = parseModelConfig({ ...JSON.parse(await readFile(join(tied, 'config.json'), 'utf8')), tie_word_embeddings: false });
   assert.match(await rejection(() => loadAll(tied, 'f32', untied)), /tensor "lm_head.weight" \(lm_head\) is missing/);
 });
@@ -115,11 +188,21 @@ test('a missing tensor names the HF tensor; a wrong shape names tensor, expected
 test('InternLM2: packed wqkv (+bias) splits into the un-packed q, k, v', async () => {
   // 6 query heads over 2 kv heads (group 3), headDim 4, hidden 24: wqkv rows per kv head h are
   // [q_{3h}, q_{3h+1}, q_{3h+2}, k_h, v_h], 4 rows each.
-  const hidden = 24, headDim = 4, numHeads = 6, numKvHeads = 2, group = 3, ffn = 20, vocab = 30;
+  const hidden = 24,
+    headDim = 4,
+    numHeads = 6,
+    numKvHeads = 2,
+    group = 3,
+    ffn = 20,
+    vocab = 30;
   let s = 7;
-  const rand = (n: number) => Float32Array.from({ length: n }, () => ((s = (s * 48271) % 2147483647) / 2147483647) - 0.5);
-  const q = rand(numHeads * headDim * hidden), k = rand(numKvHeads * headDim * hidden), v = rand(numKvHeads * headDim * hidden);
-  const qb = rand(numHeads * headDim), kb = rand(numKvHeads * headDim), vb = rand(numKvHeads * headDim);
+  const rand = (n: number) => Float32Array.from({ length: n }, () => (s = (s * 48271) % 2147483647) / 2147483647 - 0.5);
+  const q = rand(numHeads * headDim * hidden),
+    k = rand(numKvHeads * headDim * hidden),
+    v = rand(numKvHeads * headDim * hidden);
+  const qb = rand(numHeads * headDim),
+    kb = rand(numKvHeads * headDim),
+    vb = rand(numKvHeads * headDim);
   const pack = (qs: Float32Array, ks: Float32Array, vs: Float32Array, row: number) => {
     const rows: Float32Array[] = [];
     const head = (m: Float32Array, i: number) => m.subarray(i * headDim * row, (i + 1) * headDim * row);
@@ -129,15 +212,27 @@ test('InternLM2: packed wqkv (+bias) splits into the un-packed q, k, v', async (
     }
     const out = new Float32Array(rows.reduce((a, r) => a + r.length, 0));
     let off = 0;
-    for (const r of rows) { out.set(r, off); off += r.length; }
+    for (const r of rows) {
+      out.set(r, off);
+      off += r.length;
+    }
     return out;
   };
   const dir = join(root, 'internlm2');
   await mkdir(dir);
-  await writeFile(join(dir, 'config.json'), JSON.stringify({
-    architectures: ['InternLM2ForCausalLM'], hidden_size: hidden, intermediate_size: ffn, num_hidden_layers: 1,
-    num_attention_heads: numHeads, num_key_value_heads: numKvHeads, vocab_size: vocab, bias: true,
-  }));
+  await writeFile(
+    join(dir, 'config.json'),
+    JSON.stringify({
+      architectures: ['InternLM2ForCausalLM'],
+      hidden_size: hidden,
+      intermediate_size: ffn,
+      num_hidden_layers: 1,
+      num_attention_heads: numHeads,
+      num_key_value_heads: numKvHeads,
+      vocab_size: vocab,
+      bias: true,
+    }),
+  );
   const packedRows = (numHeads + 2 * numKvHeads) * headDim;
   await writeSafetensors(join(dir, 'model.safetensors'), [
     { name: 'model.tok_embeddings.weight', dtype: 'F32', shape: [vocab, hidden], data: rand(vocab * hidden) },
@@ -169,12 +264,27 @@ test('InternLM2: packed wqkv (+bias) splits into the un-packed q, k, v', async (
 });
 
 test('progress: bytes reported add up, non-TTY prints one summary line, TTY draws a bar', async () => {
-  const dir = await writeSyntheticModel(join(root, 'prog'), { architecture: 'mistral', hiddenSize: 16, numLayers: 3, numHeads: 2, numKvHeads: 1, intermediateSize: 24, vocabSize: 40, slidingWindow: 8 });
+  const dir = await writeSyntheticModel(join(root, 'prog'), {
+    architecture: 'mistral',
+    hiddenSize: 16,
+    numLayers: 3,
+    numHeads: 2,
+    numKvHeads: 1,
+    intermediateSize: 24,
+    vocabSize: 40,
+    slidingWindow: 8,
+  });
   const events: string[] = [];
-  let total = 0, advanced = 0;
+  let total = 0,
+    advanced = 0;
   await loadAll(dir, 'f16', undefined, {
-    start: (bytes, layers) => { total = bytes; events.push(`start ${layers}`); },
-    advance: (bytes) => { advanced += bytes; },
+    start: (bytes, layers) => {
+      total = bytes;
+      events.push(`start ${layers}`);
+    },
+    advance: (bytes) => {
+      advanced += bytes;
+    },
     finish: () => events.push('finish'),
   });
   assert.equal(events, ['start 3', 'finish']);
@@ -184,12 +294,26 @@ test('progress: bytes reported add up, non-TTY prints one summary line, TTY draw
   assert.is(advanced, expected);
 
   let plain = '';
-  const p = new ConsoleLoadProgress({ write: (t: string) => { plain += t; }, isTTY: false });
+  const p = new ConsoleLoadProgress({
+    write: (t: string) => {
+      plain += t;
+    },
+    isTTY: false,
+  });
   await loadAll(dir, 'f32', undefined, p);
   assert.match(plain, /^\[model\] loaded 3 layers, 0\.0 MB in \d+\.\d s\n$/);
   let tty = '';
   const clock = { t: 0 };
-  const bar = new ConsoleLoadProgress({ write: (t: string) => { tty += t; }, isTTY: true }, '[model]', () => (clock.t += 1000));
+  const bar = new ConsoleLoadProgress(
+    {
+      write: (t: string) => {
+        tty += t;
+      },
+      isTTY: true,
+    },
+    '[model]',
+    () => (clock.t += 1000),
+  );
   await loadAll(dir, 'f32', undefined, bar);
   assert.match(tty, /\r\[model\] \[#+-*\] +\d+% /);
   assert.match(tty, /100% .* lm_head/);

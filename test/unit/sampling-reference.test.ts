@@ -34,7 +34,10 @@ test('the RNG is a pure function of (seed, step), uniform in [0, 1), and pinned'
   // Pinned values: changing the stream changes every seeded completion, so it must be deliberate
   // (and shaders/sampling.wgsl must change with it).
   assert.equal([1, 2, 0xdeadbeef].map(mix32), [0x688990c0, 0xd1132181, 0xe628c683]);
-  assert.equal([0, 1, 2].map((s) => uniformForStep(0, s)), [0.5793412327766418, 0.6991720199584961, 0.9914671182632446]);
+  assert.equal(
+    [0, 1, 2].map((s) => uniformForStep(0, s)),
+    [0.5793412327766418, 0.6991720199584961, 0.9914671182632446],
+  );
   let sum = 0;
   const n = 100_000;
   const buckets = new Array<number>(10).fill(0);
@@ -73,7 +76,10 @@ test('greedy takes the lowest id among tied maxima; top logprobs are best first'
   assert.is(sampleReference(logits, row({ temperature: 0 })).tokenId, 1);
   assert.is(sampleReference(logits, row({ temperature: 1e-6, seed: 4 })).tokenId, 1, 'temperatures below 1e-5 are greedy');
   const top = topLogprobs(logits, 4);
-  assert.equal(top.map((c) => c.tokenId), [1, 3, 4, 0]);
+  assert.equal(
+    top.map((c) => c.tokenId),
+    [1, 3, 4, 0],
+  );
   const lse = Math.log(Math.exp(1) + 2 * Math.exp(3) + 1 + Math.exp(2));
   assert.ok(Math.abs(logSumExp(logits) - lse) < 1e-12);
   assert.ok(Math.abs(top[0]!.logprob - (3 - lse)) < 1e-12);

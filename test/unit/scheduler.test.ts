@@ -47,12 +47,20 @@ class FakeModel {
   }
 }
 
-interface Spec { id: string; prompt: number[]; maxTokens?: number; stop?: number[] }
+interface Spec {
+  id: string;
+  prompt: number[];
+  maxTokens?: number;
+  stop?: number[];
+}
 
 function makeRequest(spec: Spec): Request {
   return new Request({
-    requestId: spec.id, promptTokenIds: spec.prompt, sampling: { ...DEFAULT_SAMPLING },
-    maxTokens: spec.maxTokens ?? 8, stopTokenIds: spec.stop ?? [],
+    requestId: spec.id,
+    promptTokenIds: spec.prompt,
+    sampling: { ...DEFAULT_SAMPLING },
+    maxTokens: spec.maxTokens ?? 8,
+    stopTokenIds: spec.stop ?? [],
   });
 }
 
@@ -68,7 +76,10 @@ class Harness {
   readonly finishReasons = new Map<string, FinishReason>();
   readonly steps: SchedulerOutput[] = [];
 
-  constructor(readonly config: SchedulerConfig, kvOptions: Partial<KvCacheManagerOptions> = {}) {
+  constructor(
+    readonly config: SchedulerConfig,
+    kvOptions: Partial<KvCacheManagerOptions> = {},
+  ) {
     this.kv = new KvCacheManager({ numBlocks: 256, blockSize: 4, enablePrefixCaching: true, ...kvOptions });
     this.sched = new Scheduler(config, this.kv);
     this.model = new FakeModel(this.kv.blockSize);
@@ -85,7 +96,10 @@ class Harness {
   step(): { out: SchedulerOutput; updates: RequestUpdate[] } {
     const out = this.sched.schedule();
     assert.ok(out.numScheduledTokens <= this.config.maxNumBatchedTokens, 'token budget exceeded');
-    assert.is(out.numScheduledTokens, out.sequences.reduce((n, s) => n + s.tokenIds.length, 0));
+    assert.is(
+      out.numScheduledTokens,
+      out.sequences.reduce((n, s) => n + s.tokenIds.length, 0),
+    );
     assert.ok(out.sequences.length <= this.config.maxNumSeqs, 'maxNumSeqs exceeded');
     assert.ok(this.sched.numRunning <= this.config.maxNumSeqs);
     assert.is(new Set(out.sequences.map((s) => s.requestId)).size, out.sequences.length, 'a request scheduled twice');
@@ -131,10 +145,22 @@ test('chunked prefill splits a long prompt across steps under a small token budg
   const h = new Harness({ ...roomy, maxNumBatchedTokens: 8 });
   h.add(spec);
   const chunks = [0, 1, 2, 3].map(() => h.step().out.sequences[0]!);
-  assert.equal(chunks.map((c) => c.startPosition), [0, 8, 16, 24]);
-  assert.equal(chunks.map((c) => c.tokenIds.length), [8, 8, 8, 6]);
-  assert.equal(chunks.map((c) => c.sample), [false, false, false, true]);
-  assert.equal(chunks.flatMap((c) => c.tokenIds), spec.prompt);
+  assert.equal(
+    chunks.map((c) => c.startPosition),
+    [0, 8, 16, 24],
+  );
+  assert.equal(
+    chunks.map((c) => c.tokenIds.length),
+    [8, 8, 8, 6],
+  );
+  assert.equal(
+    chunks.map((c) => c.sample),
+    [false, false, false, true],
+  );
+  assert.equal(
+    chunks.flatMap((c) => c.tokenIds),
+    spec.prompt,
+  );
   assert.is(h.outputs.get('a')!.length, 1, 'the last chunk samples the first token');
   h.runToEnd();
   assert.equal(h.outputs.get('a'), reference([spec]).get('a'));
@@ -143,14 +169,28 @@ test('chunked prefill splits a long prompt across steps under a small token budg
 
 test('a running request keeps decoding while a new one prefills in the same step', () => {
   const h = new Harness({ ...roomy, maxNumBatchedTokens: 8 });
-  const a = { id: 'a', prompt: range(5), maxTokens: 10 }, b = { id: 'b', prompt: range(20, 40), maxTokens: 3 };
+  const a = { id: 'a', prompt: range(5), maxTokens: 10 },
+    b = { id: 'b', prompt: range(20, 40), maxTokens: 3 };
   h.add(a);
-  h.step(); h.step(); // a prefilled and decoding
+  h.step();
+  h.step(); // a prefilled and decoding
   h.add(b);
   const { out } = h.step();
-  assert.equal(out.sequences.map((s) => [s.requestId, s.tokenIds.length, s.sample]), [['a', 1, true], ['b', 7, false]]);
+  assert.equal(
+    out.sequences.map((s) => [s.requestId, s.tokenIds.length, s.sample]),
+    [
+      ['a', 1, true],
+      ['b', 7, false],
+    ],
+  );
   const next = h.step().out;
-  assert.equal(next.sequences.map((s) => [s.requestId, s.startPosition, s.tokenIds.length]), [['a', 7, 1], ['b', 7, 7]]);
+  assert.equal(
+    next.sequences.map((s) => [s.requestId, s.startPosition, s.tokenIds.length]),
+    [
+      ['a', 7, 1],
+      ['b', 7, 7],
+    ],
+  );
   h.runToEnd();
   const ref = reference([a, b]);
   assert.equal(h.outputs.get('a'), ref.get('a'));
@@ -168,7 +208,11 @@ test('maxNumSeqs caps the batch and waiting requests are admitted first come, fi
   }
   h.assertPoolEmpty();
   const order = specs.map((s) => firstStep.get(s.id)!);
-  assert.equal(order, order.slice().sort((x, y) => x - y), 'admission order follows arrival order');
+  assert.equal(
+    order,
+    order.slice().sort((x, y) => x - y),
+    'admission order follows arrival order',
+  );
   assert.ok(order[2]! > order[1]!, 'the third request waited for a seat');
   const ref = reference(specs);
   for (const s of specs) assert.equal(h.outputs.get(s.id), ref.get(s.id), s.id);
@@ -177,7 +221,11 @@ test('maxNumSeqs caps the batch and waiting requests are admitted first come, fi
 test('a waiting request short of blocks is not overtaken by a smaller one behind it (FCFS)', () => {
   // 8 blocks of 4. a holds 4-5 blocks while it runs; b needs 5 at once; c would fit in 1.
   const h = new Harness(roomy, { numBlocks: 8 });
-  const specs = [{ id: 'a', prompt: range(14), maxTokens: 6 }, { id: 'b', prompt: range(17, 30), maxTokens: 2 }, { id: 'c', prompt: range(2, 60), maxTokens: 2 }];
+  const specs = [
+    { id: 'a', prompt: range(14), maxTokens: 6 },
+    { id: 'b', prompt: range(17, 30), maxTokens: 2 },
+    { id: 'c', prompt: range(2, 60), maxTokens: 2 },
+  ];
   specs.forEach((s) => h.add(s));
   h.runToEnd();
   const firstStep = (id: string) => h.steps.find((out) => out.sequences.some((s) => s.requestId === id))!.step;
@@ -192,10 +240,17 @@ test('a request arriving while the same prompt is mid-prefill only hits blocks a
   const prompt = range(40, 5);
   const h = new Harness({ ...roomy, maxNumBatchedTokens: 16 });
   h.add({ id: 'first', prompt, maxTokens: 3 });
-  h.step(); h.step(); // first: 32 of 40 computed; running requests take the whole budget until then
+  h.step();
+  h.step(); // first: 32 of 40 computed; running requests take the whole budget until then
   const second = h.add({ id: 'second', prompt, maxTokens: 3 });
   const { out } = h.step(); // first's last 8 tokens, and second with the remaining 8 of budget
-  assert.equal(out.sequences.map((s) => [s.requestId, s.startPosition, s.tokenIds.length]), [['first', 32, 8], ['second', 32, 8]]);
+  assert.equal(
+    out.sequences.map((s) => [s.requestId, s.startPosition, s.tokenIds.length]),
+    [
+      ['first', 32, 8],
+      ['second', 32, 8],
+    ],
+  );
   assert.is(second.numCachedTokens, 32, 'blocks still being computed in this step are not hits');
   h.runToEnd();
   assert.equal(h.outputs.get('second'), h.outputs.get('first'));
@@ -242,7 +297,8 @@ test('aborting frees blocks at once; an aborted waiting request is never schedul
   const a = h.add({ id: 'a', prompt: range(9), maxTokens: 50 });
   h.add({ id: 'b', prompt: range(9, 30), maxTokens: 50 });
   h.add({ id: 'c', prompt: range(5, 60), maxTokens: 2 });
-  h.step(); h.step();
+  h.step();
+  h.step();
   assert.is(h.kv.numUsedBlocks, 3);
   h.sched.finishRequest('b', 'abort'); // waiting
   assert.is(h.sched.numWaiting, 1);
@@ -269,8 +325,14 @@ test('maxTokens and maxModelLen end a request with finish_reason length', () => 
   assert.is(h.outputs.get('short')!.length, 4);
   assert.is(h.finishReasons.get('capped'), 'length');
   assert.is(h.finishReasons.get('short'), 'length');
-  assert.throws(() => h.add({ id: 'huge', prompt: range(16) }), (e: unknown) => e instanceof InvalidRequestError);
-  assert.throws(() => h.add({ id: 'zero', prompt: range(3), maxTokens: 0 }), (e: unknown) => e instanceof InvalidRequestError);
+  assert.throws(
+    () => h.add({ id: 'huge', prompt: range(16) }),
+    (e: unknown) => e instanceof InvalidRequestError,
+  );
+  assert.throws(
+    () => h.add({ id: 'zero', prompt: range(3), maxTokens: 0 }),
+    (e: unknown) => e instanceof InvalidRequestError,
+  );
 });
 
 test('a stop token ends the request with stop and is included in the output', () => {
@@ -293,7 +355,10 @@ test('a second request with the same long prompt hits the prefix cache and still
   const second = h.add({ id: 'second', prompt, maxTokens: 5 });
   const { out } = h.step();
   assert.is(second.numCachedTokens, 36, '9 of 10 full blocks: the last token is always computed');
-  assert.equal(out.sequences.map((s) => [s.startPosition, s.tokenIds.length, s.sample]), [[36, 4, true]]);
+  assert.equal(
+    out.sequences.map((s) => [s.startPosition, s.tokenIds.length, s.sample]),
+    [[36, 4, true]],
+  );
   assert.is(h.outputs.get('second')!.length, 1);
   h.runToEnd();
   assert.equal(h.outputs.get('second'), h.outputs.get('first'), 'the cached KV gives the same stream');
@@ -317,21 +382,34 @@ test('requests that can never fit the pool finish with length instead of wedging
   assert.is(h.finishReasons.get('tooLong'), 'length');
   assert.equal(h.outputs.get('tooLong'), []);
   assert.is(h.finishReasons.get('grows'), 'length');
-  assert.equal(h.outputs.get('grows'), reference([{ id: 'grows', prompt: range(12, 30), maxTokens: 5 }]).get('grows'),
-    'it decodes until 16 tokens (the whole pool) plus the one sampled from them');
+  assert.equal(
+    h.outputs.get('grows'),
+    reference([{ id: 'grows', prompt: range(12, 30), maxTokens: 5 }]).get('grows'),
+    'it decodes until 16 tokens (the whole pool) plus the one sampled from them',
+  );
   assert.is(h.finishReasons.get('fine'), 'length');
   assert.is(h.outputs.get('fine')!.length, 3);
 });
 
 test('randomized arrivals, shared prefixes, aborts and a tight pool all reproduce the reference streams', () => {
   let seed = 12345;
-  const rand = (n: number) => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed % n; };
+  const rand = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
   const stems = [range(13, 3), range(9, 50), range(21, 77)];
-  let numPreemptions = 0, numAborted = 0;
-  for (const [numBlocks, budget, maxNumSeqs] of [[14, 10, 4], [30, 7, 3], [10, 32, 8]] as const) {
+  let numPreemptions = 0,
+    numAborted = 0;
+  for (const [numBlocks, budget, maxNumSeqs] of [
+    [14, 10, 4],
+    [30, 7, 3],
+    [10, 32, 8],
+  ] as const) {
     const h = new Harness({ ...roomy, maxNumBatchedTokens: budget, maxNumSeqs, maxModelLen: 40 }, { numBlocks });
     const specs: Spec[] = range(24).map((i) => ({
-      id: `q${i}`, prompt: [...stems[rand(3)]!.slice(0, 1 + rand(20)), ...range(rand(6), rand(VOCAB))], maxTokens: 1 + rand(12),
+      id: `q${i}`,
+      prompt: [...stems[rand(3)]!.slice(0, 1 + rand(20)), ...range(rand(6), rand(VOCAB))],
+      maxTokens: 1 + rand(12),
     }));
     const aborted = new Set<string>();
     let next = 0;
@@ -340,7 +418,10 @@ test('randomized arrivals, shared prefixes, aborts and a tight pool all reproduc
       for (let k = rand(3); k > 0 && next < specs.length; k--) h.add(specs[next++]!);
       if (rand(10) === 0 && next > 0) {
         const id = specs[rand(next)]!.id;
-        if (!h.finishReasons.has(id)) { h.sched.finishRequest(id, 'abort'); aborted.add(id); }
+        if (!h.finishReasons.has(id)) {
+          h.sched.finishRequest(id, 'abort');
+          aborted.add(id);
+        }
       }
       h.step();
     }
@@ -362,7 +443,10 @@ test('addRequest rejects a full queue and duplicate ids', () => {
   const h = new Harness({ ...roomy, maxWaiting: 2 });
   h.add({ id: 'a', prompt: [1] });
   h.add({ id: 'b', prompt: [2] });
-  assert.throws(() => h.add({ id: 'c', prompt: [3] }), (e: unknown) => e instanceof EngineOverloadedError);
+  assert.throws(
+    () => h.add({ id: 'c', prompt: [3] }),
+    (e: unknown) => e instanceof EngineOverloadedError,
+  );
   assert.throws(() => h.sched.addRequest(makeRequest({ id: 'a', prompt: [1] })), /already in use/);
   h.runToEnd();
 });

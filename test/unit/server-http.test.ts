@@ -11,7 +11,9 @@ let server: Awaited<ReturnType<typeof startFakeServer>>;
 test.before(async () => {
   server = await startFakeServer({ sessionLen: 64 }, { apiKeys: ['k1', 'k2'], allowOrigins: ['http://ui.example'], maxBodyBytes: 4096 });
 });
-test.after(async () => { await server.close(); });
+test.after(async () => {
+  await server.close();
+});
 test.after.each(() => {
   server.engine.failWith = null;
   server.engine.healthState = { ready: true };
@@ -46,7 +48,10 @@ test('SSE: headers, one data frame per delta, usage chunk, [DONE]', async () => 
   assert.equal(usageChunk.usage, { prompt_tokens: 2, completion_tokens: 5, total_tokens: 7, prompt_tokens_details: { cached_tokens: 0 } });
   const deltas = chunks.slice(0, -1);
   assert.is(deltas.length, 5, 'one event per token');
-  for (const c of deltas) { assert.is(c.object, 'text_completion'); assert.is(c.usage, null); }
+  for (const c of deltas) {
+    assert.is(c.object, 'text_completion');
+    assert.is(c.usage, null);
+  }
   assert.is(deltas.map((c) => c.choices[0]!.text).join(''), STORY.slice(0, 5));
   assert.is(deltas.at(-1)!.choices[0]!.finish_reason, 'length');
 });
@@ -143,7 +148,12 @@ test('413 when the body is larger than maxBodyBytes', async () => {
   assert.is(res.status, 413);
   assert.match((await errorOf(res)).message, /larger than 4096 bytes/);
   // Chunked upload without Content-Length is cut off at the limit too.
-  const stream = new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode(`{"prompt":"${'y'.repeat(6000)}"}`)); c.close(); } });
+  const stream = new ReadableStream({
+    start(c) {
+      c.enqueue(new TextEncoder().encode(`{"prompt":"${'y'.repeat(6000)}"}`));
+      c.close();
+    },
+  });
   const chunked = await fetch(`${server.url}/v1/completions`, { method: 'POST', headers: AUTH, body: stream, duplex: 'half' } as RequestInit);
   assert.is(chunked.status, 413);
 });
@@ -183,7 +193,11 @@ test('session length: a full prompt is a 400 naming both numbers; otherwise max_
 test('return_token_ids and cached_tokens', async () => {
   await post('/v1/completions', { prompt: 'abcdefghij', max_tokens: 2 });
   const res = await post('/v1/completions', { prompt: 'abcdefghij', max_tokens: 2, return_token_ids: true, temperature: 0 });
-  const body = (await res.json()) as { prompt_token_ids: number[]; choices: Array<{ token_ids: number[] }>; usage: { prompt_tokens_details: { cached_tokens: number } } };
+  const body = (await res.json()) as {
+    prompt_token_ids: number[];
+    choices: Array<{ token_ids: number[] }>;
+    usage: { prompt_tokens_details: { cached_tokens: number } };
+  };
   assert.is(body.prompt_token_ids.length, 11);
   assert.is(body.prompt_token_ids[0], BOS_ID);
   assert.is(body.choices[0]!.token_ids.length, 2);
@@ -218,11 +232,21 @@ test('/metrics: vLLM names labelled with model_name, and counters move', async (
   };
   const before = await scrape();
   for (const name of [
-    'vllm:num_requests_running', 'vllm:num_requests_waiting', 'vllm:gpu_cache_usage_perc', 'vllm:kv_cache_usage_perc',
-    'vllm:prefix_cache_queries_total', 'vllm:prefix_cache_hits_total', 'vllm:prompt_tokens_total', 'vllm:generation_tokens_total',
-    'vllm:time_to_first_token_seconds_bucket', 'vllm:time_per_output_token_seconds_bucket', 'vllm:e2e_request_latency_seconds_bucket',
-    'vllm:request_success_total', 'lmdeploy:num_requests_running',
-  ]) assert.ok(before.text.includes(`${name}{model_name="fake-model"`), `${name} labelled`);
+    'vllm:num_requests_running',
+    'vllm:num_requests_waiting',
+    'vllm:gpu_cache_usage_perc',
+    'vllm:kv_cache_usage_perc',
+    'vllm:prefix_cache_queries_total',
+    'vllm:prefix_cache_hits_total',
+    'vllm:prompt_tokens_total',
+    'vllm:generation_tokens_total',
+    'vllm:time_to_first_token_seconds_bucket',
+    'vllm:time_per_output_token_seconds_bucket',
+    'vllm:e2e_request_latency_seconds_bucket',
+    'vllm:request_success_total',
+    'lmdeploy:num_requests_running',
+  ])
+    assert.ok(before.text.includes(`${name}{model_name="fake-model"`), `${name} labelled`);
   assert.match(before.text, /# TYPE vllm:time_to_first_token_seconds histogram/);
   assert.match(before.text, /vllm:time_to_first_token_seconds_bucket\{model_name="fake-model",le="0.001"\}/);
   const lengthSample = 'vllm:request_success_total{model_name="fake-model",finished_reason="length"}';
@@ -238,7 +262,9 @@ test('/metrics: vLLM names labelled with model_name, and counters move', async (
 
 test('/openapi.json: OpenAPI 3.1 with every path, built from the validating schemas', async () => {
   const doc = (await (await fetch(`${server.url}/openapi.json`)).json()) as {
-    openapi: string; paths: Record<string, Record<string, unknown>>; components: { schemas: Record<string, unknown>; securitySchemes: unknown };
+    openapi: string;
+    paths: Record<string, Record<string, unknown>>;
+    components: { schemas: Record<string, unknown>; securitySchemes: unknown };
   };
   assert.is(doc.openapi, '3.1.0');
   for (const path of ['/v1/models', '/v1/completions', '/v1/chat/completions', '/v1/chat/interactive', '/v1/encode', '/health', '/metrics']) {

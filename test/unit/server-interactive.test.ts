@@ -8,9 +8,15 @@ import { EOS_ID, STORY, ToyCodec, startFakeServer } from '../helpers/fake-engine
 type Reply = { text: string; tokens: number; input_tokens: number; history_tokens: number; finish_reason: string | null };
 let server: Awaited<ReturnType<typeof startFakeServer>>;
 
-test.before(async () => { server = await startFakeServer({ sessionLen: 128 }, { maxSessions: 4 }); });
-test.after(async () => { await server.close(); });
-test.after.each(() => { server.engine.tokenDelayMs = 1; });
+test.before(async () => {
+  server = await startFakeServer({ sessionLen: 128 }, { maxSessions: 4 });
+});
+test.after(async () => {
+  await server.close();
+});
+test.after.each(() => {
+  server.engine.tokenDelayMs = 1;
+});
 
 const turn = (body: Record<string, unknown>) =>
   fetch(`${server.url}/v1/chat/interactive`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -21,8 +27,20 @@ const reply = async (body: Record<string, unknown>) => {
 };
 /** What lmdeploy's APIClient.chat_interactive_v1 sends: every parameter, nulls included. */
 const clientPayload = (prompt: string, sessionId: number, extra: Record<string, unknown> = {}) => ({
-  prompt, image_url: null, session_id: sessionId, interactive_mode: true, stream: false, stop: null, request_output_len: 8,
-  top_p: 0.8, top_k: 40, temperature: 0, repetition_penalty: 1.0, ignore_eos: false, skip_special_tokens: true, adapter_name: null,
+  prompt,
+  image_url: null,
+  session_id: sessionId,
+  interactive_mode: true,
+  stream: false,
+  stop: null,
+  request_output_len: 8,
+  top_p: 0.8,
+  top_k: 40,
+  temperature: 0,
+  repetition_penalty: 1.0,
+  ignore_eos: false,
+  skip_special_tokens: true,
+  adapter_name: null,
   ...extra,
 });
 async function waitFor(cond: () => boolean, what: string, ms = 2000) {
@@ -53,9 +71,15 @@ test('stream: newline-delimited JSON (not SSE) with cumulative token counts', as
   assert.match(res.headers.get('content-type')!, /application\/x-ndjson/);
   const text = await res.text();
   assert.not.match(text, /data:/);
-  const lines = text.trimEnd().split('\n').map((l) => JSON.parse(l) as Reply);
+  const lines = text
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Reply);
   assert.is(lines.length, 5);
-  assert.equal(lines.map((l) => l.tokens), [1, 2, 3, 4, 5]);
+  assert.equal(
+    lines.map((l) => l.tokens),
+    [1, 2, 3, 4, 5],
+  );
   assert.is(lines.map((l) => l.text).join(''), STORY.slice(0, 5));
   assert.is(lines.at(-1)!.finish_reason, 'length');
   assert.ok(lines.slice(0, -1).every((l) => l.finish_reason === null));
@@ -74,7 +98,10 @@ test('a second request on a busy session is refused; cancel aborts the running t
   assert.match(error.message, /session 9 is busy.*"cancel": true/);
   const cancel = await reply({ prompt: '', session_id: 9, cancel: true });
   assert.is(cancel.text, '');
-  const lines = (await (await running).text()).trimEnd().split('\n').map((l) => JSON.parse(l) as Reply);
+  const lines = (await (await running).text())
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Reply);
   assert.ok(lines.length < 100, 'stopped early');
   await waitFor(() => server.engine.numLive === 0, 'the engine request to be released');
   const after = await reply(clientPayload('ok', 9));
@@ -143,7 +170,10 @@ test('idle sessions are reaped', async () => {
 
 test('continuationText: the template delta, or the new turn alone without BOS', () => {
   const codec = new ToyCodec();
-  const history = [{ role: 'user' as const, content: 'hi' }, { role: 'assistant' as const, content: 'yo' }];
+  const history = [
+    { role: 'user' as const, content: 'hi' },
+    { role: 'assistant' as const, content: 'yo' },
+  ];
   assert.is(continuationText(codec, history, [{ role: 'user', content: 'q' }]), '</s><|user|>q</s><|assistant|>');
   const rewriting = Object.assign(Object.create(codec) as ToyCodec, {
     applyChatTemplate: (msgs: readonly { role: string; content: string }[]) => `<s>[${msgs.length}]` + msgs.map((m) => m.content).join('|'),

@@ -6,8 +6,12 @@ import { STORY, startFakeServer } from '../helpers/fake-engine.js';
 
 let server: Awaited<ReturnType<typeof startFakeServer>>;
 
-test.before(async () => { server = await startFakeServer({ tokenDelayMs: 3, sessionLen: 512 }, { maxBodyBytes: 256 * 1024 }); });
-test.after(async () => { await server.close(); });
+test.before(async () => {
+  server = await startFakeServer({ tokenDelayMs: 3, sessionLen: 512 }, { maxBodyBytes: 256 * 1024 });
+});
+test.after(async () => {
+  await server.close();
+});
 
 async function readSse(res: Response, stopAfterChunks: number | null, controller: AbortController): Promise<{ text: string; done: boolean }> {
   const reader = res.body!.getReader();
@@ -35,26 +39,31 @@ async function readSse(res: Response, stopAfterChunks: number | null, controller
 test('32 concurrent streams, 8 clients disconnect midway: the rest complete, nothing leaks', async () => {
   const numTokens = 80;
   const started = Date.now();
-  const results = await Promise.all(Array.from({ length: 32 }, async (_, i) => {
-    const controller = new AbortController();
-    const chat = i % 2 === 0;
-    const disconnects = i % 4 === 1;
-    // A leaver asks for far more tokens than it will wait for: only an abort can end it in time.
-    const maxTokens = disconnects ? 5000 : numTokens;
-    const body = chat
-      ? { messages: [{ role: 'user', content: `client ${i}` }], max_tokens: maxTokens, temperature: 0, ignore_eos: true, stream: true }
-      : { prompt: `client ${i}`, max_tokens: maxTokens, temperature: 0, ignore_eos: true, stream: true };
-    const res = await fetch(`${server.url}${chat ? '/v1/chat/completions' : '/v1/completions'}`, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: controller.signal,
-    });
-    assert.is(res.status, 200);
-    try {
-      return { i, disconnects, ...(await readSse(res, disconnects ? 5 : null, controller)) };
-    } catch (err) {
-      if (disconnects) return { i, disconnects, text: '', done: false };
-      throw err;
-    }
-  }));
+  const results = await Promise.all(
+    Array.from({ length: 32 }, async (_, i) => {
+      const controller = new AbortController();
+      const chat = i % 2 === 0;
+      const disconnects = i % 4 === 1;
+      // A leaver asks for far more tokens than it will wait for: only an abort can end it in time.
+      const maxTokens = disconnects ? 5000 : numTokens;
+      const body = chat
+        ? { messages: [{ role: 'user', content: `client ${i}` }], max_tokens: maxTokens, temperature: 0, ignore_eos: true, stream: true }
+        : { prompt: `client ${i}`, max_tokens: maxTokens, temperature: 0, ignore_eos: true, stream: true };
+      const res = await fetch(`${server.url}${chat ? '/v1/chat/completions' : '/v1/completions'}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+        signal: controller.signal,
+      });
+      assert.is(res.status, 200);
+      try {
+        return { i, disconnects, ...(await readSse(res, disconnects ? 5 : null, controller)) };
+      } catch (err) {
+        if (disconnects) return { i, disconnects, text: '', done: false };
+        throw err;
+      }
+    }),
+  );
   const expected = STORY.repeat(2).slice(0, numTokens);
   for (const r of results) {
     if (r.disconnects) continue;
@@ -93,20 +102,52 @@ function hostileBodies(): Array<{ path: string; body: string | Uint8Array }> {
   const deepArray = `${'['.repeat(10_000)}${']'.repeat(10_000)}`;
   const deepObject = `${'{"a":'.repeat(10_000)}1${'}'.repeat(10_000)}`;
   const raw = [
-    '', ' ', 'null', '0', '"prompt"', '[]', '{', '{"prompt": "x"', '{"prompt": "x",}', "{'prompt': 'x'}", '{"prompt": NaN}',
-    '{"prompt": 1e400}', '{"prompt": "x", "max_tokens": 1e400}', '\u0000\u0001', '<xml/>', 'prompt=x',
-    `{"prompt": ${deepArray}}`, `{"prompt": "x", "extra": ${deepObject}}`, `{"messages": ${deepArray}}`, deepObject,
-    '{"__proto__": {"polluted": true}}', '{"prompt": "x", "__proto__": {"polluted": true}}',
+    '',
+    ' ',
+    'null',
+    '0',
+    '"prompt"',
+    '[]',
+    '{',
+    '{"prompt": "x"',
+    '{"prompt": "x",}',
+    "{'prompt': 'x'}",
+    '{"prompt": NaN}',
+    '{"prompt": 1e400}',
+    '{"prompt": "x", "max_tokens": 1e400}',
+    '\u0000\u0001',
+    '<xml/>',
+    'prompt=x',
+    `{"prompt": ${deepArray}}`,
+    `{"prompt": "x", "extra": ${deepObject}}`,
+    `{"messages": ${deepArray}}`,
+    deepObject,
+    '{"__proto__": {"polluted": true}}',
+    '{"prompt": "x", "__proto__": {"polluted": true}}',
     '{"messages": [{"role": "user", "content": "x", "__proto__": {"polluted": true}}], "max_tokens": "1"}',
-    '{"constructor": {"prototype": {"polluted": true}}}', '{"prompt": {"constructor": {"prototype": {"polluted": true}}}}',
-    `{"prompt": "x", "user": "${'u'.repeat(100_000)}"}`, `{"prompt": "${'p'.repeat(300_000)}"}`,
+    '{"constructor": {"prototype": {"polluted": true}}}',
+    '{"prompt": {"constructor": {"prototype": {"polluted": true}}}}',
+    `{"prompt": "x", "user": "${'u'.repeat(100_000)}"}`,
+    `{"prompt": "${'p'.repeat(300_000)}"}`,
     `{"messages": [${Array(5000).fill('{"role":"user","content":"x"}').join(',')}]}`,
-    '{"prompt": [-1]}', '{"prompt": [1.5]}', '{"prompt": [[]]}', '{"prompt": [1, "a"]}', '{"prompt": ["a", [1]]}',
-    '{"messages": []}', '{"messages": [{"role": "user"}], "n": 0}', '{"messages": [{"content": "x"}]}',
+    '{"prompt": [-1]}',
+    '{"prompt": [1.5]}',
+    '{"prompt": [[]]}',
+    '{"prompt": [1, "a"]}',
+    '{"prompt": ["a", [1]]}',
+    '{"messages": []}',
+    '{"messages": [{"role": "user"}], "n": 0}',
+    '{"messages": [{"content": "x"}]}',
     '{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}]}',
-    '{"messages": "hello"}', '{"messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 21}',
-    '{"prompt": "x", "session_id": "one"}', '{"prompt": 5, "session_id": 1}', '{"prompt": "x", "session_id": -5}',
-    '{"prompt": "x", "request_output_len": -1}', '{"input": 5}', '{"input": [1, 2]}', '{"input": "x", "add_bos": "yes"}',
+    '{"messages": "hello"}',
+    '{"messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 21}',
+    '{"prompt": "x", "session_id": "one"}',
+    '{"prompt": 5, "session_id": 1}',
+    '{"prompt": "x", "session_id": -5}',
+    '{"prompt": "x", "request_output_len": -1}',
+    '{"input": 5}',
+    '{"input": [1, 2]}',
+    '{"input": "x", "add_bos": "yes"}',
   ];
   raw.forEach((body, k) => out.push({ path: paths[k % paths.length]!, body }));
   out.push({ path: '/v1/completions', body: new Uint8Array([0x7b, 0x22, 0x70, 0x22, 0x3a, 0x22, 0xc3, 0x28, 0x22, 0x7d]) });
@@ -126,14 +167,16 @@ test('200 malformed or hostile bodies each get a 4xx, and the server keeps servi
   assert.is(bodies.length, 200);
   const statuses = new Map<number, number>();
   for (let start = 0; start < bodies.length; start += 8) {
-    await Promise.all(bodies.slice(start, start + 8).map(async ({ path, body }, j) => {
-      const res = await fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
-      const text = await res.text();
-      assert.ok(res.status >= 400 && res.status < 500, `#${start + j} ${path} ${String(body).slice(0, 80)} -> ${res.status} ${text.slice(0, 200)}`);
-      const parsed = JSON.parse(text) as { error: { message: string } };
-      assert.type(parsed.error.message, 'string');
-      statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
-    }));
+    await Promise.all(
+      bodies.slice(start, start + 8).map(async ({ path, body }, j) => {
+        const res = await fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+        const text = await res.text();
+        assert.ok(res.status >= 400 && res.status < 500, `#${start + j} ${path} ${String(body).slice(0, 80)} -> ${res.status} ${text.slice(0, 200)}`);
+        const parsed = JSON.parse(text) as { error: { message: string } };
+        assert.type(parsed.error.message, 'string');
+        statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
+      }),
+    );
   }
   assert.ok((statuses.get(400) ?? 0) > 150, `mostly 400s: ${JSON.stringify([...statuses])}`);
   assert.is(({} as Record<string, unknown>).polluted, undefined, 'Object.prototype untouched');

@@ -30,15 +30,23 @@ test('models.list returns the served model', async () => {
 
 test('chat.completions.create (greedy) continues the story from its start', async () => {
   const res = await client.chat.completions.create({
-    model: 'fake-model', messages: [{ role: 'system', content: 'be brief' }, { role: 'user', content: 'tell me' }],
-    max_tokens: 12, temperature: 0,
+    model: 'fake-model',
+    messages: [
+      { role: 'system', content: 'be brief' },
+      { role: 'user', content: 'tell me' },
+    ],
+    max_tokens: 12,
+    temperature: 0,
   });
   assert.is(res.object, 'chat.completion');
   assert.is(res.choices[0]!.message.role, 'assistant');
   assert.is(res.choices[0]!.message.content, STORY.slice(0, 12));
   assert.is(res.choices[0]!.finish_reason, 'length');
   const codec = new FakeEngine().codec;
-  const prompt = codec.applyChatTemplate([{ role: 'system', content: 'be brief' }, { role: 'user', content: 'tell me' }]);
+  const prompt = codec.applyChatTemplate([
+    { role: 'system', content: 'be brief' },
+    { role: 'user', content: 'tell me' },
+  ]);
   assert.is(res.usage!.prompt_tokens, codec.encode(prompt, { addSpecialTokens: false }).length, 'the template brings its own BOS');
   assert.is(res.usage!.completion_tokens, 12);
   assert.is(res.usage!.total_tokens, res.usage!.prompt_tokens + 12);
@@ -49,8 +57,21 @@ test('chat.completions.create (greedy) continues the story from its start', asyn
 
 test('chat.completions.create with stream: role first, deltas, finish_reason, usage', async () => {
   const stream = await client.chat.completions.create({
-    model: 'fake-model', messages: [{ role: 'user', content: [{ type: 'text', text: 'a' }, { type: 'text', text: 'b' }] }],
-    max_completion_tokens: 40, temperature: 0, stream: true, stream_options: { include_usage: true }, stop: ['robot'],
+    model: 'fake-model',
+    messages: [
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'a' },
+          { type: 'text', text: 'b' },
+        ],
+      },
+    ],
+    max_completion_tokens: 40,
+    temperature: 0,
+    stream: true,
+    stream_options: { include_usage: true },
+    stop: ['robot'],
   });
   let text = '';
   let role: string | undefined;
@@ -82,8 +103,15 @@ test('completions.create: string, token ids, list of prompts with n, echo, logpr
   assert.equal(server.engine.requests.at(-1)!.promptTokenIds, [BOS_ID, 50, 51, 52]);
 
   const many = await client.completions.create({ model: 'fake-model', prompt: ['a', 'bb'], n: 2, max_tokens: 5, seed: 40, temperature: 1 });
-  assert.equal(many.choices.map((c) => c.index), [0, 1, 2, 3]);
-  assert.equal(many.choices.map((c) => c.text), [STORY.slice(40, 45), STORY.slice(41, 46), STORY.slice(40, 45), STORY.slice(41, 46)], 'choice i uses seed + i');
+  assert.equal(
+    many.choices.map((c) => c.index),
+    [0, 1, 2, 3],
+  );
+  assert.equal(
+    many.choices.map((c) => c.text),
+    [STORY.slice(40, 45), STORY.slice(41, 46), STORY.slice(40, 45), STORY.slice(41, 46)],
+    'choice i uses seed + i',
+  );
   assert.is(many.usage!.prompt_tokens, 2 + 3, 'each prompt counted once');
   assert.is(many.usage!.completion_tokens, 20);
 
@@ -101,7 +129,12 @@ test('completions.create: string, token ids, list of prompts with n, echo, logpr
 
 test('chat logprobs: content list with bytes and top_logprobs', async () => {
   const res = await client.chat.completions.create({
-    model: 'fake-model', messages: [{ role: 'user', content: 'x' }], max_tokens: 2, temperature: 0, logprobs: true, top_logprobs: 3,
+    model: 'fake-model',
+    messages: [{ role: 'user', content: 'x' }],
+    max_tokens: 2,
+    temperature: 0,
+    logprobs: true,
+    top_logprobs: 3,
   });
   const content = res.choices[0]!.logprobs!.content!;
   assert.is(content.length, 2);

@@ -4,7 +4,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { completionLogprobs } from '../../src/server/logprobs.js';
 import {
-  buildOpenApiDocument, fieldName, validateChatCompletionRequest, validateCompletionRequest, validateInteractiveRequest,
+  buildOpenApiDocument,
+  fieldName,
+  validateChatCompletionRequest,
+  validateCompletionRequest,
+  validateInteractiveRequest,
 } from '../../src/protocol/index.js';
 
 test('fieldName turns JSON pointers into client spelling', () => {
@@ -15,9 +19,24 @@ test('fieldName turns JSON pointers into client spelling', () => {
 
 test('full client payloads validate (nulls where clients send them)', () => {
   const chat = validateChatCompletionRequest({
-    model: 'm', messages: [{ role: 'developer', content: 'x' }, { role: 'user', content: [{ type: 'text', text: 'y' }] }, { role: 'assistant', content: null }],
-    temperature: null, top_p: 1, n: 2, stream: true, stream_options: { include_usage: true }, stop: ['a'], max_completion_tokens: 5,
-    logprobs: true, top_logprobs: 0, seed: -3, user: 'u', response_format: { type: 'text' },
+    model: 'm',
+    messages: [
+      { role: 'developer', content: 'x' },
+      { role: 'user', content: [{ type: 'text', text: 'y' }] },
+      { role: 'assistant', content: null },
+    ],
+    temperature: null,
+    top_p: 1,
+    n: 2,
+    stream: true,
+    stream_options: { include_usage: true },
+    stop: ['a'],
+    max_completion_tokens: 5,
+    logprobs: true,
+    top_logprobs: 0,
+    seed: -3,
+    user: 'u',
+    response_format: { type: 'text' },
   });
   assert.ok(chat.ok, JSON.stringify(chat));
   assert.ok(validateCompletionRequest({ prompt: [[1, 2], [3]], echo: false, logprobs: 0, top_k: -1 }).ok);

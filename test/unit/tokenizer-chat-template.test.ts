@@ -84,7 +84,10 @@ test('bos_token and eos_token given as AddedToken objects reach the template and
   assert.is(tok.bosTokenId, 1);
   assert.equal(tok.eosTokenIds, [2]);
   // The rendered template already starts with BOS: encoding it adds no second one.
-  assert.equal(tok.encode(tok.applyChatTemplate([{ role: 'user', content: 'x' }])).filter((id) => id === 1), [1]);
+  assert.equal(
+    tok.encode(tok.applyChatTemplate([{ role: 'user', content: 'x' }])).filter((id) => id === 1),
+    [1],
+  );
 });
 
 test('chat_template.jinja beats tokenizer_config; the chatTemplate option beats both; named templates pick "default"', async () => {

@@ -67,11 +67,7 @@ test('an incomplete character at the end is flushed as U+FFFD, like a full decod
 });
 
 test('unicode-heavy text streams exactly, without U+FFFD or lone surrogates mid-stream', () => {
-  const texts = [
-    'naïve café 世界 😀👍🏽 🇫🇷 Ελληνικά\nкириллица\t👩‍👩‍👧 end',
-    '日本語のテキストと中文、😀😀😀',
-    ' leading space and\u00a0nbsp ',
-  ];
+  const texts = ['naïve café 世界 😀👍🏽 🇫🇷 Ελληνικά\nкириллица\t👩‍👩‍👧 end', '日本語のテキストと中文、😀😀😀', ' leading space and\u00a0nbsp '];
   for (const text of texts) {
     const output = tokenizer.encode(text, { addSpecialTokens: false });
     const { deltas, tail } = stream([BOS], output, true);
@@ -90,9 +86,7 @@ test('random token sequences: deltas + flush == the full decode (BOS prompt, bot
   for (let trial = 0; trial < 300; trial++) {
     const skip = trial % 2 === 0;
     // Bias towards byte tokens (3..258) so split and invalid UTF-8 sequences are common.
-    const output = Array.from({ length: 1 + Math.floor(rand() * 40) }, () =>
-      rand() < 0.6 ? 3 + Math.floor(rand() * 256) : Math.floor(rand() * 512),
-    );
+    const output = Array.from({ length: 1 + Math.floor(rand() * 40) }, () => (rand() < 0.6 ? 3 + Math.floor(rand() * 256) : Math.floor(rand() * 512)));
     const { text, detok } = stream([BOS], output, skip);
     const expected = decodeInContext([BOS], output, skip);
     assert.is(text, expected, `trial ${trial} skip=${skip} output=${JSON.stringify(output)}`);
@@ -113,9 +107,7 @@ test('random outputs after real prompts (long, unicode, ending mid-word) match d
   for (let trial = 0; trial < 200; trial++) {
     const prompt = prompts[trial % prompts.length]!;
     const skip = trial % 3 !== 0;
-    const output = Array.from({ length: 1 + Math.floor(rand() * 30) }, () =>
-      rand() < 0.5 ? 3 + Math.floor(rand() * 256) : Math.floor(rand() * 512),
-    );
+    const output = Array.from({ length: 1 + Math.floor(rand() * 30) }, () => (rand() < 0.5 ? 3 + Math.floor(rand() * 256) : Math.floor(rand() * 512)));
     const { text } = stream(prompt, output, skip);
     assert.is(text, decodeInContext(prompt, output, skip), `trial ${trial} prompt=${prompt.length} output=${JSON.stringify(output)}`);
   }

@@ -76,7 +76,7 @@ test('multi-code-unit characters: a stop made of emoji is matched and never half
 
 test('random texts and chunkings agree with scanning the whole text', () => {
   let seed = 7;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000);
+  const rand = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000;
   const pick = (alphabet: string, n: number) => Array.from({ length: n }, () => alphabet[Math.floor(rand() * alphabet.length)]).join('');
   for (let trial = 0; trial < 2000; trial++) {
     const text = pick('abc ', 1 + Math.floor(rand() * 30));

@@ -114,7 +114,7 @@ function byteLevelTokenizer(): Tokenizer {
     const printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
     vocab[String.fromCodePoint(printable ? b : next++)] = b;
   }
-  Object.assign(vocab, { 'Ġt': 256, he: 257, 'Ġthe': 258 });
+  Object.assign(vocab, { Ġt: 256, he: 257, Ġthe: 258 });
   const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true };
   const json: TokenizerJson = {
     added_tokens: [{ id: 259, content: '<|endoftext|>', special: true }],
@@ -148,7 +148,7 @@ test('byte-level BPE: ids, round trip, tokenBytes and streaming all agree', () =
   assert.not.ok(deltas.some((d) => d.includes('\uFFFD')));
   assert.is(deltas.join('') + detok.flush(), text);
   let seed = 5;
-  const rand = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000);
+  const rand = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000;
   for (let trial = 0; trial < 200; trial++) {
     const skip = trial % 2 === 0;
     const output = Array.from({ length: 1 + Math.floor(rand() * 30) }, () => Math.floor(rand() * 260));

@@ -12,10 +12,14 @@ async function pacedWait(pacer: WaitPacer, kind: string, workMs: number, units =
   const start = performance.now();
   const work = delay(workMs);
   let requestedAt = -1;
-  await pacer.wait(kind, () => {
-    requestedAt = performance.now() - start;
-    return work;
-  }, units);
+  await pacer.wait(
+    kind,
+    () => {
+      requestedAt = performance.now() - start;
+      return work;
+    },
+    units,
+  );
   return requestedAt;
 }
 

@@ -162,7 +162,10 @@ export class RemoteShard implements ShardHandle {
       return;
     }
     const err = new ShardWorkerError(`${this.placement.label}: ${msg.message}`);
-    if (msg.id === null) return this.fail(err);
+    if (msg.id === null) {
+      this.fail(err);
+      return;
+    }
     const p = this.pending.get(msg.id);
     this.pending.delete(msg.id);
     p?.reject(err);
@@ -213,7 +216,14 @@ export async function openRemoteShards(modelDir: string, config: ModelConfig, pl
     const plans = await Promise.all(
       shards.map((s) => {
         const p = s.placement;
-        const init: WorkerInit = { modelDir, tp, rank: p.rank, adapterIndex: p.adapterIndex, label: p.label, options: { ...options, progress: options.progress && p.rank === 0 } };
+        const init: WorkerInit = {
+          modelDir,
+          tp,
+          rank: p.rank,
+          adapterIndex: p.adapterIndex,
+          label: p.label,
+          options: { ...options, progress: options.progress && p.rank === 0 },
+        };
         return s.request({ op: 'open', init }) as Promise<MemoryPlan>;
       }),
     );

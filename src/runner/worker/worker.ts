@@ -37,7 +37,7 @@ function need<T>(value: T | null, what: string): T {
 
 async function open(i: WorkerInit): Promise<unknown> {
   init = i;
-  [gpu] = await openDevices([i.adapterIndex]);
+  gpu = (await openDevices([i.adapterIndex]))[0] ?? null;
   gpu!.onLost((err) => fail(err.message));
   const config = await loadModelConfig(i.modelDir);
   return planMemory(config, shardLayout(config, i.tp, 0), gpu!, i.options);

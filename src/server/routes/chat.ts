@@ -4,15 +4,27 @@ import { chatPromptTokenIds, randomSeed } from '../../engine/prompt.js';
 import type { Context } from 'koa';
 import type { GenerateRequest } from '../../engine/types.js';
 import {
-  validateChatCompletionRequest, type ChatCompletionChoice, type ChatCompletionChunk, type ChatCompletionChunkChoice,
-  type ChatCompletionRequest, type ChatCompletionResponse,
+  validateChatCompletionRequest,
+  type ChatCompletionChoice,
+  type ChatCompletionChunk,
+  type ChatCompletionChunkChoice,
+  type ChatCompletionRequest,
+  type ChatCompletionResponse,
 } from '../../protocol/index.js';
 import { readJsonBody } from '../body.js';
 import { collect, merge, prime, type ChoiceStream } from '../choice-stream.js';
 import { invalid, toApiError } from '../errors.js';
 import {
-  checkModel, newResponseId, nowSeconds, outputBudget, samplingFrom, startChoices, stopList,
-  toChatMessages, wireUsage, type ServerDeps,
+  checkModel,
+  newResponseId,
+  nowSeconds,
+  outputBudget,
+  samplingFrom,
+  startChoices,
+  stopList,
+  toChatMessages,
+  wireUsage,
+  type ServerDeps,
 } from '../generation.js';
 import { chatLogprobs } from '../logprobs.js';
 import { disconnectSignal, openEventStream } from '../sse.js';
@@ -52,37 +64,60 @@ export async function chatCompletionsRoute(ctx: Context, deps: ServerDeps): Prom
 function topLogprobs(body: ChatCompletionRequest): number | null {
   const wanted = body.top_logprobs ?? null;
   if (wanted !== null && body.logprobs !== true) throw invalid('top_logprobs needs logprobs: true', 'top_logprobs');
-  return body.logprobs === true ? wanted ?? 0 : null;
+  return body.logprobs === true ? (wanted ?? 0) : null;
 }
 
 async function wholeChat(
-  deps: ServerDeps, body: ChatCompletionRequest, id: string, promptTokenIds: number[], numTop: number | null, streams: ChoiceStream[],
+  deps: ServerDeps,
+  body: ChatCompletionRequest,
+  id: string,
+  promptTokenIds: number[],
+  numTop: number | null,
+  streams: ChoiceStream[],
 ): Promise<ChatCompletionResponse> {
   const results = await Promise.all(streams.map(collect));
-  const choices = results.map((r, index): ChatCompletionChoice => ({
-    index,
-    message: { role: 'assistant', content: r.text, refusal: null },
-    logprobs: numTop === null ? null : { content: chatLogprobs(r.logprobs, numTop) },
-    finish_reason: r.finishReason,
-    ...(body.return_token_ids ? { token_ids: r.tokenIds } : {}),
-  }));
+  const choices = results.map(
+    (r, index): ChatCompletionChoice => ({
+      index,
+      message: { role: 'assistant', content: r.text, refusal: null },
+      logprobs: numTop === null ? null : { content: chatLogprobs(r.logprobs, numTop) },
+      finish_reason: r.finishReason,
+      ...(body.return_token_ids ? { token_ids: r.tokenIds } : {}),
+    }),
+  );
   const completionTokens = results.reduce((sum, r) => sum + r.usage.completionTokens, 0);
   return {
-    id, object: 'chat.completion', created: nowSeconds(), model: deps.modelName, choices,
+    id,
+    object: 'chat.completion',
+    created: nowSeconds(),
+    model: deps.modelName,
+    choices,
     usage: wireUsage(promptTokenIds.length, completionTokens, results[0]?.usage.cachedTokens ?? 0),
     ...(body.return_token_ids ? { prompt_token_ids: promptTokenIds } : {}),
   };
 }
 
 async function streamChat(
-  ctx: Context, deps: ServerDeps, body: ChatCompletionRequest, id: string, promptTokenIds: number[], numTop: number | null, streams: ChoiceStream[],
+  ctx: Context,
+  deps: ServerDeps,
+  body: ChatCompletionRequest,
+  id: string,
+  promptTokenIds: number[],
+  numTop: number | null,
+  streams: ChoiceStream[],
 ): Promise<void> {
   const first = await prime(streams);
   const writer = openEventStream(ctx, 'sse');
   const created = nowSeconds();
   const includeUsage = body.stream_options?.include_usage === true;
   const chunk = (choices: ChatCompletionChunkChoice[], extra: Partial<ChatCompletionChunk> = {}): ChatCompletionChunk => ({
-    id, object: 'chat.completion.chunk', created, model: deps.modelName, choices, ...(includeUsage ? { usage: null } : {}), ...extra,
+    id,
+    object: 'chat.completion.chunk',
+    created,
+    model: deps.modelName,
+    choices,
+    ...(includeUsage ? { usage: null } : {}),
+    ...extra,
   });
   let completionTokens = 0;
   let cachedTokens = 0;
@@ -99,10 +134,17 @@ async function streamChat(
       }
       const logprobs = numTop !== null && delta.logprobs ? { content: chatLogprobs(delta.logprobs, numTop) } : null;
       if (!delta.text && !delta.finishReason && !logprobs && !body.return_token_ids) continue;
-      await writer.send(chunk([{
-        index, delta: delta.text ? { content: delta.text } : {}, logprobs, finish_reason: delta.finishReason,
-        ...(body.return_token_ids ? { token_ids: delta.tokenIds } : {}),
-      }]));
+      await writer.send(
+        chunk([
+          {
+            index,
+            delta: delta.text ? { content: delta.text } : {},
+            logprobs,
+            finish_reason: delta.finishReason,
+            ...(body.return_token_ids ? { token_ids: delta.tokenIds } : {}),
+          },
+        ]),
+      );
     }
     if (includeUsage) await writer.send(chunk([], { usage: wireUsage(promptTokenIds.length, completionTokens, cachedTokens) }));
   } catch (err) {

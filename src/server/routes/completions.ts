@@ -3,19 +3,26 @@
 import { randomSeed } from '../../engine/prompt.js';
 import type { Context } from 'koa';
 import type { GenerateRequest } from '../../engine/types.js';
-import { validateCompletionRequest, type CompletionChoice, type CompletionChunk, type CompletionRequest, type CompletionResponse } from '../../protocol/index.js';
+import {
+  validateCompletionRequest,
+  type CompletionChoice,
+  type CompletionChunk,
+  type CompletionRequest,
+  type CompletionResponse,
+} from '../../protocol/index.js';
 import { readJsonBody } from '../body.js';
 import { collect, merge, prime, type ChoiceStream } from '../choice-stream.js';
 import { invalid, toApiError } from '../errors.js';
-import {
-  checkModel, newResponseId, nowSeconds, outputBudget, samplingFrom, startChoices, stopList, wireUsage, type ServerDeps,
-} from '../generation.js';
+import { checkModel, newResponseId, nowSeconds, outputBudget, samplingFrom, startChoices, stopList, wireUsage, type ServerDeps } from '../generation.js';
 import { completionLogprobs, logprobTextLength } from '../logprobs.js';
 import { disconnectSignal, openEventStream } from '../sse.js';
 
 const DEFAULT_MAX_TOKENS = 16; // OpenAI's and vLLM's default for completions
 
-interface PreparedPrompt { text: string; tokenIds: number[] }
+interface PreparedPrompt {
+  text: string;
+  tokenIds: number[];
+}
 
 export async function completionsRoute(ctx: Context, deps: ServerDeps): Promise<void> {
   const checked = validateCompletionRequest(await readJsonBody(ctx, deps.maxBodyBytes));
@@ -71,7 +78,12 @@ function promptTokenIdsField(prompts: readonly PreparedPrompt[], wanted: boolean
 }
 
 async function wholeCompletion(
-  deps: ServerDeps, body: CompletionRequest, id: string, prompts: PreparedPrompt[], n: number, streams: ChoiceStream[],
+  deps: ServerDeps,
+  body: CompletionRequest,
+  id: string,
+  prompts: PreparedPrompt[],
+  n: number,
+  streams: ChoiceStream[],
 ): Promise<CompletionResponse> {
   const results = await Promise.all(streams.map(collect));
   let completionTokens = 0;
@@ -91,14 +103,24 @@ async function wholeCompletion(
   });
   const promptTokens = prompts.reduce((sum, p) => sum + p.tokenIds.length, 0);
   return {
-    id, object: 'text_completion', created: nowSeconds(), model: deps.modelName, choices,
+    id,
+    object: 'text_completion',
+    created: nowSeconds(),
+    model: deps.modelName,
+    choices,
     usage: wireUsage(promptTokens, completionTokens, cachedTokens),
     ...promptTokenIdsField(prompts, body.return_token_ids),
   };
 }
 
 async function streamCompletion(
-  ctx: Context, deps: ServerDeps, body: CompletionRequest, id: string, prompts: PreparedPrompt[], n: number, streams: ChoiceStream[],
+  ctx: Context,
+  deps: ServerDeps,
+  body: CompletionRequest,
+  id: string,
+  prompts: PreparedPrompt[],
+  n: number,
+  streams: ChoiceStream[],
 ): Promise<void> {
   const first = await prime(streams); // engine refusals still become HTTP errors here
   const writer = openEventStream(ctx, 'sse');
@@ -107,7 +129,13 @@ async function streamCompletion(
   const echoPending = streams.map(() => body.echo === true);
   const textOffsets = streams.map(() => 0);
   const chunk = (choices: CompletionChoice[], extra: Partial<CompletionChunk> = {}): CompletionChunk => ({
-    id, object: 'text_completion', created, model: deps.modelName, choices, ...(includeUsage ? { usage: null } : {}), ...extra,
+    id,
+    object: 'text_completion',
+    created,
+    model: deps.modelName,
+    choices,
+    ...(includeUsage ? { usage: null } : {}),
+    ...extra,
   });
   let completionTokens = 0;
   let cachedTokens = 0;
@@ -117,7 +145,10 @@ async function streamCompletion(
       if (!writer.open) return;
       const prompt = prompts[Math.floor(index / n)]!;
       let text = delta.text;
-      if (echoPending[index]) { text = prompt.text + text; echoPending[index] = false; }
+      if (echoPending[index]) {
+        text = prompt.text + text;
+        echoPending[index] = false;
+      }
       if (delta.finishReason) {
         completionTokens += delta.usage.completionTokens;
         if (index % n === 0) cachedTokens += delta.usage.cachedTokens;
@@ -126,10 +157,17 @@ async function streamCompletion(
       if (!text && !delta.finishReason && !hasLogprobs && !body.return_token_ids) continue;
       const logprobs = hasLogprobs ? completionLogprobs(delta.logprobs!, body.logprobs!, textOffsets[index]!) : null;
       if (hasLogprobs) textOffsets[index]! += logprobTextLength(delta.logprobs!);
-      await writer.send(chunk([{
-        index, text, logprobs, finish_reason: delta.finishReason,
-        ...(body.return_token_ids ? { token_ids: delta.tokenIds } : {}),
-      }]));
+      await writer.send(
+        chunk([
+          {
+            index,
+            text,
+            logprobs,
+            finish_reason: delta.finishReason,
+            ...(body.return_token_ids ? { token_ids: delta.tokenIds } : {}),
+          },
+        ]),
+      );
     }
     if (includeUsage) {
       const promptTokens = prompts.reduce((sum, p) => sum + p.tokenIds.length, 0);

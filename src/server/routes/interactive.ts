@@ -46,7 +46,12 @@ export async function interactiveRoute(ctx: Context, deps: ServerDeps): Promise<
   let finishTurn!: () => void;
   const controller = new AbortController();
   disconnectSignal(ctx).addEventListener('abort', () => controller.abort(new Error('client disconnected')), { once: true });
-  session.running = { controller, done: new Promise<void>((resolve) => { finishTurn = resolve; }) };
+  session.running = {
+    controller,
+    done: new Promise<void>((resolve) => {
+      finishTurn = resolve;
+    }),
+  };
   try {
     await runTurn(ctx, deps, body, session, controller.signal);
   } finally {
@@ -59,13 +64,21 @@ export async function interactiveRoute(ctx: Context, deps: ServerDeps): Promise<
 
 function busy(sessionId: number): ApiError {
   return new ApiError(
-    400, 'invalid_request_error',
+    400,
+    'invalid_request_error',
     `session ${sessionId} is busy with another turn; wait for it to finish or cancel it with {"session_id": ${sessionId}, "cancel": true}`,
-    'session_id', 'session_busy',
+    'session_id',
+    'session_busy',
   );
 }
 
-function reply(text: string, tokens: number, inputTokens: number, historyTokens: number, finishReason: InteractiveResponse['finish_reason']): InteractiveResponse {
+function reply(
+  text: string,
+  tokens: number,
+  inputTokens: number,
+  historyTokens: number,
+  finishReason: InteractiveResponse['finish_reason'],
+): InteractiveResponse {
   return { text, tokens, input_tokens: inputTokens, history_tokens: historyTokens, finish_reason: finishReason };
 }
 
@@ -76,12 +89,15 @@ function reply(text: string, tokens: number, inputTokens: number, historyTokens:
 async function runTurn(ctx: Context, deps: ServerDeps, body: InteractiveRequest, session: Session, cancel: AbortSignal): Promise<void> {
   const { engine } = deps;
   const newMessages: ChatMessage[] = typeof body.prompt === 'string' ? [{ role: 'user', content: body.prompt }] : toChatMessages(body.prompt);
-  const inputIds = session.tokenIds.length === 0
-    ? encodeChatText(engine.codec, engine.codec.applyChatTemplate(newMessages, { addGenerationPrompt: true }))
-    : engine.codec.encode(continuationText(engine.codec, session.messages, newMessages), { addSpecialTokens: false });
+  const inputIds =
+    session.tokenIds.length === 0
+      ? encodeChatText(engine.codec, engine.codec.applyChatTemplate(newMessages, { addGenerationPrompt: true }))
+      : engine.codec.encode(continuationText(engine.codec, session.messages, newMessages), { addSpecialTokens: false });
   const historyTokens = session.tokenIds.length;
   const left = engine.sessionLen - historyTokens - inputIds.length;
-  const sendWhole = (r: InteractiveResponse) => { ctx.body = r; };
+  const sendWhole = (r: InteractiveResponse) => {
+    ctx.body = r;
+  };
   if (left <= 0) {
     // LMDeploy's answer when a session is full: nothing generated, finish_reason 'length'; the
     // client should end the session. The history stays as it was.
@@ -93,26 +109,31 @@ async function runTurn(ctx: Context, deps: ServerDeps, body: InteractiveRequest,
     commit(session, inputIds, [], newMessages, '');
     return sendWhole(reply('', 0, inputIds.length, historyTokens, 'length'));
   }
-  const stream = new ChoiceStream(engine, {
-    requestId: newResponseId(`session-${session.id}`),
-    promptTokenIds: [...session.tokenIds, ...inputIds],
-    sampling: {
-      temperature: body.temperature ?? DEFAULTS.temperature,
-      topP: body.top_p ?? DEFAULTS.topP,
-      topK: body.top_k ?? DEFAULTS.topK,
-      minP: body.min_p ?? 0,
-      repetitionPenalty: body.repetition_penalty ?? 1,
-      presencePenalty: 0,
-      frequencyPenalty: 0,
-      seed: body.seed ?? randomSeed(),
-      logprobs: null,
+  const stream = new ChoiceStream(
+    engine,
+    {
+      requestId: newResponseId(`session-${session.id}`),
+      promptTokenIds: [...session.tokenIds, ...inputIds],
+      sampling: {
+        temperature: body.temperature ?? DEFAULTS.temperature,
+        topP: body.top_p ?? DEFAULTS.topP,
+        topK: body.top_k ?? DEFAULTS.topK,
+        minP: body.min_p ?? 0,
+        repetitionPenalty: body.repetition_penalty ?? 1,
+        presencePenalty: 0,
+        frequencyPenalty: 0,
+        seed: body.seed ?? randomSeed(),
+        logprobs: null,
+      },
+      maxTokens,
+      stop: stopList(body.stop),
+      stopTokenIds: [],
+      ignoreEos: body.ignore_eos ?? false,
+      skipSpecialTokens: body.skip_special_tokens ?? true,
     },
-    maxTokens,
-    stop: stopList(body.stop),
-    stopTokenIds: [],
-    ignoreEos: body.ignore_eos ?? false,
-    skipSpecialTokens: body.skip_special_tokens ?? true,
-  }, cancel, deps.metrics);
+    cancel,
+    deps.metrics,
+  );
   let text = '';
   const outputIds: number[] = [];
   let started = false;
@@ -161,9 +182,10 @@ function commit(session: Session, inputIds: number[], outputIds: number[], newMe
 export function continuationText(codec: TextCodec, history: readonly ChatMessage[], next: readonly ChatMessage[]): string {
   const full = codec.applyChatTemplate([...history, ...next], { addGenerationPrompt: true });
   const last = history.at(-1);
-  const seen = last?.role === 'assistant'
-    ? codec.applyChatTemplate(history.slice(0, -1), { addGenerationPrompt: true }) + last.content
-    : codec.applyChatTemplate(history, { addGenerationPrompt: false });
+  const seen =
+    last?.role === 'assistant'
+      ? codec.applyChatTemplate(history.slice(0, -1), { addGenerationPrompt: true }) + last.content
+      : codec.applyChatTemplate(history, { addGenerationPrompt: false });
   if (full.startsWith(seen)) return full.slice(seen.length);
   const alone = codec.applyChatTemplate(next, { addGenerationPrompt: true });
   const bosText = codec.bosTokenId === null ? '' : codec.decode([codec.bosTokenId], { skipSpecialTokens: false });

@@ -8,10 +8,17 @@ import type { ServerDeps } from '../generation.js';
 export function modelsRoute(ctx: Context, deps: ServerDeps): void {
   const body: ModelList = {
     object: 'list',
-    data: [{
-      id: deps.modelName, object: 'model', created: deps.createdAt, owned_by: 'webgpu-llm',
-      root: deps.modelName, parent: null, max_model_len: deps.engine.sessionLen,
-    }],
+    data: [
+      {
+        id: deps.modelName,
+        object: 'model',
+        created: deps.createdAt,
+        owned_by: 'webgpu-llm',
+        root: deps.modelName,
+        parent: null,
+        max_model_len: deps.engine.sessionLen,
+      },
+    ],
   };
   ctx.body = body;
 }
@@ -21,9 +28,16 @@ export async function encodeRoute(ctx: Context, deps: ServerDeps): Promise<void>
   if (!checked.ok) throw invalid(checked.error.message, checked.error.param);
   const { input, add_bos } = checked.value;
   const encode = (text: string) => deps.engine.codec.encode(text, { addSpecialTokens: add_bos ?? true });
-  const body: EncodeResponse = typeof input === 'string'
-    ? (() => { const ids = encode(input); return { input_ids: ids, length: ids.length }; })()
-    : (() => { const ids = input.map(encode); return { input_ids: ids, length: ids.map((i) => i.length) }; })();
+  const body: EncodeResponse =
+    typeof input === 'string'
+      ? (() => {
+          const ids = encode(input);
+          return { input_ids: ids, length: ids.length };
+        })()
+      : (() => {
+          const ids = input.map(encode);
+          return { input_ids: ids, length: ids.map((i) => i.length) };
+        })();
   ctx.body = body;
 }
 
