@@ -6,12 +6,15 @@
 //   Tokens whose id lies outside the chunk are skipped (another chunk's dispatch writes them).
 // Entry `gather_rows`: 0 src: array<f32> [*, cols]; 1 rows: array<u32> [num_tokens];
 //   2 out: array<f32> (read_write) [num_tokens, cols]; 3 params (num_tokens, cols; the rest unused).
-// Entry `gather_f16` (native f16 loads) sits below the NATIVE F16 marker; src/kernels/embedding.ts
-//   compiles it only on devices with shader-f16, with `// requires: f16` prepended.
+// Entry `gather_f16`: as gather_f16_packed but with native f16 loads (table as array<f16>).
+// Assembled by src/kernels/embedding.ts from sections (`//#section <name>` lines): `common` (params,
+//   bindings, source_index), then `portable` (gather_f32, gather_f16_packed, gather_rows) or, only on
+//   devices with shader-f16, `native_f16` (gather_f16; the section declares the f16 it requires).
 // Workgroup: 256 threads, one output element each; the grid may be 2-D past 65535 workgroups.
 // Tested against: host-side gathers in test/gpu/pointwise.test.ts (f32, f16 packed and native,
 //   forced multi-chunk tables, odd cols).
 
+//#section common
 struct Params { num_tokens: u32, cols: u32, row_start: u32, row_end: u32, row_stride: u32, _pad0: u32, _pad1: u32, _pad2: u32 }
 
 @group(0) @binding(0) var<storage, read> table_f32: array<f32>;
@@ -30,6 +33,7 @@ fn source_index(gid: vec3u, nwg: vec3u) -> i32 {
   return i32((id - params.row_start) * params.row_stride + (idx - t * params.cols));
 }
 
+//#section portable
 @compute @workgroup_size(256)
 fn gather_f32(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let src = source_index(gid, nwg);
@@ -53,7 +57,8 @@ fn gather_rows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroup
   out[idx] = table_f32[ids[t] * params.cols + (idx - t * params.cols)];
 }
 
-// ---- NATIVE F16 ----
+//#section native_f16
+// requires: f16
 @group(0) @binding(0) var<storage, read> table_f16: array<f16>;
 
 @compute @workgroup_size(256)

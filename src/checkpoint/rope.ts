@@ -1,5 +1,6 @@
 // RoPE inverse frequencies with transformers' modeling_rope_utils semantics (default, linear, dynamic NTK,
-// llama3, yarn). The runner builds cos/sin tables from these; the reference model rotates with them directly.
+// llama3, yarn). The runner uploads invFreq and
+// shaders/rotary.wgsl takes cos/sin of pos * invFreq per token; the reference model rotates with them directly.
 // Values are computed in float64 and rounded once to float32 (transformers computes in float32; the
 // difference is within one f32 ulp of each frequency).
 import type { RopeConfig } from './config.js';

@@ -1,4 +1,5 @@
 // `devices`: what adapters Dawn sees and what they offer an LLM.
+import { formatBytes } from '../common/bytes.js';
 import { LLM_LIMITS } from '../gpu/adapters.js';
 import { describeAllDevices } from '../gpu/physical.js';
 
@@ -20,6 +21,6 @@ export async function runDevices(options: { json: boolean }): Promise<void> {
 }
 
 function formatLimit(n: number): string {
-  if (n >= 1 << 20) return `${n} (${(n / (1 << 20)).toFixed(0)} MiB)`;
+  if (n >= 1 << 20) return `${n} (${formatBytes(n, 'binary')})`;
   return String(n);
 }

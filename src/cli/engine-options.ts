@@ -2,6 +2,7 @@
 // This module (with the other cli/ files) is the only code that reads argv and env.
 import type { Argv } from 'yargs';
 import { DEFAULT_ENGINE_OPTIONS, type EngineOptions } from '../engine/engine.js';
+import { parseBytes } from '../common/bytes.js';
 import type { LogLevel } from '../common/log.js';
 
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
@@ -104,14 +105,6 @@ function parseList(devices: string): number[] {
     throw new Error(`--devices must be comma-separated adapter indices like 0 or 0,1; got "${devices}"`);
   }
   return list;
-}
-
-export function parseBytes(text: string): number {
-  const m = /^\s*([\d.]+)\s*(b|kb|kib|mb|mib|gb|gib|tb|tib)?\s*$/i.exec(text);
-  if (!m) throw new Error(`cannot read "${text}" as a size; use e.g. 24GiB or 512MiB`);
-  const unit = (m[2] ?? 'b').toLowerCase();
-  const scale: Record<string, number> = { b: 1, kb: 1e3, kib: 1024, mb: 1e6, mib: 1024 ** 2, gb: 1e9, gib: 1024 ** 3, tb: 1e12, tib: 1024 ** 4 };
-  return Math.floor(Number(m[1]) * scale[unit]!);
 }
 
 export async function toEngineOptions(args: EngineArgs, modelDir: string, extra: { modelName?: string; progress?: boolean } = {}): Promise<EngineOptions> {

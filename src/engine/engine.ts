@@ -14,7 +14,9 @@ import { Scheduler, type RequestUpdate } from '../scheduler/scheduler.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 import { AsyncQueue } from './async-queue.js';
 import { EngineUnavailableError, InvalidRequestError } from '../common/errors.js';
+import type { SchedulerOutput } from '../scheduler/types.js';
 import { OutputProcessor } from './output-processor.js';
+import { checkRequest } from './validate.js';
 import type { EngineClient, EngineHealth, EngineStats, GenerateDelta, GenerateRequest } from './types.js';
 import { createLogger } from '../common/log.js';
 
@@ -187,22 +189,11 @@ export class Engine implements EngineClient {
   generate(req: GenerateRequest, signal?: AbortSignal): AsyncIterable<GenerateDelta> {
     if (this.fatal) throw new EngineUnavailableError(this.fatal.message);
     if (!this.accepting) throw new EngineUnavailableError('the server is shutting down');
-    const numPrompt = req.promptTokenIds.length;
-    if (numPrompt === 0) throw new InvalidRequestError('the prompt is empty: it must have at least one token', 'prompt');
-    if (numPrompt >= this.sessionLen) {
-      throw new InvalidRequestError(
-        `the prompt has ${numPrompt} tokens; the session length is ${this.sessionLen} tokens, leaving no room to generate`,
-        'prompt',
-      );
-    }
-    if (req.maxTokens !== null && !(req.maxTokens >= 1)) throw new InvalidRequestError(`max_tokens must be at least 1, got ${req.maxTokens}`, 'max_tokens');
-    const vocab = this.config.vocabSize;
-    const bad = req.promptTokenIds.find((t) => !Number.isInteger(t) || t < 0 || t >= vocab);
-    if (bad !== undefined) throw new InvalidRequestError(`prompt token id ${bad} is outside the vocabulary [0, ${vocab})`, 'prompt');
+    // Every semantic check happens here, once; the scheduler only asserts what it guarantees.
+    const maxTokens = checkRequest(req, { sessionLen: this.sessionLen, vocabSize: this.config.vocabSize });
     const requestId = req.requestId ?? randomUUID();
     if (this.states.has(requestId)) throw new InvalidRequestError(`request id ${requestId} is already running`);
     const stopTokenIds = [...new Set([...(req.ignoreEos ? [] : this.eosTokenIds), ...req.stopTokenIds])];
-    const maxTokens = Math.min(req.maxTokens ?? Infinity, this.sessionLen - numPrompt);
     const request = new Request({ requestId, promptTokenIds: [...req.promptTokenIds], sampling: req.sampling, maxTokens, stopTokenIds });
     this.scheduler.addRequest(request);
     const state: RequestState = {
@@ -216,7 +207,7 @@ export class Engine implements EngineClient {
       }),
     };
     this.states.set(requestId, state);
-    this.counters.promptTokensTotal += numPrompt;
+    this.counters.promptTokensTotal += req.promptTokenIds.length;
     void this.runLoop();
     return this.stream(state, signal);
   }
@@ -278,29 +269,66 @@ export class Engine implements EngineClient {
     }
   }
 
-  /** One engine step. Returns false when nothing could be scheduled. */
+  /**
+   * One engine step. Returns false when nothing could be scheduled. Each request's own part of the
+   * step (its sampling row before the forward pass, its output processing after it) runs in its own
+   * try/catch, so a failure there ends that request alone. What throws out of here (the scheduler's
+   * invariants, runner.execute: the GPU submission itself) fails every request in runLoop.
+   */
   private async step(): Promise<boolean> {
     const output = this.scheduler.schedule();
     if (output.sequences.length === 0) {
       // The scheduler may still have finished requests (e.g. one that can never fit the KV pool).
       const updates = this.scheduler.update(output, { samples: new Map() });
-      for (const u of updates) this.emit(u);
+      this.emitAll(updates);
       return updates.length > 0;
     }
     this.stepCount++;
-    const rows = new Map<string, SamplingRow>();
-    for (const seq of output.sequences) {
-      if (!seq.sample) continue;
-      const r = this.scheduler.getRequest(seq.requestId)!;
-      rows.set(seq.requestId, { params: r.sampling, promptTokenIds: r.promptTokenIds, outputTokenIds: r.outputTokenIds, step: r.outputTokenIds.length });
-    }
-    const runnerOutput = await this.runner.execute(output, rows);
-    const updates = this.scheduler.update(output, runnerOutput);
-    for (const u of updates) this.emit(u);
+    const { plan, rows } = this.prepare(output);
+    const runnerOutput = await this.runner.execute(plan, rows);
+    this.emitAll(this.scheduler.update(plan, runnerOutput));
     if (output.preemptedRequestIds.length) {
       log.debug('preempted', { step: this.stepCount, scheduled: output.numScheduledTokens, preempted: output.preemptedRequestIds.length });
     }
     return true;
+  }
+
+  /**
+   * The sampling row of every sequence that samples this step. A request whose row cannot be built
+   * is failed and dropped from the step, so the runner never sees a sequence without its row.
+   */
+  private prepare(output: SchedulerOutput): { plan: SchedulerOutput; rows: Map<string, SamplingRow> } {
+    const rows = new Map<string, SamplingRow>();
+    const failed = new Set<string>();
+    for (const seq of output.sequences) {
+      if (!seq.sample) continue;
+      try {
+        rows.set(seq.requestId, this.samplingRow(seq.requestId));
+      } catch (err) {
+        failed.add(seq.requestId);
+        this.failRequest(seq.requestId, err, 'preparing its sampling row');
+      }
+    }
+    if (failed.size === 0) return { plan: output, rows };
+    const sequences = output.sequences.filter((seq) => !failed.has(seq.requestId));
+    const numScheduledTokens = sequences.reduce((n, seq) => n + seq.tokenIds.length, 0);
+    return { plan: { ...output, sequences, numScheduledTokens }, rows };
+  }
+
+  private samplingRow(requestId: string): SamplingRow {
+    const r = this.scheduler.getRequest(requestId);
+    if (!r) throw new Error(`request ${requestId} was scheduled but the scheduler no longer knows it`);
+    return { params: r.sampling, promptTokenIds: r.promptTokenIds, outputTokenIds: r.outputTokenIds, step: r.outputTokenIds.length };
+  }
+
+  private emitAll(updates: readonly RequestUpdate[]): void {
+    for (const u of updates) {
+      try {
+        this.emit(u);
+      } catch (err) {
+        this.failRequest(u.requestId, err, 'processing its output');
+      }
+    }
   }
 
   private emit(update: RequestUpdate): void {
@@ -317,6 +345,22 @@ export class Engine implements EngineClient {
     const delta = { text: processed.text, tokenIds: update.newTokenIds, logprobs: processed.logprobs, finishReason };
     if (finishReason !== null) this.finish(state, delta);
     else state.queue.push({ requestId: update.requestId, ...delta, usage: this.usage(state.request) });
+  }
+
+  /**
+   * Ends one request with an error (a bug or bad data in its own host-side work, not the GPU's):
+   * its stream throws, which the server turns into a 500 or an in-band SSE error, and its KV blocks
+   * are freed. The engine stays healthy and keeps serving the others.
+   */
+  private failRequest(requestId: string, err: unknown, during: string): void {
+    const error = err instanceof Error ? err : new Error(String(err));
+    log.error(`request ${requestId} failed while ${during}; the others go on`, { requestId, err: error.stack ?? error.message });
+    this.scheduler.finishRequest(requestId, 'abort');
+    const state = this.states.get(requestId);
+    if (!state) return; // already finished: its stream has its last delta
+    state.queue.fail(error);
+    this.states.delete(requestId);
+    this.notifyIfIdle();
   }
 
   private failAll(err: Error): void {

@@ -7,8 +7,10 @@ export interface GenerateRequest {
   requestId?: string;
   /** Already tokenized prompt, including BOS and any chat template. */
   promptTokenIds: number[];
+  /** The request field the prompt came from, which errors about the prompt name; default 'prompt'. */
+  promptParam?: 'prompt' | 'messages';
   sampling: SamplingParams;
-  /** null: generate until a stop condition or the session length. */
+  /** null: generate until a stop condition or the session length; the engine caps it to the session length. */
   maxTokens: number | null;
   /** Stop strings: matched across token boundaries; the stop text itself is not returned. */
   stop: string[];

@@ -12,11 +12,6 @@ export class BufferPool {
 
   constructor(private readonly device: GPUDevice) {}
 
-  /** Buffers handed out and not yet released: tests use it to prove nothing leaks. */
-  get numInUse(): number {
-    return this.live.size;
-  }
-
   acquireReadback(size: number): GPUBuffer {
     const cls = sizeClass(size);
     const buffer =
@@ -57,4 +52,12 @@ export class BufferPool {
     this.scratch.clear();
     this.live.clear();
   }
+}
+
+/**
+ * A storage buffer the host can write and read back. A function, not a constant: Dawn installs the
+ * GPUBufferUsage global on first use, so it cannot be read at module load.
+ */
+export function storageUsage(): GPUBufferUsageFlags {
+  return GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
 }

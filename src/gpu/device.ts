@@ -74,25 +74,6 @@ export class GpuDevice {
     }
   }
 
-  /** Runs fn inside validation + out-of-memory error scopes; a captured error is thrown naming `what`. */
-  async checked<T>(what: string, fn: () => T): Promise<T> {
-    this.device.pushErrorScope('out-of-memory');
-    this.device.pushErrorScope('validation');
-    let result: { value: T } | { thrown: unknown };
-    try {
-      result = { value: fn() };
-    } catch (thrown) {
-      result = { thrown };
-    }
-    const validation = await this.device.popErrorScope();
-    const oom = await this.device.popErrorScope();
-    const error = validation ?? oom;
-    // The GPU's own error explains a failure better than whatever fn threw after it.
-    if (error) throw new GpuError(`${what}: ${error.message}`, what);
-    if ('thrown' in result) throw result.thrown;
-    return result.value;
-  }
-
   createBuffer(label: string, size: number, usage: GPUBufferUsageFlags): GPUBuffer {
     return this.device.createBuffer({ label, size: align(Math.max(size, 4), 4), usage });
   }

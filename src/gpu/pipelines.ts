@@ -25,10 +25,6 @@ export class PipelineCache {
     private readonly features: ReadonlySet<string>,
   ) {}
 
-  get size(): number {
-    return this.cache.size;
-  }
-
   /** The compiled pipeline for spec; concurrent callers share one compilation. */
   get(spec: PipelineSpec): Promise<GPUComputePipeline> {
     const constants = spec.constants ?? {};
@@ -68,18 +64,31 @@ export class PipelineCache {
 }
 
 /**
- * Shaders write `// requires: f16` or `// requires: subgroups` instead of `enable` lines, so one file can
- * declare what it needs; we add the enable directives the device supports.
+ * How WGSL code declares the language extensions it needs: a comment line `// requires: <names>`, names
+ * separated by `|`, `,` or spaces, out of WGSL_EXTENSIONS (`// requires: f16`, `// requires: f16|subgroups`).
+ * It may stand anywhere: in a file's header or at the top of the `//#section` that needs it, so that it
+ * travels with the section into whichever variant loadShaderSections assembles. This is the only way:
+ * shaders hold no `enable` lines and kernels prepend nothing; PipelineCache adds one line of `enable`
+ * directives in front of the module after checking that the device has each feature.
  */
+const WGSL_EXTENSIONS: Record<string, string> = { f16: 'shader-f16', subgroups: 'subgroups' };
+
+/** `code` behind the `enable` directives its `// requires:` lines ask for. */
 function withEnables(code: string, features: ReadonlySet<string>): string {
-  const enables: string[] = [];
-  if (/^\s*\/\/\s*requires:.*\bf16\b/m.test(code)) {
-    if (!features.has('shader-f16')) throw new GpuError('this kernel needs the shader-f16 feature, which the device lacks');
-    enables.push('enable f16;');
+  const required = new Set<string>();
+  for (const [, names] of code.matchAll(/^\s*\/\/\s*requires:(.*)$/gm)) {
+    for (const name of names!.split(/[|,\s]+/).filter(Boolean)) {
+      if (!(name in WGSL_EXTENSIONS)) {
+        throw new GpuError(`"// requires: ${name}": unknown; a shader may require ${Object.keys(WGSL_EXTENSIONS).join(', ')}`);
+      }
+      required.add(name);
+    }
   }
-  if (/^\s*\/\/\s*requires:.*\bsubgroups\b/m.test(code)) {
-    if (!features.has('subgroups')) throw new GpuError('this kernel needs the subgroups feature, which the device lacks');
-    enables.push('enable subgroups;');
+  const enables: string[] = [];
+  for (const [name, feature] of Object.entries(WGSL_EXTENSIONS)) {
+    if (!required.has(name)) continue;
+    if (!features.has(feature)) throw new GpuError(`this kernel needs the ${feature} feature, which the device lacks`);
+    enables.push(`enable ${name};`);
   }
   return enables.length ? `${enables.join(' ')}\n${code}` : code;
 }
@@ -107,8 +116,10 @@ export function shaderDir(): string {
 
 /**
  * Joins the named `//#section <name>` parts of shaders/<file>.wgsl, in the order given (text before
- * the first section is the file's header comment). Lets one file hold a kernel family whose variants
- * (weight storage, reduction style) are assembled per device.
+ * the first section is the file's header comment, left out). The one way to build shader variants: one
+ * file holds a kernel family whose variants (weight storage, reduction style, native f16 or packed) are
+ * assembled per device by choosing sections; a section that needs f16 or subgroups says so with its own
+ * `// requires:` line (see withEnables), so choosing it is all a kernel does.
  */
 export function loadShaderSections(file: string, names: readonly string[], dir: string = shaderDir()): string {
   const parts = loadShader(file, dir).split(/^\/\/#section +(\S+) *$/m);

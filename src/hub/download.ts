@@ -6,6 +6,11 @@ import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat, truncate, utimes } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { formatBytes } from '../common/bytes.js';
+import { createLogger } from '../common/log.js';
+import { ProgressBar } from '../common/progress.js';
+
+const log = createLogger('hub');
 
 /** The hub answered with an HTTP error, or could not be reached; `status` is null for the latter. */
 export class HubHttpError extends Error {
@@ -103,69 +108,20 @@ export function httpError(res: Response, url: string): HubHttpError {
   return new HubHttpError(`HTTP ${res.status} for ${url}${detail ? `: ${detail}` : ''}`, res.status, url, code);
 }
 
-export interface ProgressSink {
-  start(file: string, totalBytes: number | null, alreadyBytes: number): void;
-  advance(bytes: number): void;
-  finish(): void;
-  note(message: string): void;
-}
-
-export const silentProgress: ProgressSink = { start() {}, advance() {}, finish() {}, note() {} };
-
-/** A redrawn bar on a TTY, one line per file otherwise (logs stay readable). */
-export function stderrProgress(stream: NodeJS.WriteStream = process.stderr): ProgressSink {
-  let file = '',
-    total: number | null = null,
-    done = 0,
-    startedAt = 0,
-    lastDraw = 0;
-  const draw = (final: boolean) => {
-    const now = Date.now();
-    if (!final && now - lastDraw < 100) return;
-    lastDraw = now;
-    const mbps = done / 1e6 / Math.max(0.001, (now - startedAt) / 1000);
-    const pct = total ? Math.min(100, (100 * done) / total) : null;
-    const width = 24,
-      filled = pct === null ? 0 : Math.round((pct / 100) * width);
-    const bar = pct === null ? '' : `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${pct.toFixed(0).padStart(3)}% `;
-    stream.write(`\r[hub] ${file} ${bar}${formatBytes(done)}${total ? `/${formatBytes(total)}` : ''} ${mbps.toFixed(1)} MB/s\x1b[K${final ? '\n' : ''}`);
-  };
-  return {
-    start(name, totalBytes, alreadyBytes) {
-      file = name;
-      total = totalBytes;
-      done = alreadyBytes;
-      startedAt = Date.now();
-      lastDraw = 0;
-      if (stream.isTTY) draw(false);
-    },
-    advance(bytes) {
-      done += bytes;
-      if (stream.isTTY) draw(false);
-    },
-    finish() {
-      if (stream.isTTY) draw(true);
-      else stream.write(`[hub] downloaded ${file} (${formatBytes(done)}) in ${((Date.now() - startedAt) / 1000).toFixed(1)}s\n`);
-    },
-    note(message) {
-      stream.write(`${stream.isTTY ? '\r\x1b[K' : ''}[hub] ${message}\n`);
-    },
-  };
-}
-
-export function formatBytes(n: number): string {
-  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} GB`;
-  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
-  if (n >= 1e3) return `${(n / 1e3).toFixed(1)} kB`;
-  return `${n} B`;
-}
-
 export interface BlobDownload {
   url: string;
   blobPath: string;
   metadata: FileMetadata;
   fileName: string;
-  progress: ProgressSink;
+  /** Draw a progress bar on stderr (common/progress.ts: a bar on a TTY, one summary line otherwise). */
+  progress: boolean;
+}
+
+/** A running download: its bar (if any), cleared before anything is logged so lines do not mix. */
+interface Transfer {
+  job: BlobDownload;
+  bar: ProgressBar | null;
+  say(level: 'info' | 'warn', message: string, fields: Record<string, unknown>): void;
 }
 
 /**
@@ -181,22 +137,34 @@ export async function downloadBlob(req: HubRequest, job: BlobDownload): Promise<
   const partialPath = `${job.blobPath}.incomplete`;
   await mkdir(dirname(job.blobPath), { recursive: true });
   const expectSha256 = /^[0-9a-f]{64}$/.test(job.metadata.etag) ? job.metadata.etag : null;
+  const bar = job.progress ? new ProgressBar({ label: '[hub]' }) : null;
+  const t: Transfer = {
+    job,
+    bar,
+    say(level, message, fields) {
+      bar?.clear();
+      log[level](message, { file: job.fileName, ...fields });
+    },
+  };
   for (let pass = 0; pass < 2; pass++) {
     const state = await hashExisting(partialPath, job.metadata.size);
-    if (state.bytes > 0) job.progress.note(`resuming ${job.fileName} at ${formatBytes(state.bytes)}`);
-    job.progress.start(job.fileName, job.metadata.size, state.bytes);
-    await fetchIntoPartial(req, job, partialPath, state);
-    job.progress.finish();
+    if (state.bytes > 0) t.say('info', `resuming ${job.fileName} at ${formatBytes(state.bytes)}`, { bytes: state.bytes });
+    bar?.start(job.metadata.size, state.bytes);
+    await fetchIntoPartial(req, t, partialPath, state);
     const sizeOk = job.metadata.size === null || state.bytes === job.metadata.size;
     const digest = state.hash.digest('hex');
     if (sizeOk && (!expectSha256 || digest === expectSha256)) {
       await rename(partialPath, job.blobPath);
+      bar?.finish(`downloaded ${job.fileName} (${formatBytes(state.bytes)}) in ${bar.seconds.toFixed(1)} s`);
       return;
     }
     await rm(partialPath, { force: true });
     const why = sizeOk ? `sha256 ${digest} != ${expectSha256}` : `${state.bytes} bytes, expected ${job.metadata.size}`;
-    if (pass === 1) throw new HubHttpError(`download of ${job.fileName} is corrupt (${why}); run again to retry`, null, job.url);
-    job.progress.note(`${job.fileName} failed its check (${why}); downloading it again from the start`);
+    if (pass === 1) {
+      bar?.clear();
+      throw new HubHttpError(`download of ${job.fileName} is corrupt (${why}); run again to retry`, null, job.url);
+    }
+    t.say('warn', `${job.fileName} failed its check; downloading it again from the start`, { reason: why });
   }
 }
 
@@ -219,25 +187,33 @@ async function hashExisting(partialPath: string, expectedSize: number | null): P
   return { hash, bytes: size };
 }
 
-async function fetchIntoPartial(req: HubRequest, job: BlobDownload, partialPath: string, state: PartialState): Promise<void> {
+async function fetchIntoPartial(req: HubRequest, t: Transfer, partialPath: string, state: PartialState): Promise<void> {
+  const { job } = t;
   for (let attempt = 1; ; attempt++) {
     if (job.metadata.size !== null && state.bytes === job.metadata.size) return;
     try {
-      await fetchOnce(req, job, partialPath, state);
+      await fetchOnce(req, t, partialPath, state);
       return;
     } catch (err) {
       // HTTP errors (401, 404, ...) will not get better by retrying; dropped connections will.
       const retryable = !(err instanceof HubHttpError && err.status !== null && err.status < 500);
-      if (!retryable || attempt >= MAX_DOWNLOAD_ATTEMPTS) throw err;
-      job.progress.note(
-        `${job.fileName}: ${err instanceof Error ? err.message : String(err)}; resuming at ${formatBytes(state.bytes)} (attempt ${attempt + 1}/${MAX_DOWNLOAD_ATTEMPTS})`,
-      );
+      if (!retryable || attempt >= MAX_DOWNLOAD_ATTEMPTS) {
+        t.bar?.clear();
+        throw err;
+      }
+      t.say('warn', `${job.fileName} was cut off; resuming at ${formatBytes(state.bytes)}`, {
+        error: err instanceof Error ? err.message : String(err),
+        bytes: state.bytes,
+        attempt: attempt + 1,
+        maxAttempts: MAX_DOWNLOAD_ATTEMPTS,
+      });
       await new Promise((r) => setTimeout(r, 200 * attempt));
     }
   }
 }
 
-async function fetchOnce(req: HubRequest, job: BlobDownload, partialPath: string, state: PartialState): Promise<void> {
+async function fetchOnce(req: HubRequest, t: Transfer, partialPath: string, state: PartialState): Promise<void> {
+  const { job } = t;
   const abort = new AbortController();
   let stallTimer = setTimeout(() => abort.abort(new Error('no data for 60 s')), STALL_TIMEOUT_MS);
   const headers: Record<string, string> = { 'Accept-Encoding': 'identity' };
@@ -246,13 +222,13 @@ async function fetchOnce(req: HubRequest, job: BlobDownload, partialPath: string
     const res = await hubFetch(req, job.url, { method: 'GET', redirect: 'follow', headers, signal: abort.signal });
     if (res.status === 416) {
       // Our partial file is not a prefix the server recognises: start over.
-      await resetPartial(partialPath, state);
+      await resetPartial(t, partialPath, state);
       throw new HubHttpError(`range not satisfiable for ${job.fileName}`, 503, job.url);
     }
     if (!res.ok || !res.body) throw httpError(res, job.url);
     if (state.bytes > 0 && res.status === 200) {
-      job.progress.note(`the server ignored the Range request for ${job.fileName}; downloading it from the start`);
-      await resetPartial(partialPath, state);
+      t.say('info', `the server ignored the Range request for ${job.fileName}; downloading it from the start`, {});
+      await resetPartial(t, partialPath, state);
     } else if (res.status === 206) {
       const start = Number(/bytes (\d+)-/.exec(res.headers.get('content-range') ?? '')?.[1] ?? NaN);
       if (start !== state.bytes) throw new HubHttpError(`the server resumed ${job.fileName} at byte ${start}, asked ${state.bytes}`, 503, job.url);
@@ -266,7 +242,7 @@ async function fetchOnce(req: HubRequest, job: BlobDownload, partialPath: string
         // Hash only what reached the file, so bytes and hash always describe the file on disk.
         state.hash.update(chunk);
         state.bytes += chunk.byteLength;
-        job.progress.advance(chunk.byteLength);
+        t.bar?.advance(chunk.byteLength, job.fileName);
       }
     } finally {
       await file.close();
@@ -282,10 +258,11 @@ async function fetchOnce(req: HubRequest, job: BlobDownload, partialPath: string
   }
 }
 
-async function resetPartial(partialPath: string, state: PartialState): Promise<void> {
+async function resetPartial(t: Transfer, partialPath: string, state: PartialState): Promise<void> {
   await truncate(partialPath, 0).catch(() => undefined);
   state.hash = createHash('sha256');
   state.bytes = 0;
+  t.bar?.start(t.job.metadata.size, 0);
 }
 
 const LOCK_REFRESH_MS = 5_000;

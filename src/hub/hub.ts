@@ -7,29 +7,21 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
-import {
-  downloadBlob,
-  fetchFileMetadata,
-  hubFetch,
-  HubHttpError,
-  httpError,
-  silentProgress,
-  stderrProgress,
-  type HubRequest,
-  type ProgressSink,
-  withFileLock,
-} from './download.js';
+import { createLogger } from '../common/log.js';
+import { downloadBlob, fetchFileMetadata, hubFetch, HubHttpError, httpError, type HubRequest, withFileLock } from './download.js';
+
+const log = createLogger('hub');
 
 export interface ResolveOptions {
   /** Branch, tag or commit; default 'main'. */
   revision?: string;
-  /** The hub cache folder; default HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub. */
+  /** The hub cache folder; default hubCacheDir(): HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub. */
   cacheDir?: string;
   /** Default HF_ENDPOINT, else https://huggingface.co. */
   endpoint?: string;
   /** Default HF_TOKEN (or the older HUGGING_FACE_HUB_TOKEN, or the file HF_HOME/token). */
   token?: string;
-  /** progress to stderr: a bar on a TTY, one line per file otherwise */
+  /** Progress on stderr (common/progress.ts): a bar per file on a TTY, one summary line per file otherwise. */
   progress?: boolean;
   fetchImpl?: typeof fetch;
 }
@@ -74,7 +66,7 @@ export async function resolveModel(idOrPath: string, options: ResolveOptions = {
   const cacheDir = resolve(options.cacheDir ?? hubCacheDir(env));
   const endpoint = (options.endpoint ?? env.HF_ENDPOINT ?? DEFAULT_ENDPOINT).replace(/\/+$/, '');
   const repoDir = join(cacheDir, repoFolderName(repoId));
-  const progress = options.progress ? stderrProgress() : silentProgress;
+  const progress = options.progress ?? false;
 
   if (isTruthy(env.HF_HUB_OFFLINE)) {
     const cached = await cachedSnapshot(repoDir, revision);
@@ -99,7 +91,7 @@ export async function resolveModel(idOrPath: string, options: ResolveOptions = {
     if (!hubDown) throw explain(err, repoId, revision, endpoint, Boolean(token));
     const cached = await cachedSnapshot(repoDir, revision);
     if (cached.dir && !cached.missing) {
-      stderrProgress().note(`${err.message}; using the cached snapshot ${relative(cacheDir, cached.dir)}`);
+      log.warn('the hub cannot be reached; using the cached snapshot', { error: err.message, snapshot: relative(cacheDir, cached.dir) });
       return cached.dir;
     }
     throw explain(err, repoId, revision, endpoint, Boolean(token));
@@ -130,9 +122,13 @@ export async function resolveModel(idOrPath: string, options: ResolveOptions = {
   return snapshotDir;
 }
 
-/** HF_HUB_CACHE, else HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub. */
+/**
+ * HF_HUB_CACHE (or its old name HUGGINGFACE_HUB_CACHE), else HF_HOME/hub, else
+ * $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub: huggingface_hub's order.
+ */
 export function hubCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.HF_HUB_CACHE) return expandHome(env.HF_HUB_CACHE);
+  const cache = env.HF_HUB_CACHE || env.HUGGINGFACE_HUB_CACHE;
+  if (cache) return expandHome(cache);
   return join(hfHome(env), 'hub');
 }
 
@@ -228,7 +224,7 @@ interface SnapshotTarget {
   commit: string;
   repoDir: string;
   snapshotDir: string;
-  progress: ProgressSink;
+  progress: boolean;
 }
 
 /** Each file: skip if the snapshot has it (a commit's files never change), else blob + symlink. */
@@ -247,7 +243,7 @@ async function downloadFiles(req: HubRequest, target: SnapshotTarget, files: rea
           // Another process may have finished it while we waited.
           if (!(await exists(blobPath))) await downloadBlob(req, { url, blobPath, metadata, fileName: file, progress: target.progress });
         },
-        () => target.progress.note(`waiting for another process downloading ${file} (${lockPath})`),
+        () => log.info(`waiting for another process downloading ${file}`, { file, lock: lockPath }),
       );
     }
     await mkdir(dirname(linkPath), { recursive: true });

@@ -2,11 +2,10 @@
 // split into row chunks, and rows of an f32 activation (the runner picks each sequence's last hidden
 // row before lm_head).
 import assert from 'node:assert/strict';
-import { dispatch, grid1d, loadShader, type Binding, type GpuDevice, type UniformArena } from '../gpu/index.js';
+import { dispatch, grid1d, loadShaderSections, type Binding, type GpuDevice, type UniformArena } from '../gpu/index.js';
 import type { GpuWeight } from './weight.js';
 
 const WORKGROUP_SIZE = 256;
-const NATIVE_F16_MARKER = '// ---- NATIVE F16 ----';
 
 export interface GatherArgs {
   table: GpuWeight;
@@ -38,16 +37,13 @@ export class EmbeddingKernel {
   ) {}
 
   static async create(gpu: GpuDevice, options: { nativeF16?: boolean } = {}): Promise<EmbeddingKernel> {
-    const source = loadShader('embedding');
-    const markerAt = source.indexOf(NATIVE_F16_MARKER);
-    assert(markerAt > 0, `shaders/embedding.wgsl lost its "${NATIVE_F16_MARKER}" line`);
-    const portable = source.slice(0, markerAt);
+    const portable = loadShaderSections('embedding', ['common', 'portable']);
     const nativeF16 = options.nativeF16 ?? gpu.hasF16;
     assert(!nativeF16 || gpu.hasF16, 'EmbeddingKernel: nativeF16 needs a device with the shader-f16 feature');
     const [f32, f16, rows] = await Promise.all([
       gpu.pipelines.get({ kernel: 'embedding.gather_f32', code: portable, entryPoint: 'gather_f32' }),
       nativeF16
-        ? gpu.pipelines.get({ kernel: 'embedding.gather_f16', code: `// requires: f16\n${source}`, entryPoint: 'gather_f16' })
+        ? gpu.pipelines.get({ kernel: 'embedding.gather_f16', code: loadShaderSections('embedding', ['common', 'native_f16']), entryPoint: 'gather_f16' })
         : gpu.pipelines.get({ kernel: 'embedding.gather_f16_packed', code: portable, entryPoint: 'gather_f16_packed' }),
       gpu.pipelines.get({ kernel: 'embedding.gather_rows', code: portable, entryPoint: 'gather_rows' }),
     ]);

@@ -2,7 +2,7 @@
 // logprobs, one workgroup per row (shaders/sampling.wgsl). Only ids and logprobs come back to the host.
 // Semantics are those of sampleReference (test/support/reference-sampling.ts), which the tests hold it to.
 import assert from 'node:assert/strict';
-import { align, dispatch, GpuError, loadShader, UniformArena, type Binding, type GpuDevice } from '../gpu/index.js';
+import { align, dispatch, GpuError, loadShader, storageUsage, UniformArena, type Binding, type GpuDevice } from '../gpu/index.js';
 import { MAX_TOP_LOGPROBS, type SampleResult, type SamplingRow, type TokenChoice } from '../sampling/params.js';
 import { isGreedy, penaltyTable } from '../sampling/penalties.js';
 import { seedWords } from '../sampling/rng.js';
@@ -190,9 +190,4 @@ function decodeResults(words: Uint32Array, rows: readonly SamplingRow[], vocabSi
 function numTopLogprobs(row: SamplingRow, vocabSize: number): number {
   const n = row.params.logprobs;
   return n !== null && n > 0 ? Math.min(n, MAX_TOP_LOGPROBS, vocabSize) : 0;
-}
-
-/** Dawn installs GPUBufferUsage on first device use, so it cannot be read at module load. */
-function storageUsage(): GPUBufferUsageFlags {
-  return GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
 }

@@ -2,7 +2,11 @@
 // query free memory, so the budget is --gpu-memory (or a default per adapter kind), and the KV pool is
 // --cache-max-entry-count of what remains after weights and activations (LMDeploy's meaning), unless
 // --kv-cache-blocks gives it outright.
+import { formatBytes } from '../common/bytes.js';
 import type { KvCacheDtype } from '../common/types.js';
+
+/** GPU memory reads best in binary units (GiB), as drivers and --gpu-memory state it. */
+const gib = (n: number) => formatBytes(n, 'binary');
 import type { GpuDevice } from '../gpu/index.js';
 import type { ModelConfig } from '../checkpoint/config.js';
 import type { ShardLayout } from './sharding.js';
@@ -23,6 +27,8 @@ export interface MemoryOptions {
   maxNumBatchedTokens: number;
   blockSize: number;
   maxNumSeqs: number;
+  /** Session length: prompt + output never exceed it (sizes the block tables). */
+  maxModelLen: number;
   dtype: 'f16' | 'f32';
   /** KV cache element type (default 'f32'); 'f16' stores two halves per u32 word, halving the cache. */
   kvCacheDtype?: KvCacheDtype;
@@ -36,6 +42,8 @@ export interface MemoryPlan {
   numBlocks: number;
   blockSize: number;
   maxTokensPerStep: number;
+  /** Block-table width: the blocks a maxModelLen-token sequence needs. */
+  maxBlocksPerSeq: number;
 }
 
 const GiB = 1024 ** 3;
@@ -62,24 +70,25 @@ export function planMemory(config: ModelConfig, layout: ShardLayout, gpu: GpuDev
   const left = budgetBytes - weightBytes - activationBytes;
   if (left <= 0) {
     throw new Error(
-      `the model does not fit: weights need ${fmt(weightBytes)} and activations ${fmt(activationBytes)} per device, ` +
-        `but the GPU memory budget is ${fmt(budgetBytes)}; raise --gpu-memory, use --dtype f16, or add devices with --tp`,
+      `the model does not fit: weights need ${gib(weightBytes)} and activations ${gib(activationBytes)} per device, ` +
+        `but the GPU memory budget is ${gib(budgetBytes)}; raise --gpu-memory, use --dtype f16, or add devices with --tp`,
     );
   }
   let numBlocks = options.kvCacheBlocks ?? Math.floor((left * options.cacheMaxEntryCount) / kvBytesPerBlock);
   if (options.kvCacheBlocks !== undefined && options.kvCacheBlocks * kvBytesPerBlock > left) {
     throw new Error(
-      `--kv-cache-blocks ${options.kvCacheBlocks} needs ${fmt(options.kvCacheBlocks * kvBytesPerBlock)}, but only ${fmt(left)} is left after weights; lower it or raise --gpu-memory`,
+      `--kv-cache-blocks ${options.kvCacheBlocks} needs ${gib(options.kvCacheBlocks * kvBytesPerBlock)}, but only ${gib(left)} is left after weights; lower it or raise --gpu-memory`,
     );
   }
   // Each layer's K (and V) pool is one storage binding.
   numBlocks = Math.min(numBlocks, Math.floor(maxBinding / kvBytesPerLayerBlock));
   if (numBlocks < 2) {
     throw new Error(
-      `the KV cache would get ${numBlocks} blocks (${fmt(left)} left after weights); raise --gpu-memory or --cache-max-entry-count, or lower --block-size`,
+      `the KV cache would get ${numBlocks} blocks (${gib(left)} left after weights); raise --gpu-memory or --cache-max-entry-count, or lower --block-size`,
     );
   }
-  return { budgetBytes, weightBytes, activationBytes, kvBytesPerBlock, numBlocks, blockSize: options.blockSize, maxTokensPerStep };
+  const maxBlocksPerSeq = Math.ceil(options.maxModelLen / options.blockSize);
+  return { budgetBytes, weightBytes, activationBytes, kvBytesPerBlock, numBlocks, blockSize: options.blockSize, maxTokensPerStep, maxBlocksPerSeq };
 }
 
 function estimateWeightBytes(config: ModelConfig, layout: ShardLayout, dtype: 'f16' | 'f32'): number {
@@ -90,8 +99,4 @@ function estimateWeightBytes(config: ModelConfig, layout: ShardLayout, dtype: 'f
   const perLayer = H * (layout.numHeads + 2 * layout.numKvHeads) * hd * b + layout.numHeads * hd * H * b + 3 * H * layout.intermediate * b + 2 * H * 4;
   const embed = vocab * H * b * (config.tieWordEmbeddings ? 1 : 2);
   return config.numLayers * perLayer + embed + H * 4;
-}
-
-function fmt(bytes: number): string {
-  return bytes >= GiB ? `${(bytes / GiB).toFixed(2)} GiB` : `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
 }

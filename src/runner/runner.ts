@@ -7,19 +7,17 @@ import type { ShardPlacement } from './worker/placement.js';
 import type { SampleResult, SamplingRow } from '../sampling/params.js';
 import type { RunnerOutput, SchedulerOutput } from '../scheduler/types.js';
 import type { ModelConfig } from '../checkpoint/config.js';
-import { ropeInvFreq } from '../checkpoint/rope.js';
-import { SafetensorsReader } from '../checkpoint/safetensors.js';
-import { loadCanonicalTensors } from '../checkpoint/weights.js';
-import { ConsoleLoadProgress } from '../common/progress.js';
 import { shardLayout } from './sharding.js';
-import { ShardWeightBuilder } from './shard-weights.js';
-import { createShard, type ShardHandle, type StepMetadata } from './shard.js';
+import type { ShardHandle } from './shard.js';
 import { AllReducer } from './all-reduce.js';
 import { planMemory, type MemoryPlan } from './memory.js';
 import type { RunnerOptions } from './options.js';
+import { loadShards } from './shard-loader.js';
+import { buildStepMetadata } from './step-metadata.js';
+import { openRemoteShards, type RemoteShard } from './worker/host.js';
 
 export type { RunnerOptions } from './options.js';
-import { openRemoteShards, type RemoteShard } from './worker/host.js';
+export { buildStepMetadata } from './step-metadata.js';
 
 export class ModelRunner {
   private readonly allReducer: AllReducer;
@@ -37,7 +35,6 @@ export class ModelRunner {
     readonly shards: ShardHandle[],
     readonly plan: MemoryPlan,
     readonly maxNumSeqs: number,
-    readonly maxBlocksPerSeq: number,
     /** Worker processes when shards run out of process (empty otherwise). */
     readonly remoteShards: RemoteShard[] = [],
   ) {
@@ -53,43 +50,16 @@ export class ModelRunner {
   get maxTokensPerStep(): number {
     return this.plan.maxTokensPerStep;
   }
+  get maxBlocksPerSeq(): number {
+    return this.plan.maxBlocksPerSeq;
+  }
 
-  /** In-process shards, one per device. */
+  /** In-process shards, one per device; the checkpoint is read once for all of them. */
   static async load(modelDir: string, config: ModelConfig, devices: GpuDevice[], options: RunnerOptions): Promise<ModelRunner> {
-    const tp = devices.length;
-    const layouts = devices.map((_, rank) => shardLayout(config, tp, rank));
-    const reader = await SafetensorsReader.open(modelDir);
-    try {
-      const plan = planMemory(config, layouts[0]!, devices[0]!, options);
-      const builders = devices.map((gpu, rank) => new ShardWeightBuilder(gpu, config, layouts[rank]!, options.dtype));
-      const progress = options.progress ? new ConsoleLoadProgress() : undefined;
-      await loadCanonicalTensors(
-        reader,
-        config,
-        options.dtype,
-        (t) => {
-          for (const b of builders) b.add(t);
-        },
-        progress,
-      );
-      const { invFreq, attentionScaling } = ropeInvFreq(config.rope, config.maxPositionEmbeddings);
-      const maxBlocksPerSeq = Math.ceil(options.maxModelLen / options.blockSize);
-      const build = {
-        blockSize: options.blockSize,
-        numBlocks: plan.numBlocks,
-        maxTokensPerStep: plan.maxTokensPerStep,
-        maxNumSeqs: options.maxNumSeqs,
-        maxBlocksPerSeq,
-        invFreq,
-        attentionScaling,
-        kvCacheDtype: options.kvCacheDtype,
-      };
-      const shards = await Promise.all(devices.map((gpu, rank) => createShard(gpu, config, layouts[rank]!, builders[rank]!.finish(), build)));
-      for (const gpu of devices) await gpu.sync();
-      return new ModelRunner(config, shards, plan, options.maxNumSeqs, maxBlocksPerSeq);
-    } finally {
-      await reader.close();
-    }
+    const targets = devices.map((gpu, rank) => ({ gpu, layout: shardLayout(config, devices.length, rank) }));
+    const plan = planMemory(config, targets[0]!.layout, devices[0]!, options);
+    const shards = await loadShards(modelDir, config, targets, plan, options);
+    return new ModelRunner(config, shards, plan, options.maxNumSeqs);
   }
 
   /**
@@ -100,7 +70,7 @@ export class ModelRunner {
     const shards = await openRemoteShards(modelDir, config, placements, options);
     const plan = shards[0]!.plan;
     assert(plan, 'openRemoteShards returns shards with their plan');
-    return new ModelRunner(config, shards, plan, options.maxNumSeqs, Math.ceil(options.maxModelLen / options.blockSize), shards);
+    return new ModelRunner(config, shards, plan, options.maxNumSeqs, shards);
   }
 
   /** Calls `listener` once when a worker-process shard dies or reports a GPU error outside a request. */
@@ -110,7 +80,8 @@ export class ModelRunner {
 
   /**
    * Runs one scheduler step and samples the next token of every sequence whose slice reached its end.
-   * 1. Flatten the step into per-token metadata and upload it to every shard.
+   * 1. Flatten the step into per-token metadata and upload it to every shard (a worker-process shard
+   *    sends only the step's changes; its worker rebuilds the same metadata).
    * 2. Record embedding, layers and logits; between the row-parallel matmuls and their consumers the
    *    shards' partial sums are all-reduced on the host (a no-op with one shard).
    * 3. Sample on shard 0 (after gathering vocab-split logits when tp > 1).
@@ -123,7 +94,13 @@ export class ModelRunner {
       throw new Error(`step has ${meta.shape.numTokens} tokens, more than the runner's ${this.maxTokensPerStep}`);
     }
     if (meta.shape.numSeqs > this.maxNumSeqs) throw new Error(`step has ${meta.shape.numSeqs} sequences, more than ${this.maxNumSeqs}`);
-    for (const shard of this.shards) shard.uploadMetadata(meta);
+    const rows = meta.sampledRequestIds.map((id) => {
+      const row = rowsByRequest.get(id);
+      if (!row) throw new Error(`no sampling row for request ${id}`);
+      return row;
+    });
+    const step = { output, meta, rows };
+    for (const shard of this.shards) shard.uploadStep(step);
     const shape = meta.shape;
     const tp = this.shards.length;
 
@@ -143,11 +120,6 @@ export class ModelRunner {
       return { samples };
     }
     const fullLogits = tp > 1 ? await this.gatherLogits(shape.numSampled) : null;
-    const rows = meta.sampledRequestIds.map((id) => {
-      const row = rowsByRequest.get(id);
-      if (!row) throw new Error(`no sampling row for request ${id}`);
-      return row;
-    });
     const results = await this.shards[0]!.sample(rows, fullLogits);
     meta.sampledRequestIds.forEach((id, i) => samples.set(id, results[i]!));
     return { samples };
@@ -182,46 +154,4 @@ export class ModelRunner {
   destroy(): void {
     for (const s of this.shards) s.destroy();
   }
-}
-
-export function buildStepMetadata(output: SchedulerOutput, blockSize: number, maxBlocksPerSeq: number): StepMetadata {
-  const T = output.sequences.reduce((n, s) => n + s.tokenIds.length, 0);
-  const S = output.sequences.length;
-  const tokenIds = new Uint32Array(T);
-  const positions = new Uint32Array(T);
-  const tokenSeq = new Uint32Array(T);
-  const slotMapping = new Uint32Array(T);
-  const blockTables = new Uint32Array(S * maxBlocksPerSeq);
-  const sampleRows: number[] = [];
-  const sampledRequestIds: string[] = [];
-  let t = 0;
-  let maxContextLen = 0;
-  output.sequences.forEach((seq, si) => {
-    if (seq.blockIds.length > maxBlocksPerSeq) throw new Error(`request ${seq.requestId} has ${seq.blockIds.length} blocks, more than ${maxBlocksPerSeq}`);
-    blockTables.set(seq.blockIds, si * maxBlocksPerSeq);
-    for (let i = 0; i < seq.tokenIds.length; i++, t++) {
-      const pos = seq.startPosition + i;
-      tokenIds[t] = seq.tokenIds[i]!;
-      positions[t] = pos;
-      tokenSeq[t] = si;
-      const block = seq.blockIds[Math.floor(pos / blockSize)];
-      if (block === undefined) throw new Error(`request ${seq.requestId} has no KV block for position ${pos}`);
-      slotMapping[t] = block * blockSize + (pos % blockSize);
-    }
-    maxContextLen = Math.max(maxContextLen, seq.startPosition + seq.tokenIds.length);
-    if (seq.sample) {
-      sampleRows.push(t - 1);
-      sampledRequestIds.push(seq.requestId);
-    }
-  });
-  return {
-    shape: { numTokens: T, numSeqs: S, numSampled: sampleRows.length, maxContextLen, maxBlocksPerSeq },
-    tokenIds,
-    positions,
-    tokenSeq,
-    slotMapping,
-    blockTables,
-    sampleRows: Uint32Array.from(sampleRows),
-    sampledRequestIds,
-  };
 }

@@ -1,9 +1,10 @@
 // One tensor-parallel shard: its device, kernels, weights, KV cache and activation buffers, and the
 // recording of the forward pass into compute passes. The runner drives shards through ShardHandle
 // (this class in-process, RemoteShard in a worker process); a shard never talks to another shard.
-import { tokenBucket, UniformArena, type GpuDevice } from '../gpu/index.js';
+import { storageUsage, tokenBucket, UniformArena, type GpuDevice } from '../gpu/index.js';
 import { GpuSampler } from '../kernels/sampling.js';
 import type { SampleResult, SamplingRow } from '../sampling/params.js';
+import type { SchedulerOutput } from '../scheduler/types.js';
 import { ActivationKernel } from '../kernels/activation.js';
 import { AttentionKernel } from '../kernels/attention.js';
 import { EmbeddingKernel } from '../kernels/embedding.js';
@@ -34,6 +35,18 @@ export interface StepMetadata {
 }
 
 /**
+ * One step as the runner hands it to every shard: the flattened metadata, and the scheduler output
+ * and sampling rows it was built from. An in-process shard uploads `meta`; a worker-process shard
+ * sends only what changed since the last step and its worker rebuilds `meta` and `rows`.
+ */
+export interface StepInput {
+  output: SchedulerOutput;
+  meta: StepMetadata;
+  /** The sampling rows of meta.sampledRequestIds, in that order. */
+  rows: readonly SamplingRow[];
+}
+
+/**
  * What the runner needs from a shard wherever it lives. Encode calls only record work; submit()
  * sends it to the GPU; read() is the only call that waits. A worker-process shard queues everything
  * up to submit() into one message, so a step costs one message per all-reduce plus the reads.
@@ -46,13 +59,15 @@ export interface ShardHandle {
   encodeMlp(l: number, s: StepShape): void;
   encodeLogits(s: StepShape): void;
   submit(): void;
-  uploadMetadata(meta: StepMetadata): void;
+  /** Uploads the step's metadata; the encode calls that follow get its `meta.shape`. */
+  uploadStep(step: StepInput): void;
   /** The first `count` floats of `name` once submitted work has finished. */
   read(name: ExchangeBufferName, count: number): Promise<Float32Array>;
   write(name: ExchangeBufferName, data: Float32Array): void;
   /**
-   * Samples one token per row (shard 0 only). `fullLogits` are the gathered rows when tp > 1; with
-   * null the shard samples its own logits buffer (tp = 1, no readback).
+   * Samples one token per row (shard 0 only); `rows` are the uploaded step's rows (a worker-process
+   * shard already holds them). `fullLogits` are the gathered rows when tp > 1; with null the shard
+   * samples its own logits buffer (tp = 1, no readback).
    */
   sample(rows: readonly SamplingRow[], fullLogits: Float32Array | null): Promise<SampleResult[]>;
   /** Throws the first GPU error (or worker failure) seen since the last check. */
@@ -128,7 +143,7 @@ export class Shard implements ShardHandle {
         `shard: attention reads ${kernels.attn.kvCacheDtype} caches but the KV write stores ${kernels.kv.dtype}; create both kernels with the same kvCacheDtype`,
       );
     const bytesPerLayer = numBlocks * blockSize * layout.numKvHeads * config.headDim * kvCacheElementBytes(kernels.kv.dtype);
-    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    const usage = storageUsage();
     this.kCaches = Array.from({ length: config.numLayers }, (_, l) => gpu.createBuffer(`k_cache.${l}`, bytesPerLayer, usage));
     this.vCaches = Array.from({ length: config.numLayers }, (_, l) => gpu.createBuffer(`v_cache.${l}`, bytesPerLayer, usage));
   }
@@ -149,7 +164,7 @@ export class Shard implements ShardHandle {
   /** Makes this shard the one that samples (rank 0): a GPU sampler, plus a full-vocab logits buffer when tp > 1. */
   async enableSampling(maxNumSeqs: number): Promise<void> {
     this.sampler = await GpuSampler.create(this.gpu, this.config.vocabSize);
-    if (this.layout.tp > 1) this.fullLogits = this.gpu.createBuffer('full-logits', maxNumSeqs * this.config.vocabSize * 4, STORAGE);
+    if (this.layout.tp > 1) this.fullLogits = this.gpu.createBuffer('full-logits', maxNumSeqs * this.config.vocabSize * 4, storageUsage());
   }
 
   get kvCacheBytes(): number {
@@ -170,6 +185,10 @@ export class Shard implements ShardHandle {
     this.gpu.device.queue.submit([this.encoder.finish()]);
     this.encoder = null;
     this.pass = null;
+  }
+
+  uploadStep(step: StepInput): void {
+    this.uploadMetadata(step.meta);
   }
 
   uploadMetadata(meta: StepMetadata): void {
@@ -330,8 +349,6 @@ export class Shard implements ShardHandle {
   }
 }
 
-const STORAGE = 0x80 | 0x4 | 0x8; // GPUBufferUsage.STORAGE | COPY_SRC | COPY_DST (globals may not exist at import time)
-
 /** What building a shard needs beyond its device, layout and weights. */
 export interface ShardBuildOptions {
   blockSize: number;
@@ -374,7 +391,7 @@ function allocateBuffers(
   maxBlocksPerSeq: number,
   invFreq: Float32Array,
 ): ShardBuffers {
-  const f32 = (label: string, n: number) => gpu.createBuffer(label, n * 4, STORAGE);
+  const f32 = (label: string, n: number) => gpu.createBuffer(label, n * 4, storageUsage());
   const H = config.hiddenSize;
   const hd = config.headDim;
   return {

@@ -11,11 +11,10 @@ export interface RequestInit {
   requestId: string;
   promptTokenIds: number[];
   sampling: SamplingParams;
-  /** Output tokens at most; the scheduler lowers it so prompt + output fits the session length. */
+  /** Output tokens at most; the engine has capped it so prompt + output fit the session length. */
   maxTokens: number;
   /** Token ids that finish the request (eos ids unless ignore_eos, plus the request's stop_token_ids). */
   stopTokenIds: number[];
-  arrivalTime?: number;
 }
 
 export class Request implements KvSequence {
@@ -24,9 +23,8 @@ export class Request implements KvSequence {
   /** Sampled tokens so far; append through appendOutputToken (a direct push also works, just slower). */
   readonly outputTokenIds: number[] = [];
   readonly sampling: SamplingParams;
-  maxTokens: number;
+  readonly maxTokens: number;
   stopTokenIds: ReadonlySet<number>;
-  readonly arrivalTime: number;
   /** Tokens whose KV is in the cache. */
   numComputedTokens = 0;
   /** Prompt tokens served from the prefix cache when first scheduled (usage.cached_tokens). */
@@ -47,7 +45,6 @@ export class Request implements KvSequence {
     this.sampling = init.sampling;
     this.maxTokens = init.maxTokens;
     this.stopTokenIds = new Set(init.stopTokenIds);
-    this.arrivalTime = init.arrivalTime ?? Date.now();
   }
 
   /** Prompt + output. */

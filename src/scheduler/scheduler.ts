@@ -2,7 +2,7 @@
 // numComputedTokens catches up toward its numTokens within one token budget. Chunked prefill, prefix
 // caching and preemption all fall out of that. First come, first served.
 import assert from 'node:assert/strict';
-import { EngineOverloadedError, InvalidRequestError } from '../common/errors.js';
+import { EngineOverloadedError } from '../common/errors.js';
 import type { FinishReason } from '../common/types.js';
 import type { KvCacheManager } from '../kv/kv-manager.js';
 import type { SampleResult } from '../sampling/params.js';
@@ -39,6 +39,8 @@ export class Scheduler {
   private readonly running: Request[] = [];
   /** Finished inside schedule() (they can never fit the KV cache); reported by the next update(). */
   private readonly pendingUpdates: RequestUpdate[] = [];
+  /** Finished since the last schedule(); handed to the runner with the next plan. */
+  private finishedRequestIds: string[] = [];
   private stepCounter = 0;
   private numPreemptions = 0;
 
@@ -73,18 +75,20 @@ export class Scheduler {
     return this.requests.get(requestId);
   }
 
-  /** Queues a request; caps its maxTokens so prompt + output fits maxModelLen. */
+  /**
+   * Queues a request that Engine.generate has already validated and capped, so a failed assertion
+   * here is a bug, not a user error. The one runtime refusal is a full waiting queue.
+   */
   addRequest(req: Request): void {
     const { maxModelLen, maxWaiting } = this.config;
-    if (this.requests.has(req.requestId)) throw new InvalidRequestError(`request id ${req.requestId} is already in use`, 'request_id');
-    if (req.status !== 'waiting' || req.numComputedTokens !== 0) throw new Error(`request ${req.requestId} was already scheduled once: create a new Request`);
+    assert(!this.requests.has(req.requestId), `request id ${req.requestId} is already in use`);
+    assert(req.status === 'waiting' && req.numComputedTokens === 0, `request ${req.requestId} was already scheduled once: create a new Request`);
     const numPrompt = req.promptTokenIds.length;
-    if (numPrompt >= maxModelLen) {
-      throw new InvalidRequestError(`the prompt has ${numPrompt} tokens but the session length is ${maxModelLen}: shorten the prompt`, 'messages');
-    }
-    if (!(req.maxTokens >= 1)) throw new InvalidRequestError(`max_tokens must be at least 1, got ${req.maxTokens}`, 'max_tokens');
+    assert(
+      req.maxTokens >= 1 && numPrompt + req.maxTokens <= maxModelLen,
+      `request ${req.requestId}: ${numPrompt} prompt + ${req.maxTokens} output tokens do not fit maxModelLen ${maxModelLen}`,
+    );
     if (this.waiting.length >= maxWaiting) throw new EngineOverloadedError(this.waiting.length, maxWaiting);
-    req.maxTokens = Math.min(req.maxTokens, maxModelLen - numPrompt);
     this.requests.set(req.requestId, req);
     this.waiting.push(req);
   }
@@ -154,7 +158,10 @@ export class Scheduler {
     }
 
     const numScheduledTokens = this.config.maxNumBatchedTokens - tokenBudget;
-    return { step: this.stepCounter++, sequences, numScheduledTokens, preemptedRequestIds };
+    // An empty plan never reaches the runner, so finished ids wait for the next plan that does.
+    const finishedRequestIds = sequences.length > 0 ? this.finishedRequestIds : [];
+    if (sequences.length > 0) this.finishedRequestIds = [];
+    return { step: this.stepCounter++, sequences, numScheduledTokens, preemptedRequestIds, finishedRequestIds };
   }
 
   /** Applies the runner's samples: advances numComputedTokens, appends sampled tokens, checks stop ids,
@@ -230,6 +237,7 @@ export class Scheduler {
     req.status = 'finished';
     req.finishReason = reason;
     this.requests.delete(req.requestId);
+    this.finishedRequestIds.push(req.requestId);
   }
 }
 

@@ -19,6 +19,11 @@ export interface SchedulerOutput {
   numScheduledTokens: number;
   /** Requests moved back to waiting this step; their KV blocks were freed and will be recomputed. */
   preemptedRequestIds: string[];
+  /**
+   * Requests finished or aborted since the previous plan that had sequences (vLLM's finished_req_ids):
+   * a runner that keeps per-request state, such as a worker shard's, drops it.
+   */
+  finishedRequestIds: string[];
 }
 
 /** What the runner hands back: a sample for every sequence that had sample = true. */

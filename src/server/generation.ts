@@ -1,12 +1,13 @@
-// What the generating routes share: the served-model check, sampling defaults, the session-length
-// budget, chat prompt encoding, and starting one engine request per choice.
+// What the generating routes share: the served-model check, sampling defaults, chat prompt encoding,
+// and starting one engine request per choice. The engine checks the prompt and max_tokens against
+// the session length (and caps max_tokens); each route only says which field the prompt came from.
 import { randomBytes } from 'node:crypto';
 import type { EngineClient, GenerateRequest } from '../engine/types.js';
 import type { ChatMessage } from '../common/types.js';
 import { DEFAULT_SAMPLING, type SamplingParams } from '../sampling/params.js';
 import type { ChatRequestMessage, SamplingRequestFields, Usage } from '../protocol/types.js';
 import { ChoiceStream } from './choice-stream.js';
-import { ApiError, invalid } from './errors.js';
+import { ApiError } from './errors.js';
 import type { Logger } from '../common/log.js';
 import type { ServerMetrics } from './metrics.js';
 import type { SessionStore } from './sessions.js';
@@ -58,21 +59,6 @@ export function samplingFrom(fields: SamplingRequestFields, seed: number, logpro
 export function stopList(stop: string | string[] | null | undefined): string[] {
   if (stop === null || stop === undefined) return [];
   return typeof stop === 'string' ? [stop] : stop;
-}
-
-/**
- * The output budget of one sequence: a prompt that fills the session is refused (400); otherwise
- * the requested max is capped to what is left, so generation ends with finish_reason 'length'.
- */
-export function outputBudget(engine: EngineClient, numPromptTokens: number, requested: number | null | undefined, param: string): number {
-  const left = engine.sessionLen - numPromptTokens;
-  if (left <= 0) {
-    throw invalid(
-      `the prompt has ${numPromptTokens} tokens; this model's session length is ${engine.sessionLen} tokens, leaving no room to generate; shorten the ${param}`,
-      param,
-    );
-  }
-  return Math.min(requested ?? left, left);
 }
 
 /** OpenAI messages -> the engine's: text parts joined with "\n" (as vLLM does), developer -> system. */

@@ -1,14 +1,20 @@
-// Tensor-parallel shards in worker processes (src/model/shard-host.ts + shard-worker.ts) on the one
-// software adapter: the same logits and tokens as in-process tp 1, the real CLI with
-// --shard-processes, a killed worker surfacing as an error and an unhealthy engine, and the parsing
-// of Mesa's device list into the environment that pins each worker to its GPU.
+// Tensor-parallel shards in worker processes (src/runner/worker/host.ts + worker.ts) on the one
+// software adapter: the same logits and tokens as in-process tp 1, the same tokens and logprobs as
+// in-process tp 2 through concurrency, penalties and preemption (steps cross as changes only), a
+// decode step's message that does not grow with the prompt, the real CLI with --shard-processes, a
+// killed worker surfacing as an error and an unhealthy engine, and the parsing of Mesa's device
+// list into the environment that pins each worker to its GPU.
+import { serialize } from 'node:v8';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseDeviceSelectList, hasIdenticalGpus } from '../../src/gpu/physical.js';
 import { planShardPlacement } from '../../src/runner/worker/placement.js';
 import type { RemoteShard } from '../../src/runner/worker/host.js';
+import type { HostMessage } from '../../src/runner/worker/messages.js';
+import type { Engine } from '../../src/engine/engine.js';
+import type { SchedulerOutput } from '../../src/scheduler/types.js';
 import { greedyLogits as greedyLogitsOf, relativeMaxError } from '../helpers/runner.js';
-import { openEngine, PUBLISHED_GREEDY_TEXT, request, STORIES } from '../helpers/engine.js';
+import { collect, greedy, openEngine, PUBLISHED_GREEDY_TEXT, request, STORIES } from '../helpers/engine.js';
 import { runCli } from '../helpers/cli.js';
 
 const greedyLogits = (tp: number, shardProcesses: boolean, prompt: number[], steps: number) => greedyLogitsOf(STORIES, { tp, shardProcesses }, prompt, steps);
@@ -22,6 +28,106 @@ test('stories260K: tp 2 and 4 in worker processes give the in-process tp 1 logit
     assert.equal(got.tokens, base.tokens, `tp ${tp} tokens`);
     got.logits.forEach((l, i) => assert.ok(relativeMaxError(l, base.logits[i]!) < 1e-4, `tp ${tp} step ${i}: ${relativeMaxError(l, base.logits[i]!)}`));
   }
+});
+
+/** Prompts of `length` tokens, different per request. */
+const prompt = (k: number, length: number) => Array.from({ length }, (_, i) => 3 + ((i * 37 + k * 11) % 500));
+
+/** Starts all requests before the first step, so every engine schedules them the same way. */
+function runConcurrently(engine: Engine, requests: ReturnType<typeof request>[]) {
+  return Promise.all(requests.map((r) => collect(engine.generate(r))));
+}
+
+test('worker tp 2 gives in-process tp 2 tokens and logprobs bit for bit through penalties, seeds and preemption', async () => {
+  const sampled = { temperature: 0.9, topK: 40, repetitionPenalty: 1.3, frequencyPenalty: 0.4, presencePenalty: 0.3, logprobs: 2 };
+  const requests = [0, 1, 2, 3].map((k) =>
+    request(prompt(k, 20 + 7 * k), {
+      maxTokens: 40,
+      ignoreEos: true,
+      sampling: greedy(k % 2 ? { ...sampled, seed: 100 + k } : { logprobs: 1, repetitionPenalty: 1.2 }),
+    }),
+  );
+  // 12 blocks of 16 tokens cannot hold four requests of up to 81 tokens: the newest get preempted and recomputed.
+  const settings = { devices: [0, 0], allowRepeatedDevices: true, kvCacheBlocks: 12, enablePrefixCaching: false };
+  const inProcess = await openEngine(settings);
+  const expected = await runConcurrently(inProcess, requests);
+  await inProcess.shutdown();
+  const workers = await openEngine({ ...settings, shardProcesses: true });
+  try {
+    const got = await runConcurrently(workers, requests);
+    assert.ok(workers.stats().numPreemptionsTotal > 0, 'the run preempted');
+    got.forEach((g, k) => {
+      assert.equal(g.tokenIds, expected[k]!.tokenIds, `request ${k} tokens`);
+      assert.equal(
+        g.deltas.map((d) => d.logprobs),
+        expected[k]!.deltas.map((d) => d.logprobs),
+        `request ${k} logprobs`,
+      );
+    });
+    // Finished requests are forgotten after a while, not kept forever.
+    assert.ok((workers.runner.remoteShards[0] as RemoteShard).numTrackedRequests <= 4);
+  } finally {
+    await workers.shutdown();
+  }
+});
+
+/** Bytes the parent sends both workers in the 50th all-decode step, minus the activations (all-reduce writes, gathered logits). */
+async function decodeStepBytes(promptLength: number) {
+  const engine = await openEngine({ devices: [0, 0], allowRepeatedDevices: true, shardProcesses: true });
+  const steps: { decode: boolean; messages: HostMessage[] }[] = [];
+  let current: HostMessage[] | null = null;
+  for (const s of engine.runner.remoteShards) s.onMessageSent((msg) => current?.push(msg));
+  const runner = engine.runner as unknown as { execute(output: SchedulerOutput, rows: unknown): Promise<unknown> };
+  const execute = runner.execute.bind(runner);
+  runner.execute = async (output, rows) => {
+    current = [];
+    steps.push({ decode: output.sequences.length === 4 && output.sequences.every((q) => q.tokenIds.length === 1), messages: current });
+    try {
+      return await execute(output, rows);
+    } finally {
+      current = null;
+    }
+  };
+  try {
+    await runConcurrently(
+      engine,
+      [0, 1, 2, 3].map((k) => request(prompt(k, promptLength), { maxTokens: 60, ignoreEos: true })),
+    );
+  } finally {
+    engine.runner.destroy();
+  }
+  const step = steps.filter((s) => s.decode)[49]!;
+  let rest = 0;
+  let stepOps = 0;
+  for (const msg of step.messages) {
+    rest += serialize(msg).byteLength;
+    for (const op of msg.ops) {
+      if (op.op === 'write') rest -= op.data.byteLength;
+      if (op.op === 'sample') {
+        rest -= op.fullLogits?.byteLength ?? 0;
+        assert.equal(Object.keys(op).sort(), ['fullLogits', 'id', 'op'], 'sample sends no rows');
+      }
+      if (op.op === 'step') {
+        stepOps += serialize(op).byteLength;
+        assert.is(op.delta.add, undefined, 'no request is sent again');
+        assert.is(op.delta.sampling, undefined, 'no prompt, outputs or params are sent again');
+      }
+      if (op.op === 'embedding' || op.op === 'attention' || op.op === 'mlp' || op.op === 'logits')
+        assert.is(op.shape, undefined, 'the shape came with the step');
+    }
+  }
+  return { rest, stepOps };
+}
+
+test('a decode step sends both workers a few hundred bytes of step data, whatever the prompt length', async () => {
+  // 224 = 14 blocks apart, so both runs append their blocks at the same decode steps.
+  const short = await decodeStepBytes(100);
+  const long = await decodeStepBytes(324);
+  assert.is(long.stepOps, short.stepOps, `step ops: ${short.stepOps} vs ${long.stepOps} bytes`);
+  assert.ok(short.stepOps < 400, `step ops: ${short.stepOps} bytes`);
+  // Everything else but the activations: begin/submit/encode ops and read requests (ids may take a byte more).
+  assert.ok(Math.abs(long.rest - short.rest) <= 32, `rest: ${short.rest} vs ${long.rest} bytes`);
+  assert.ok(short.rest < 5000, `rest: ${short.rest} bytes (it was 10048 when steps carried full metadata and rows)`);
 });
 
 test('generate --devices 0,0 --shard-processes prints the published greedy text', async () => {

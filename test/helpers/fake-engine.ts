@@ -1,10 +1,13 @@
 // A deterministic EngineClient for server tests (no GPU). The codec maps every character to one
 // token; generation replays a fixed story one character per token with a small delay, honouring
-// maxTokens, stop strings, stop token ids, ignoreEos, logprobs and the session length. It counts
-// live requests so tests can prove that aborted and disconnected requests are released.
+// maxTokens, stop strings, stop token ids, ignoreEos, logprobs and the session length. Requests are
+// checked by the real engine's checkRequest, so the server sees the same 400s (and the same
+// max_tokens cap) as in production. It counts live requests so tests can prove that aborted and
+// disconnected requests are released.
 import type { EngineClient, EngineHealth, EngineStats, GenerateDelta, GenerateRequest, TokenLogprob } from '../../src/engine/types.js';
 import type { ChatMessage, TextCodec } from '../../src/common/types.js';
 import { EngineOverloadedError, EngineUnavailableError } from '../../src/common/errors.js';
+import { checkRequest } from '../../src/engine/validate.js';
 
 export const BOS_ID = 1;
 export const EOS_ID = 2;
@@ -14,6 +17,8 @@ const SPECIAL_TEXT = new Map([
 ]);
 /** Characters map to codePoint + CHAR_OFFSET so ids 0..2 stay free for <unk>, <s>, </s>. */
 const CHAR_OFFSET = 3;
+/** Every Unicode code point has a token. */
+export const VOCAB_SIZE = 0x110000 + CHAR_OFFSET;
 
 export const STORY =
   'Once upon a time, a little robot named Pip lived in a quiet town. Pip liked to count the stars. ' +
@@ -47,7 +52,8 @@ export class ToyCodec implements TextCodec {
     for (const id of tokenIds) {
       const special = SPECIAL_TEXT.get(id);
       if (special !== undefined) text += options?.skipSpecialTokens ? '' : special;
-      else if (id >= CHAR_OFFSET) text += String.fromCodePoint(id - CHAR_OFFSET);
+      // Like the real tokenizer, ids outside the vocabulary decode to nothing.
+      else if (id >= CHAR_OFFSET && id < VOCAB_SIZE) text += String.fromCodePoint(id - CHAR_OFFSET);
     }
     return text;
   }
@@ -138,6 +144,7 @@ export class FakeEngine implements EngineClient {
   private async *run(request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateDelta> {
     if (this.shutDown) throw new EngineUnavailableError('shutting down');
     if (this.failWith) throw this.failWith;
+    const maxTokens = checkRequest(request, { sessionLen: this.sessionLen, vocabSize: VOCAB_SIZE });
     if (this.live.size >= this.maxLive) throw new EngineOverloadedError(this.live.size, this.maxLive);
     const requestId = request.requestId ?? `fake-${this.nextId++}`;
     this.requests.push(request);
@@ -145,7 +152,7 @@ export class FakeEngine implements EngineClient {
     const onAbort = () => this.abort(requestId);
     signal?.addEventListener('abort', onAbort);
     try {
-      yield* this.steps(requestId, request, signal);
+      yield* this.steps(requestId, request, maxTokens, signal);
     } finally {
       signal?.removeEventListener('abort', onAbort);
       this.live.delete(requestId);
@@ -153,11 +160,10 @@ export class FakeEngine implements EngineClient {
   }
 
   /** The generation loop: one story character per step until a stop condition. */
-  private async *steps(requestId: string, request: GenerateRequest, signal?: AbortSignal): AsyncGenerator<GenerateDelta> {
+  private async *steps(requestId: string, request: GenerateRequest, maxTokens: number, signal?: AbortSignal): AsyncGenerator<GenerateDelta> {
     const prompt = request.promptTokenIds;
     const cachedTokens = this.lookupPrefix(prompt);
     const usage = { promptTokens: prompt.length, completionTokens: 0, cachedTokens };
-    const maxTokens = Math.min(request.maxTokens ?? Infinity, this.sessionLen - prompt.length);
     const offset = request.sampling.temperature === 0 ? 0 : Math.abs(request.sampling.seed) % STORY.length;
     const stopIds = new Set(request.stopTokenIds);
     let pending = '';

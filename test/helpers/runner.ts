@@ -61,6 +61,7 @@ export async function openTestRunner(modelDir: string, options: TestRunnerOption
         ],
         numScheduledTokens: tokens.length,
         preemptedRequestIds: [],
+        finishedRequestIds: [],
       };
       const row: SamplingRow = { params: { ...DEFAULT_SAMPLING, temperature: 0 }, promptTokenIds: tokens, outputTokenIds: [], step: 0 };
       await runner.execute(output, new Map([['r', row]]));

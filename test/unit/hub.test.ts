@@ -73,22 +73,26 @@ class FakeHub {
     const api = /^\/api\/models\/([^/]+\/[^/]+)\/revision\/(.+)$/.exec(path);
     const resolve = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(path);
     const cdn = /^\/cdn\/([0-9a-f]{64})$/.exec(path);
-    if (api) return this.listing(req, res, api[1]!, api[2]!);
-    if (resolve) return this.resolveFile(req, res, resolve[1]!, resolve[2]!, resolve[3]!);
-    if (cdn) {
+    if (api) {
+      this.listing(req, res, api[1]!, api[2]!);
+    } else if (resolve) {
+      this.resolveFile(req, res, resolve[1]!, resolve[2]!, resolve[3]!);
+    } else if (cdn) {
       const file = this.repos.flatMap((r) => r.files).find((f) => sha256(f.data) === cdn[1]);
-      return file ? this.sendBody(req, res, file.data, url.pathname, {}) : this.fail(res, 404, 'EntryNotFound');
+      if (file) this.sendBody(req, res, file.data, url.pathname, {});
+      else this.fail(res, 404, 'EntryNotFound');
+    } else {
+      this.fail(res, 404, null);
     }
-    this.fail(res, 404, null);
   }
 
   /** The repo and commit, or null after answering with the hub's error. */
   private lookup(req: IncomingMessage, res: ServerResponse, id: string, revision: string): { repo: FakeRepo; commit: string } | null {
     const repo = this.repos.find((r) => r.id === id);
-    if (!repo) return (this.fail(res, this.unknownRepoStatus, 'RepoNotFound'), null);
-    if (repo.token && req.headers.authorization !== `Bearer ${repo.token}`) return (this.fail(res, 401, 'GatedRepo'), null);
+    if (!repo) return this.failed(res, this.unknownRepoStatus, 'RepoNotFound');
+    if (repo.token && req.headers.authorization !== `Bearer ${repo.token}`) return this.failed(res, 401, 'GatedRepo');
     const commit = revision === 'main' ? repo.commit : revision === repo.commit ? repo.commit : repo.refs?.[revision];
-    if (!commit) return (this.fail(res, 404, 'RevisionNotFound'), null);
+    if (!commit) return this.failed(res, 404, 'RevisionNotFound');
     return { repo, commit };
   }
 
@@ -103,7 +107,10 @@ class FakeHub {
     const found = this.lookup(req, res, id, revision);
     if (!found) return;
     const file = found.repo.files.find((f) => f.name === name);
-    if (!file) return this.fail(res, 404, 'EntryNotFound');
+    if (!file) {
+      this.fail(res, 404, 'EntryNotFound');
+      return;
+    }
     if (file.lfs) {
       res.writeHead(302, {
         Location: `${this.endpoint}/cdn/${sha256(file.data)}`,
@@ -112,7 +119,8 @@ class FakeHub {
         'X-Repo-Commit': found.commit,
         'Content-Length': '0',
       });
-      return void res.end();
+      res.end();
+      return;
     }
     this.sendBody(req, res, file.data, `/${id}/resolve/${revision}/${name}`, { ETag: `W/"${gitSha1(file.data)}"`, 'X-Repo-Commit': found.commit });
   }
@@ -120,7 +128,10 @@ class FakeHub {
   private sendBody(req: IncomingMessage, res: ServerResponse, data: Buffer, key: string, headers: Record<string, string>): void {
     const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
     const start = range ? Number(range[1]) : 0;
-    if (start > data.length) return this.fail(res, 416, null);
+    if (start > data.length) {
+      this.fail(res, 416, null);
+      return;
+    }
     const body = data.subarray(start);
     res.writeHead(range ? 206 : 200, {
       ...headers,
@@ -128,7 +139,10 @@ class FakeHub {
       'Accept-Ranges': 'bytes',
       ...(range ? { 'Content-Range': `bytes ${start}-${data.length - 1}/${data.length}` } : {}),
     });
-    if (req.method === 'HEAD') return void res.end();
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
     const cut = this.cutAfterBytes.get(key);
     if (cut !== undefined) {
       this.cutAfterBytes.delete(key);
@@ -136,6 +150,12 @@ class FakeHub {
       return;
     }
     res.end(body);
+  }
+
+  /** fail(), for lookups that answer null once they have answered the request. */
+  private failed(res: ServerResponse, status: number, errorCode: string | null): null {
+    this.fail(res, status, errorCode);
+    return null;
   }
 
   private fail(res: ServerResponse, status: number, errorCode: string | null): void {
@@ -192,7 +212,7 @@ const privateRepo: FakeRepo = {
   ],
 };
 
-const HF_VARS = ['HF_HUB_CACHE', 'HF_HOME', 'HF_ENDPOINT', 'HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_HUB_OFFLINE', 'XDG_CACHE_HOME'];
+const HF_VARS = ['HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_HOME', 'HF_ENDPOINT', 'HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_HUB_OFFLINE', 'XDG_CACHE_HOME'];
 const savedEnv = Object.fromEntries(HF_VARS.map((k) => [k, process.env[k]]));
 const scratch = mkdtempSync(join(tmpdir(), 'hub-test-'));
 let hub: FakeHub;
@@ -445,6 +465,8 @@ test('a local folder is returned as is; one without config.json or a missing pat
 
 test('cache folder: HF_HUB_CACHE over HF_HOME/hub over ~/.cache/huggingface/hub', async () => {
   assert.is(hubCacheDir({ HF_HUB_CACHE: '/a', HF_HOME: '/b' }), '/a');
+  assert.is(hubCacheDir({ HUGGINGFACE_HUB_CACHE: '/old', HF_HOME: '/b' }), '/old');
+  assert.is(hubCacheDir({ HF_HUB_CACHE: '/a', HUGGINGFACE_HUB_CACHE: '/old' }), '/a');
   assert.is(hubCacheDir({ HF_HOME: '/b' }), '/b/hub');
   assert.is(hubCacheDir({ XDG_CACHE_HOME: '/x' }), '/x/huggingface/hub');
   assert.is(hubCacheDir({}), join(homedir(), '.cache', 'huggingface', 'hub'));
@@ -464,7 +486,10 @@ test('progress: one line per downloaded file when stderr is not a TTY', async ()
   const write = process.stderr.write.bind(process.stderr);
   const isTTY = process.stderr.isTTY;
   process.stderr.isTTY = false;
-  process.stderr.write = ((chunk: string) => (lines.push(String(chunk)), true)) as typeof process.stderr.write;
+  process.stderr.write = ((chunk: string) => {
+    lines.push(String(chunk));
+    return true;
+  }) as typeof process.stderr.write;
   try {
     await resolveModel(tinyRepo.id, { cacheDir: freshCache(), endpoint: hub.endpoint, progress: true });
   } finally {
@@ -476,6 +501,26 @@ test('progress: one line per downloaded file when stderr is not a TTY', async ()
     lines.some((l) => /^\[hub\] downloaded model\.safetensors \(300\.0 kB\)/.test(l)),
     lines.join(''),
   );
+});
+
+test('progress on a TTY: a redrawn bar per file (common/progress.ts), replaced by its summary line', async () => {
+  let text = '';
+  const write = process.stderr.write.bind(process.stderr);
+  const isTTY = process.stderr.isTTY;
+  process.stderr.isTTY = true;
+  process.stderr.write = ((chunk: string) => {
+    text += String(chunk);
+    return true;
+  }) as typeof process.stderr.write;
+  try {
+    await resolveModel(tinyRepo.id, { cacheDir: freshCache(), endpoint: hub.endpoint, progress: true });
+  } finally {
+    process.stderr.write = write;
+    process.stderr.isTTY = isTTY;
+  }
+  assert.match(text, /\r\[hub\] \[#{30}\] 100% 300\.0 kB\/300\.0 kB [\d.]+ [kMG]?B\/s model\.safetensors\x1b\[K/);
+  assert.match(text, /\r\x1b\[K\[hub\] downloaded model\.safetensors \(300\.0 kB\) in \d+\.\d s\n/);
+  assert.is(text.split('\n').length - 1, 5, 'one finished line per file');
 });
 
 test.run();

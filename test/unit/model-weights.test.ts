@@ -301,7 +301,8 @@ test('progress: bytes reported add up, non-TTY prints one summary line, TTY draw
     isTTY: false,
   });
   await loadAll(dir, 'f32', undefined, p);
-  assert.match(plain, /^\[model\] loaded 3 layers, 0\.0 MB in \d+\.\d s\n$/);
+  // f32 this time: 4 * (2 * 40 * 16 + 3 * 1920 + 3 * 32 + 16) = 28608 bytes, as common/bytes.ts formats them.
+  assert.match(plain, /^\[model\] loaded 3 layers, 28\.6 kB in \d+\.\d s\n$/);
   let tty = '';
   const clock = { t: 0 };
   const bar = new ConsoleLoadProgress(
@@ -316,7 +317,7 @@ test('progress: bytes reported add up, non-TTY prints one summary line, TTY draw
   );
   await loadAll(dir, 'f32', undefined, bar);
   assert.match(tty, /\r\[model\] \[#+-*\] +\d+% /);
-  assert.match(tty, /100% .* lm_head/);
+  assert.match(tty, /100% 28\.6 kB\/28\.6 kB [\d.]+ [kMG]?B\/s lm_head/);
   assert.ok(tty.endsWith(`\r\x1b[K[model] ${bar.summary}\n`));
   assert.is(formatLoadSummary(12, 152_600_000, 1.23), 'loaded 12 layers, 152.6 MB in 1.2 s');
 });

@@ -2,9 +2,10 @@
 // simulated KV cache (token ids stored at [blockId][slot]) and samples from a hash of the WHOLE context
 // it reads back through the block table, so a wrong block table, a stale prefix-cache hit or a skipped
 // recompute after preemption changes the token stream.
+import { AssertionError } from 'node:assert';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { EngineOverloadedError, InvalidRequestError } from '../../src/common/errors.js';
+import { EngineOverloadedError } from '../../src/common/errors.js';
 import type { FinishReason } from '../../src/common/types.js';
 import { KvCacheManager, type KvCacheManagerOptions } from '../../src/kv/kv-manager.js';
 import { DEFAULT_SAMPLING, type SampleResult } from '../../src/sampling/params.js';
@@ -315,24 +316,24 @@ test('aborting frees blocks at once; an aborted waiting request is never schedul
   assert.is(h.finishReasons.get('c'), 'length');
 });
 
-test('maxTokens and maxModelLen end a request with finish_reason length', () => {
+test('maxTokens ends a request with finish_reason length', () => {
   const h = new Harness({ ...roomy, maxModelLen: 16 });
-  const capped = h.add({ id: 'capped', prompt: range(10), maxTokens: 100 });
-  assert.is(capped.maxTokens, 6, 'prompt + maxTokens is capped to maxModelLen');
+  h.add({ id: 'full', prompt: range(10), maxTokens: 6 });
   h.add({ id: 'short', prompt: range(3, 50), maxTokens: 4 });
   h.runToEnd();
-  assert.is(h.outputs.get('capped')!.length, 6);
+  assert.is(h.outputs.get('full')!.length, 6, 'up to the session length');
   assert.is(h.outputs.get('short')!.length, 4);
-  assert.is(h.finishReasons.get('capped'), 'length');
+  assert.is(h.finishReasons.get('full'), 'length');
   assert.is(h.finishReasons.get('short'), 'length');
-  assert.throws(
-    () => h.add({ id: 'huge', prompt: range(16) }),
-    (e: unknown) => e instanceof InvalidRequestError,
-  );
-  assert.throws(
-    () => h.add({ id: 'zero', prompt: range(3), maxTokens: 0 }),
-    (e: unknown) => e instanceof InvalidRequestError,
-  );
+});
+
+test('addRequest asserts what Engine.generate validated: a bug, never a user-facing error', () => {
+  const h = new Harness({ ...roomy, maxModelLen: 16 });
+  const isBug = (e: unknown) => e instanceof AssertionError;
+  assert.throws(() => h.add({ id: 'fills', prompt: range(16), maxTokens: 1 }), isBug);
+  assert.throws(() => h.add({ id: 'uncapped', prompt: range(10), maxTokens: 7 }), isBug);
+  assert.throws(() => h.add({ id: 'zero', prompt: range(3), maxTokens: 0 }), isBug);
+  assert.is(h.sched.numWaiting, 0, 'nothing was queued');
 });
 
 test('a stop token ends the request with stop and is included in the output', () => {
@@ -439,7 +440,7 @@ test('randomized arrivals, shared prefixes, aborts and a tight pool all reproduc
   assert.ok(numPreemptions > 0 && numAborted > 0, `exercised preemption (${numPreemptions}) and aborts (${numAborted})`);
 });
 
-test('addRequest rejects a full queue and duplicate ids', () => {
+test('addRequest refuses a full queue with EngineOverloadedError and asserts unique ids', () => {
   const h = new Harness({ ...roomy, maxWaiting: 2 });
   h.add({ id: 'a', prompt: [1] });
   h.add({ id: 'b', prompt: [2] });
@@ -447,7 +448,10 @@ test('addRequest rejects a full queue and duplicate ids', () => {
     () => h.add({ id: 'c', prompt: [3] }),
     (e: unknown) => e instanceof EngineOverloadedError,
   );
-  assert.throws(() => h.sched.addRequest(makeRequest({ id: 'a', prompt: [1] })), /already in use/);
+  assert.throws(
+    () => h.sched.addRequest(makeRequest({ id: 'a', prompt: [1] })),
+    (e: unknown) => e instanceof AssertionError && /already in use/.test(e.message),
+  );
   h.runToEnd();
 });
 

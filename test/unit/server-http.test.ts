@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { EngineOverloadedError, EngineUnavailableError, InvalidRequestError } from '../../src/common/errors.js';
 import { completionRequestSchema } from '../../src/protocol/requests.js';
-import { BOS_ID, STORY, startFakeServer } from '../helpers/fake-engine.js';
+import { BOS_ID, STORY, startFakeServer, VOCAB_SIZE } from '../helpers/fake-engine.js';
 
 let server: Awaited<ReturnType<typeof startFakeServer>>;
 
@@ -181,11 +181,21 @@ test('session length: a full prompt is a 400 naming both numbers; otherwise max_
   assert.is(e.message, "the prompt has 64 tokens; this model's session length is 64 tokens, leaving no room to generate; shorten the prompt");
   assert.is(e.param, 'prompt');
   const chatFull = await post('/v1/chat/completions', { messages: [{ role: 'user', content: 'z'.repeat(80) }] });
-  assert.is((await errorOf(chatFull)).param, 'messages');
+  const chatError = await errorOf(chatFull);
+  assert.is(chatError.param, 'messages');
+  assert.match(chatError.message, /shorten the messages$/);
+  const outside = await post('/v1/completions', { prompt: [BOS_ID, VOCAB_SIZE] });
+  assert.is(outside.status, 400);
+  assert.equal(await errorOf(outside), {
+    message: `prompt token id ${VOCAB_SIZE} is outside the vocabulary [0, ${VOCAB_SIZE})`,
+    type: 'invalid_request_error',
+    param: 'prompt',
+    code: '400',
+  });
 
   const capped = await post('/v1/completions', { prompt: 'z'.repeat(59), max_tokens: 1000, temperature: 0 });
   const body = (await capped.json()) as { choices: Array<{ text: string; finish_reason: string }>; usage: { completion_tokens: number } };
-  assert.is(server.engine.requests.at(-1)!.maxTokens, 4);
+  assert.is(server.engine.requests.at(-1)!.maxTokens, 1000, 'the server passes max_tokens on; the engine caps it');
   assert.is(body.choices[0]!.finish_reason, 'length');
   assert.is(body.usage.completion_tokens, 4);
 });

@@ -1,9 +1,11 @@
-// The parent's side of a shard that runs in a worker process (shard-worker.ts). Why processes: Dawn
+// The parent's side of a shard that runs in a worker process (worker.ts). Why processes: Dawn
 // finds adapters by name, so identical GPUs cannot be told apart inside one process, but Mesa's
 // device-select layer can pin a whole process to one of them (see src/gpu/adapters.ts).
 // Encode calls are queued and sent as one message at submit(); read() and sample() are requests
-// answered in order. A worker's death or GPU error fails every pending and later call with a
-// message naming the shard, and is reported once to onFailure listeners (the engine's failAll).
+// answered in order. A step's metadata crosses as changes only (step-delta.ts): the worker keeps
+// each request's block table and sampling state and rebuilds the metadata and rows itself.
+// A worker's death or GPU error fails every pending and later call with a message naming the
+// shard, and is reported once to onFailure listeners (the engine's failAll).
 import { fork, type ChildProcess } from 'node:child_process';
 import { childEntry } from '../../common/child-entry.js';
 import type { ShardPlacement } from './placement.js';
@@ -12,39 +14,9 @@ import type { ModelConfig } from '../../checkpoint/config.js';
 import type { MemoryPlan } from '../memory.js';
 import type { RunnerOptions } from '../options.js';
 import { shardLayout, type ShardLayout } from '../sharding.js';
-import type { ExchangeBufferName, ShardHandle, StepMetadata, StepShape } from '../shard.js';
-
-/** What a worker needs to open its device and load its slices of the model. */
-export interface WorkerInit {
-  modelDir: string;
-  tp: number;
-  rank: number;
-  adapterIndex: number;
-  label: string;
-  options: RunnerOptions;
-}
-
-/** One operation, in the order the worker must run it. Ops with an id are answered. */
-export type ShardOp =
-  | { op: 'open'; id: number; init: WorkerInit }
-  | { op: 'load'; id: number; plan: MemoryPlan }
-  | { op: 'begin' }
-  | { op: 'embedding'; shape: StepShape }
-  | { op: 'attention'; layer: number; shape: StepShape }
-  | { op: 'mlp'; layer: number; shape: StepShape }
-  | { op: 'logits'; shape: StepShape }
-  | { op: 'submit' }
-  | { op: 'meta'; meta: StepMetadata }
-  | { op: 'write'; name: ExchangeBufferName; data: Float32Array }
-  | { op: 'read'; id: number; name: ExchangeBufferName; count: number }
-  | { op: 'sample'; id: number; rows: SamplingRow[]; fullLogits: Float32Array | null };
-
-export type HostMessage = { type: 'ops'; ops: ShardOp[] };
-
-export type WorkerMessage =
-  | { type: 'result'; id: number; value: unknown }
-  /** id null: the worker failed outside a request (a queued op threw, or its device was lost). */
-  | { type: 'error'; id: number | null; message: string };
+import type { ExchangeBufferName, ShardHandle, StepInput, StepShape } from '../shard.js';
+import type { HostMessage, ShardOp, WorkerInit, WorkerMessage } from './messages.js';
+import { StepDeltaEncoder } from './step-delta.js';
 
 type Request = ShardOp & { id: number };
 type RequestBody<T> = T extends { id: number } ? Omit<T, 'id'> : never;
@@ -71,12 +43,19 @@ export class RemoteShard implements ShardHandle {
   private closing = false;
   private flushQueued = false;
   private readonly listeners = new Set<(err: Error) => void>();
+  private readonly sentListeners = new Set<(msg: HostMessage) => void>();
+  /** What this worker holds of each request; rank 0 samples, so only it gets prompts and outputs. */
+  private readonly steps: StepDeltaEncoder;
+  /** The last uploaded step's shape (encode ops leave it out) and sampling rows (the worker has them). */
+  private stepShape: StepShape | null = null;
+  private stepRows: readonly SamplingRow[] | null = null;
 
   constructor(
     private readonly child: ChildProcess,
     readonly placement: ShardPlacement,
     readonly layout: ShardLayout,
   ) {
+    this.steps = new StepDeltaEncoder(layout.rank === 0);
     child.on('message', (msg: WorkerMessage) => this.onMessage(msg));
     child.on('exit', (code, signal) => {
       this.fail(new ShardWorkerError(`${placement.label}: worker process ${child.pid} exited (${signal ?? `code ${code}`}); restart the server`));
@@ -92,20 +71,31 @@ export class RemoteShard implements ShardHandle {
     this.listeners.add(listener);
   }
 
+  /** Calls `listener` with every message sent to the worker (tests and benches measure the traffic). */
+  onMessageSent(listener: (msg: HostMessage) => void): () => void {
+    this.sentListeners.add(listener);
+    return () => this.sentListeners.delete(listener);
+  }
+
+  /** Requests the worker holds state for (see StepDeltaEncoder). */
+  get numTrackedRequests(): number {
+    return this.steps.numTracked;
+  }
+
   begin(): void {
     this.ops.push({ op: 'begin' });
   }
   encodeEmbedding(shape: StepShape): void {
-    this.ops.push({ op: 'embedding', shape });
+    this.ops.push(shape === this.stepShape ? { op: 'embedding' } : { op: 'embedding', shape });
   }
   encodeAttention(layer: number, shape: StepShape): void {
-    this.ops.push({ op: 'attention', layer, shape });
+    this.ops.push(shape === this.stepShape ? { op: 'attention', layer } : { op: 'attention', layer, shape });
   }
   encodeMlp(layer: number, shape: StepShape): void {
-    this.ops.push({ op: 'mlp', layer, shape });
+    this.ops.push(shape === this.stepShape ? { op: 'mlp', layer } : { op: 'mlp', layer, shape });
   }
   encodeLogits(shape: StepShape): void {
-    this.ops.push({ op: 'logits', shape });
+    this.ops.push(shape === this.stepShape ? { op: 'logits' } : { op: 'logits', shape });
   }
   submit(): void {
     this.ops.push({ op: 'submit' });
@@ -115,8 +105,11 @@ export class RemoteShard implements ShardHandle {
       queueMicrotask(() => this.flush());
     }
   }
-  uploadMetadata(meta: StepMetadata): void {
-    this.ops.push({ op: 'meta', meta });
+  uploadStep(step: StepInput): void {
+    const delta = this.steps.encode(step);
+    this.stepShape = step.meta.shape;
+    this.stepRows = step.rows;
+    this.ops.push({ op: 'step', delta });
   }
   write(name: ExchangeBufferName, data: Float32Array): void {
     // A copy: the all-reducer reuses its sum buffer, and this op is only sent at the next flush.
@@ -126,7 +119,9 @@ export class RemoteShard implements ShardHandle {
     return this.request({ op: 'read', name, count }) as Promise<Float32Array>;
   }
   sample(rows: readonly SamplingRow[], fullLogits: Float32Array | null): Promise<SampleResult[]> {
-    return this.request({ op: 'sample', rows: [...rows], fullLogits }) as Promise<SampleResult[]>;
+    // The worker samples the rows it rebuilt for the step; other rows would need a step of their own.
+    if (rows !== this.stepRows) return Promise.reject(new Error(`${this.placement.label}: sample() takes the rows of the uploaded step`));
+    return this.request({ op: 'sample', fullLogits }) as Promise<SampleResult[]>;
   }
   throwIfFailed(): void {
     if (this.failure) throw this.failure;
@@ -147,6 +142,7 @@ export class RemoteShard implements ShardHandle {
     if (this.ops.length === 0 || this.failure) return;
     const msg: HostMessage = { type: 'ops', ops: this.ops };
     this.ops = [];
+    for (const listener of this.sentListeners) listener(msg);
     try {
       this.child.send(msg);
     } catch (err) {

@@ -1,24 +1,32 @@
-// A tensor-parallel shard in its own process (forked by shard-host.ts with an environment that pins
-// it to one GPU). It owns a real Shard, the same class as in-process shards, loads only its own
-// slices of the weights, and runs the parent's ops strictly in order. After the first failure it
-// answers every request with that failure: the parent must not go on with a half-done step.
+// A tensor-parallel shard in its own process (forked by host.ts with an environment that pins it to
+// one GPU). It owns a real Shard, the same class as in-process shards, loaded by the same code
+// (shard-loader.ts) but with only its own slices of the weights. It keeps each request's block table
+// and sampling state, so a step arrives as changes only (step-delta.ts), and runs the parent's ops
+// strictly in order. After the first failure it answers every request with that failure: the parent
+// must not go on with a half-done step.
 import { openDevices, type GpuDevice } from '../../gpu/index.js';
-import { loadModelConfig } from '../../checkpoint/config.js';
-import { planMemory } from '../memory.js';
-import { ConsoleLoadProgress } from '../../common/progress.js';
-import { ropeInvFreq } from '../../checkpoint/rope.js';
-import { SafetensorsReader } from '../../checkpoint/safetensors.js';
-import { ShardWeightBuilder } from '../shard-weights.js';
-import { createShard, type Shard } from '../shard.js';
-import type { HostMessage, ShardOp, WorkerInit, WorkerMessage } from './host.js';
+import { loadModelConfig, type ModelConfig } from '../../checkpoint/config.js';
+import type { SamplingRow } from '../../sampling/params.js';
+import { planMemory, type MemoryPlan } from '../memory.js';
+import type { Shard, StepShape } from '../shard.js';
+import { loadShards } from '../shard-loader.js';
 import { shardLayout } from '../sharding.js';
-import { loadCanonicalTensors } from '../../checkpoint/weights.js';
+import { buildStepMetadata } from '../step-metadata.js';
+import type { HostMessage, ShardOp, StepDelta, WorkerInit, WorkerMessage } from './messages.js';
+import { StepDeltaDecoder } from './step-delta.js';
 
 let init: WorkerInit | null = null;
+let config: ModelConfig | null = null;
 let gpu: GpuDevice | null = null;
 let shard: Shard | null = null;
+let plan: MemoryPlan | null = null;
 let failure: string | null = null;
 let chain: Promise<void> = Promise.resolve();
+/** Each request's block table and sampling state, kept across steps. */
+const steps = new StepDeltaDecoder();
+/** The last step's shape (encode ops without one use it) and sampling rows (the sample op uses them). */
+let stepShape: StepShape | null = null;
+let stepRows: SamplingRow[] = [];
 
 function send(msg: WorkerMessage): void {
   if (process.connected) process.send!(msg);
@@ -39,36 +47,29 @@ async function open(i: WorkerInit): Promise<unknown> {
   init = i;
   gpu = (await openDevices([i.adapterIndex]))[0] ?? null;
   gpu!.onLost((err) => fail(err.message));
-  const config = await loadModelConfig(i.modelDir);
+  config = await loadModelConfig(i.modelDir);
   return planMemory(config, shardLayout(config, i.tp, 0), gpu!, i.options);
 }
 
-async function load(plan: { numBlocks: number; maxTokensPerStep: number }): Promise<unknown> {
+/** Loads this worker's slices with shard 0's plan, through the same loader as in-process shards. */
+async function load(p: MemoryPlan): Promise<unknown> {
   const i = need(init, 'load');
-  const device = need(gpu, 'load');
-  const config = await loadModelConfig(i.modelDir);
-  const layout = shardLayout(config, i.tp, i.rank);
-  const builder = new ShardWeightBuilder(device, config, layout, i.options.dtype);
-  const reader = await SafetensorsReader.open(i.modelDir);
-  try {
-    const progress = i.options.progress ? new ConsoleLoadProgress() : undefined;
-    await loadCanonicalTensors(reader, config, i.options.dtype, (t) => builder.add(t), progress);
-  } finally {
-    await reader.close();
-  }
-  const { invFreq, attentionScaling } = ropeInvFreq(config.rope, config.maxPositionEmbeddings);
-  shard = await createShard(device, config, layout, builder.finish(), {
-    blockSize: i.options.blockSize,
-    numBlocks: plan.numBlocks,
-    maxTokensPerStep: plan.maxTokensPerStep,
-    maxNumSeqs: i.options.maxNumSeqs,
-    maxBlocksPerSeq: Math.ceil(i.options.maxModelLen / i.options.blockSize),
-    invFreq,
-    attentionScaling,
-    kvCacheDtype: i.options.kvCacheDtype,
-  });
-  await device.sync();
+  const c = need(config, 'load');
+  const target = { gpu: need(gpu, 'load'), layout: shardLayout(c, i.tp, i.rank) };
+  shard = (await loadShards(i.modelDir, c, [target], p, i.options))[0]!;
+  plan = p;
   return null;
+}
+
+/** Applies a step's changes and uploads the metadata the in-process path would build for it. */
+function uploadStep(delta: StepDelta): void {
+  const s = need(shard, 'step');
+  const p = need(plan, 'step');
+  const { sequences, rows } = steps.apply(delta);
+  const meta = buildStepMetadata({ sequences }, p.blockSize, p.maxBlocksPerSeq);
+  s.uploadMetadata(meta);
+  stepShape = meta.shape;
+  stepRows = rows;
 }
 
 /** Runs one op; returns its answer for ops with an id. */
@@ -81,21 +82,21 @@ async function run(op: ShardOp): Promise<unknown> {
     case 'read':
       return need(shard, 'read').read(op.name, op.count);
     case 'sample':
-      return need(shard, 'sample').sample(op.rows, op.fullLogits);
+      return need(shard, 'sample').sample(stepRows, op.fullLogits);
     case 'begin':
       return need(shard, 'begin').begin();
     case 'embedding':
-      return need(shard, 'embedding').encodeEmbedding(op.shape);
+      return need(shard, 'embedding').encodeEmbedding(op.shape ?? need(stepShape, 'embedding'));
     case 'attention':
-      return need(shard, 'attention').encodeAttention(op.layer, op.shape);
+      return need(shard, 'attention').encodeAttention(op.layer, op.shape ?? need(stepShape, 'attention'));
     case 'mlp':
-      return need(shard, 'mlp').encodeMlp(op.layer, op.shape);
+      return need(shard, 'mlp').encodeMlp(op.layer, op.shape ?? need(stepShape, 'mlp'));
     case 'logits':
-      return need(shard, 'logits').encodeLogits(op.shape);
+      return need(shard, 'logits').encodeLogits(op.shape ?? need(stepShape, 'logits'));
     case 'submit':
       return need(shard, 'submit').submit();
-    case 'meta':
-      return need(shard, 'meta').uploadMetadata(op.meta);
+    case 'step':
+      return uploadStep(op.delta);
     case 'write':
       return need(shard, 'write').write(op.name, op.data);
   }

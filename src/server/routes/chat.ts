@@ -14,18 +14,7 @@ import {
 import { readJsonBody } from '../body.js';
 import { collect, merge, prime, type ChoiceStream } from '../choice-stream.js';
 import { invalid, toApiError } from '../errors.js';
-import {
-  checkModel,
-  newResponseId,
-  nowSeconds,
-  outputBudget,
-  samplingFrom,
-  startChoices,
-  stopList,
-  toChatMessages,
-  wireUsage,
-  type ServerDeps,
-} from '../generation.js';
+import { checkModel, newResponseId, nowSeconds, samplingFrom, startChoices, stopList, toChatMessages, wireUsage, type ServerDeps } from '../generation.js';
 import { chatLogprobs } from '../logprobs.js';
 import { disconnectSignal, openEventStream } from '../sse.js';
 
@@ -37,15 +26,15 @@ export async function chatCompletionsRoute(ctx: Context, deps: ServerDeps): Prom
   const numTop = topLogprobs(body);
   const { codec } = deps.engine;
   const promptTokenIds = chatPromptTokenIds(codec, toChatMessages(body.messages));
-  const maxTokens = outputBudget(deps.engine, promptTokenIds.length, body.max_completion_tokens ?? body.max_tokens, 'messages');
   const n = body.n ?? 1;
   const id = newResponseId('chatcmpl');
   const baseSeed = body.seed ?? randomSeed();
   const requests = Array.from({ length: n }, (_, i): GenerateRequest & { requestId: string } => ({
     requestId: `${id}-${i}`,
     promptTokenIds,
+    promptParam: 'messages',
     sampling: samplingFrom(body, baseSeed + i, numTop),
-    maxTokens,
+    maxTokens: body.max_completion_tokens ?? body.max_tokens ?? null,
     stop: stopList(body.stop),
     stopTokenIds: body.stop_token_ids ?? [],
     ignoreEos: body.ignore_eos ?? false,

@@ -13,7 +13,7 @@ import {
 import { readJsonBody } from '../body.js';
 import { collect, merge, prime, type ChoiceStream } from '../choice-stream.js';
 import { invalid, toApiError } from '../errors.js';
-import { checkModel, newResponseId, nowSeconds, outputBudget, samplingFrom, startChoices, stopList, wireUsage, type ServerDeps } from '../generation.js';
+import { checkModel, newResponseId, nowSeconds, samplingFrom, startChoices, stopList, wireUsage, type ServerDeps } from '../generation.js';
 import { completionLogprobs, logprobTextLength } from '../logprobs.js';
 import { disconnectSignal, openEventStream } from '../sse.js';
 
@@ -38,19 +38,19 @@ export async function completionsRoute(ctx: Context, deps: ServerDeps): Promise<
 
   const id = newResponseId('cmpl');
   const baseSeed = body.seed ?? randomSeed();
-  const requests = prompts.flatMap((prompt, p) => {
-    const maxTokens = outputBudget(deps.engine, prompt.tokenIds.length, body.max_tokens ?? DEFAULT_MAX_TOKENS, 'prompt');
-    return Array.from({ length: n }, (_, i): GenerateRequest & { requestId: string } => ({
+  const requests = prompts.flatMap((prompt, p) =>
+    Array.from({ length: n }, (_, i): GenerateRequest & { requestId: string } => ({
       requestId: `${id}-${p * n + i}`,
       promptTokenIds: prompt.tokenIds,
+      promptParam: 'prompt',
       sampling: samplingFrom(body, baseSeed + i, body.logprobs ?? null),
-      maxTokens,
+      maxTokens: body.max_tokens ?? DEFAULT_MAX_TOKENS,
       stop: stopList(body.stop),
       stopTokenIds: body.stop_token_ids ?? [],
       ignoreEos: body.ignore_eos ?? false,
       skipSpecialTokens: body.skip_special_tokens ?? true,
-    }));
-  });
+    })),
+  );
   const signal = disconnectSignal(ctx);
   const streams = startChoices(deps, requests, signal);
   try {

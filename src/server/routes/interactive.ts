@@ -94,17 +94,16 @@ async function runTurn(ctx: Context, deps: ServerDeps, body: InteractiveRequest,
       ? encodeChatText(engine.codec, engine.codec.applyChatTemplate(newMessages, { addGenerationPrompt: true }))
       : engine.codec.encode(continuationText(engine.codec, session.messages, newMessages), { addSpecialTokens: false });
   const historyTokens = session.tokenIds.length;
-  const left = engine.sessionLen - historyTokens - inputIds.length;
   const sendWhole = (r: InteractiveResponse) => {
     ctx.body = r;
   };
-  if (left <= 0) {
+  if (historyTokens + inputIds.length >= engine.sessionLen) {
     // LMDeploy's answer when a session is full: nothing generated, finish_reason 'length'; the
-    // client should end the session. The history stays as it was.
+    // client should end the session. The history stays as it was. (Only the server knows the
+    // history, so this is its check; the engine caps the output to what the session has left.)
     return sendWhole(reply('', 0, inputIds.length, historyTokens, 'length'));
   }
-  const maxTokens = Math.min(body.request_output_len ?? left, left);
-  if (maxTokens === 0) {
+  if (body.request_output_len === 0) {
     // request_output_len 0: only add the prompt to the history.
     commit(session, inputIds, [], newMessages, '');
     return sendWhole(reply('', 0, inputIds.length, historyTokens, 'length'));
@@ -125,7 +124,7 @@ async function runTurn(ctx: Context, deps: ServerDeps, body: InteractiveRequest,
         seed: body.seed ?? randomSeed(),
         logprobs: null,
       },
-      maxTokens,
+      maxTokens: body.request_output_len ?? null,
       stop: stopList(body.stop),
       stopTokenIds: [],
       ignoreEos: body.ignore_eos ?? false,
