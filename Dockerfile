@@ -5,8 +5,11 @@
 # On NVIDIA GPUs the NVIDIA container toolkit mounts the driver's Vulkan ICD into the container (that
 # needs the `graphics` capability below); with no GPU, Mesa lavapipe (software Vulkan, slow) is the fallback.
 
+# The Node major of both stages, in this one place (CI tests the same major: NODE_LTS in .ci/run).
+ARG NODE_VERSION=24
+
 # --- build: compile TypeScript, then keep only the runtime dependencies ---
-FROM node:20-bookworm-slim AS build
+FROM node:${NODE_VERSION}-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -17,7 +20,7 @@ RUN npm run build && npm prune --omit=dev --no-audit --no-fund \
     && find node_modules/webgpu/dist -mindepth 1 -maxdepth 1 ! -name "linux-$(node -p process.arch)" -exec rm -rf {} +
 
 # --- runtime ---
-FROM node:20-bookworm-slim AS runtime
+FROM node:${NODE_VERSION}-bookworm-slim AS runtime
 # The Vulkan loader (libvulkan1) and Mesa lavapipe from bookworm-backports, exactly as on a CPU-only
 # development machine (bookworm's own Mesa 22 is too old for Dawn).
 COPY scripts/install-software-gpu.sh /tmp/install-software-gpu.sh

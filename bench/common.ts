@@ -174,6 +174,11 @@ export function argValue(flag: string, argv: readonly string[] = process.argv): 
   return i >= 0 ? argv[i + 1] : undefined;
 }
 
+/** The Node running the bench ("v24.22.3"): in every bench's header and JSON, as results differ between majors. */
+export function nodeVersion(): string {
+  return process.version;
+}
+
 /** True when the bench was started with --json: print one JSON document instead of tables. */
 export function wantsJson(argv: readonly string[] = process.argv): boolean {
   return argv.includes('--json');

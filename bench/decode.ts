@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Engine, DEFAULT_ENGINE_OPTIONS } from '../src/engine/engine.js';
 import { DEFAULT_SAMPLING } from '../src/sampling/params.js';
 import type { GenerateRequest } from '../src/engine/types.js';
-import { median, printTable, StreamRead, timePass, wantsJson, type Row } from './common.js';
+import { median, nodeVersion, printTable, StreamRead, timePass, wantsJson, type Row } from './common.js';
 import { benchModelDir, BENCH_MODEL, randomPrompt } from './bench-model.js';
 
 const json = wantsJson();
@@ -16,7 +16,7 @@ const say = (s: string) => {
 
 const modelDir = await benchModelDir();
 const fileBytes = statSync(join(modelDir, 'model.safetensors')).size;
-say(`[bench] model ${modelDir} (${(fileBytes / 1e6).toFixed(1)} MB)`);
+say(`[bench] Node ${nodeVersion()}, model ${modelDir} (${(fileBytes / 1e6).toFixed(1)} MB)`);
 const engine = await Engine.create({
   ...DEFAULT_ENGINE_OPTIONS,
   modelDir,
@@ -103,6 +103,7 @@ for (const batch of [1, 4, 16]) {
 }
 
 const summary = {
+  node: nodeVersion(),
   model: { ...BENCH_MODEL, params: 76_303_104, fileBytes, gpuWeightBytes: weightBytes },
   adapter: gpu.adapter.info.description,
   streamReadGBps: streamGBps,
@@ -118,7 +119,7 @@ const summary = {
 if (json) {
   console.log(JSON.stringify(summary, null, 2));
 } else {
-  printTable('Decode bench model (76.3M params, f16)', [
+  printTable(`Decode bench model (76.3M params, f16) on ${gpu.adapter.info.description}, Node ${nodeVersion()}`, [
     { metric: 'streaming-read baseline GB/s', value: streamGBps },
     { metric: 'roofline tok/s (weights / stream bw)', value: roofline },
     { metric: 'prefill tok/s (128-token prompt)', value: prefillTps },

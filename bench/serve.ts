@@ -4,7 +4,7 @@
 // Usage: npm run bench:serve [-- --json] [--requests 32] [--concurrency 8] [--input-words 64] [--output-tokens 64] [--max-prefill-tokens N]
 import { Engine, DEFAULT_ENGINE_OPTIONS } from '../src/engine/engine.js';
 import { startServer } from '../src/server/listen.js';
-import { printTable, wantsJson } from './common.js';
+import { nodeVersion, printTable, wantsJson } from './common.js';
 import { benchModelDir } from './bench-model.js';
 
 const json = wantsJson();
@@ -38,6 +38,7 @@ function percentile(values: number[], p: number): number {
 }
 
 const modelDir = await benchModelDir();
+if (!json) process.stderr.write(`[bench] Node ${nodeVersion()}, model ${modelDir}\n`);
 const engine = await Engine.create({
   ...DEFAULT_ENGINE_OPTIONS,
   modelDir,
@@ -113,6 +114,7 @@ const wallS = (performance.now() - t0) / 1000;
 const totalTokens = results.reduce((n, r) => n + r.outputTokens, 0);
 const itl = results.flatMap((r) => r.itlMs);
 const summary = {
+  node: nodeVersion(),
   requests: numRequests,
   maxPrefillTokens,
   concurrency,
@@ -136,7 +138,7 @@ const summary = {
 if (json) console.log(JSON.stringify(summary, null, 2));
 else {
   printTable(
-    `Serving the bench model: ${numRequests} streamed completions, ${inputWords} input words, ${outputTokens} output tokens, concurrency ${concurrency}, max ${maxPrefillTokens} prefill tokens per step`,
+    `Serving the bench model on Node ${nodeVersion()}: ${numRequests} streamed completions, ${inputWords} input words, ${outputTokens} output tokens, concurrency ${concurrency}, max ${maxPrefillTokens} prefill tokens per step`,
     [
       { metric: 'request throughput (req/s)', value: summary.requestThroughput },
       { metric: 'output tok/s', value: summary.outputTokPerS },

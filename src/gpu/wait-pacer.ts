@@ -26,6 +26,10 @@ export interface WaitPacerOptions {
   enabled: boolean;
   /** Part of the expected duration slept before the wait is requested (the rest is polled). */
   napFraction?: number;
+  /** The clock, in ms (default: performance.now). Tests pass a fake one. */
+  now?: () => number;
+  /** Sleeps `ms` (default: a setTimeout). Tests pass one that advances their fake clock. */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 export class WaitPacer {
@@ -33,10 +37,14 @@ export class WaitPacer {
   private readonly recentMsPerUnit = new Map<string, number[]>();
   readonly enabled: boolean;
   private readonly napFraction: number;
+  private readonly now: () => number;
+  private readonly sleep: (ms: number) => Promise<void>;
 
   constructor(options: WaitPacerOptions) {
     this.enabled = options.enabled;
     this.napFraction = options.napFraction ?? 0.8;
+    this.now = options.now ?? (() => performance.now());
+    this.sleep = options.sleep ?? sleepOnTimer;
     if (!(this.napFraction >= 0 && this.napFraction < 1)) throw new Error(`WaitPacer: napFraction must be in [0, 1), got ${this.napFraction}`);
   }
 
@@ -50,13 +58,13 @@ export class WaitPacer {
   async wait<T>(kind: string, request: () => Promise<T>, work = 1): Promise<T> {
     if (!this.enabled) return request();
     if (!(work > 0)) throw new Error(`WaitPacer.wait(${kind}): work must be positive, got ${work}`);
-    const start = performance.now();
+    const start = this.now();
     const expected = this.expectedMs(kind, work);
     const nap = expected === undefined ? 0 : expected * this.napFraction;
-    if (nap >= MIN_NAP_MS) await sleep(nap);
-    const napEnd = performance.now();
+    if (nap >= MIN_NAP_MS) await this.sleep(nap);
+    const napEnd = this.now();
     const result = await request();
-    const end = performance.now();
+    const end = this.now();
     // Done before the nap ended: the real duration is unknown but shorter, so record half of it
     // (the estimate then falls by half per overslept wait instead of creeping down).
     const overslept = nap >= MIN_NAP_MS && end - napEnd < DONE_DURING_NAP_MS;
@@ -78,7 +86,7 @@ export class WaitPacer {
   }
 }
 
-function sleep(ms: number): Promise<void> {
+function sleepOnTimer(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 

@@ -6,6 +6,7 @@ import { EmbeddingKernel } from '../../src/kernels/embedding.js';
 import { defaultRowReduction, RmsNormKernel, type RmsNormOptions } from '../../src/kernels/rmsnorm.js';
 import { f16BitsToF32, f32ToF16Bits, uploadWeight } from '../../src/kernels/weight.js';
 import { assertClose, randomF32, runPass, testDevice } from '../helpers/gpu.js';
+import { skip } from '../helpers/skip.js';
 
 const OUT = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
 
@@ -81,11 +82,47 @@ test('addNorm writes residual + x back and normalises the sum, on every path', a
   }
 });
 
-test('rmsnorm with zero rows records nothing', async () => {
+/** `pass`, counting the dispatches recorded through it into `dispatches`. */
+function countingPass(pass: GPUComputePassEncoder, dispatches: number[][]): GPUComputePassEncoder {
+  return {
+    setPipeline: (pipeline: GPUComputePipeline) => pass.setPipeline(pipeline),
+    setBindGroup: (index: number, group: GPUBindGroup) => pass.setBindGroup(index, group),
+    dispatchWorkgroups: (x: number, y?: number, z?: number) => {
+      dispatches.push([x, y ?? 1, z ?? 1]);
+      pass.dispatchWorkgroups(x, y, z);
+    },
+  } as unknown as GPUComputePassEncoder;
+}
+
+test('rmsnorm and addNorm with zero rows dispatch nothing and leave out and residual as they were, on every path', async () => {
   const gpu = await testDevice();
+  const dim = 8;
+  const sentinel = Float32Array.from({ length: dim }, (_, i) => 100 + i);
+  const x = gpu.upload('x', randomF32(dim, 11, 2));
+  const weight = gpu.upload('w', randomF32(dim, 12));
+  for (const { name, kernel: k } of await rmsNormVariants()) {
+    const out = gpu.upload('out', sentinel);
+    const residual = gpu.upload('residual', sentinel);
+    const dispatches: number[][] = [];
+    // A zero-row dispatch would still run one workgroup (grid1d never returns 0), which could write row 0.
+    await runPass(gpu, (pass, u) => {
+      k.norm(countingPass(pass, dispatches), u, { x, weight, out, numRows: 0, dim, eps: 1e-5 });
+      k.addNorm(countingPass(pass, dispatches), u, { x, residual, weight, out, numRows: 0, dim, eps: 1e-5 });
+    });
+    assert.equal(dispatches, [], `${name}: nothing recorded for zero rows`);
+    assert.equal(Array.from(await gpu.readF32(out, dim)), Array.from(sentinel), `${name}: out untouched`);
+    assert.equal(Array.from(await gpu.readF32(residual, dim)), Array.from(sentinel), `${name}: residual untouched`);
+    // The same calls with one row do dispatch and write: the spy and the sentinel check can fail.
+    await runPass(gpu, (pass, u) => k.addNorm(countingPass(pass, dispatches), u, { x, residual, weight, out, numRows: 1, dim, eps: 1e-5 }));
+    assert.is(dispatches.length, 1, `${name}: one row, one dispatch`);
+    assert.not.equal(Array.from(await gpu.readF32(residual, dim)), Array.from(sentinel), `${name}: one row written`);
+    out.destroy();
+    residual.destroy();
+  }
   const k = await RmsNormKernel.create(gpu);
-  const b = gpu.createBuffer('b', 16, OUT());
-  await runPass(gpu, (pass, u) => k.norm(pass, u, { x: b, weight: b, out: gpu.createBuffer('o', 16, OUT()), numRows: 0, dim: 4, eps: 1e-5 }));
+  for (const numRows of [-1, 1.5]) {
+    assert.throws(() => k.norm({} as GPUComputePassEncoder, {} as never, { x, weight, out: x, numRows, dim, eps: 1e-5 }), /must be a non-negative integer/);
+  }
 });
 
 test('siluAndMul matches silu(gate) * up at odd sizes and multiples of 4, including saturated gates, on every path', async () => {
@@ -183,5 +220,12 @@ test('gatherRows picks f32 activation rows in any order, with repeats', async ()
     assert.equal(Array.from(await gpu.readF32(out, rows.length * dim)), Array.from(gatherReference(src, dim, rows)), `gatherRows dim=${dim}`);
   }
 });
+
+// Paths the "every path" tests above cannot take on this adapter.
+const device = await testDevice();
+if (!(device.hasSubgroups && (device.adapter.info.subgroupMinSize ?? 0) >= 8)) {
+  skip('rmsnorm/addNorm subgroup8 path', 'the adapter has no subgroups of at least 8 lanes');
+}
+if (!device.hasF16) skip('gather native f16 path', 'the adapter lacks shader-f16 (the packed path ran)');
 
 test.run();

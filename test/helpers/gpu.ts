@@ -10,6 +10,26 @@ export function testDevice(): Promise<GpuDevice> {
   return shared;
 }
 
+/**
+ * `gpu` as a device whose limits report `overrides` instead (the same Dawn device underneath): lets a
+ * test take the path a small-limit device takes, e.g. splitting across bindings, on any device. Only
+ * lower limits are meaningful: Dawn still validates against the real ones.
+ */
+export function withLimits(gpu: GpuDevice, overrides: Partial<Record<keyof GPUSupportedLimits, number>>): GpuDevice {
+  const limits: Record<string, unknown> = {};
+  for (let proto: object | null = gpu.limits; proto && proto !== Object.prototype; proto = Object.getPrototypeOf(proto)) {
+    for (const key of Object.getOwnPropertyNames(proto)) {
+      if (key !== 'constructor' && !(key in limits)) limits[key] = (gpu.limits as unknown as Record<string, unknown>)[key];
+    }
+  }
+  for (const [key, value] of Object.entries(overrides)) {
+    const real = limits[key];
+    if (typeof real !== 'number' || value === undefined || value > real) throw new Error(`withLimits: ${key} ${value} is not a lower ${key} (device: ${real})`);
+    limits[key] = value;
+  }
+  return Object.create(gpu, { limits: { value: limits as unknown as GPUSupportedLimits, enumerable: true } }) as GpuDevice;
+}
+
 /** Records `record` into one compute pass, submits it and waits for completion. */
 export async function runPass(gpu: GpuDevice, record: (pass: GPUComputePassEncoder, uniforms: UniformArena) => void): Promise<void> {
   const uniforms = new UniformArena(gpu.device);

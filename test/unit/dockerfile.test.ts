@@ -35,15 +35,39 @@ function parseDockerfile(text: string): Instruction[] {
   return out;
 }
 
-/** Splits the file into stages: FROM <image> AS <name> and what follows it. */
+/** ARGs declared before the first FROM: the only variables a FROM line can use. */
+function globalArgs(instructions: Instruction[]): Map<string, string> {
+  const args = new Map<string, string>();
+  for (const ins of instructions) {
+    if (ins.keyword === 'FROM') break;
+    if (ins.keyword !== 'ARG') continue;
+    const m = /^(\w+)(?:=(\S*))?$/.exec(ins.args);
+    assert.ok(m, `line ${ins.line}: ARG ${ins.args}`);
+    args.set(m[1]!, m[2] ?? '');
+  }
+  return args;
+}
+
+/** ${NAME} and $NAME replaced by the global ARGs' defaults (what `docker build` does without --build-arg). */
+function expand(text: string, args: Map<string, string>): string {
+  return text.replace(/\$(?:\{(\w+)\}|(\w+))/g, (_, braced: string | undefined, bare: string | undefined) => {
+    const name = (braced ?? bare)!;
+    assert.ok(args.has(name), `\${${name}} is not a global ARG`);
+    return args.get(name)!;
+  });
+}
+
+/** Splits the file into stages: FROM <image> AS <name> and what follows it (image with ARGs expanded). */
 function stages(instructions: Instruction[]): Array<{ image: string; name: string; body: Instruction[] }> {
+  const args = globalArgs(instructions);
   const out: Array<{ image: string; name: string; body: Instruction[] }> = [];
   for (const ins of instructions) {
     if (ins.keyword === 'FROM') {
       const m = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(ins.args)!;
-      out.push({ image: m[1]!, name: m[2] ?? String(out.length), body: [] });
+      out.push({ image: expand(m[1]!, args), name: m[2] ?? String(out.length), body: [] });
+    } else if (out.length === 0) {
+      assert.is(ins.keyword, 'ARG', `line ${ins.line}: ${ins.keyword} before FROM`);
     } else {
-      assert.ok(out.length > 0, `line ${ins.line}: ${ins.keyword} before FROM`);
       out.at(-1)!.body.push(ins);
     }
   }
@@ -94,14 +118,32 @@ test('the linter (dockerfile-utils) reports nothing, and does catch a broken Doc
   assert.is(validate(broken).length, 3, 'two WORKDIRs made relative and one bad protocol are found');
 });
 
-test('two stages on node:20-bookworm-slim: build (npm ci, build, prune) and runtime', () => {
+test('two stages on node:<NODE_VERSION>-bookworm-slim: build (npm ci, build, prune) and runtime', () => {
   assert.is(stages(instructions).length, 2);
-  assert.equal([build!.image, build!.name, runtime!.image, runtime!.name], ['node:20-bookworm-slim', 'build', 'node:20-bookworm-slim', 'runtime']);
+  const image = `node:${globalArgs(instructions).get('NODE_VERSION')}-bookworm-slim`;
+  assert.equal([build!.image, build!.name, runtime!.image, runtime!.name], [image, 'build', image, 'runtime']);
   const buildRuns = runOf(build!).join(' && ');
   for (const step of ['npm ci', 'npm run build', 'npm prune --omit=dev']) assert.ok(buildRuns.includes(step), step);
   assert.ok(buildRuns.indexOf('npm ci') < buildRuns.indexOf('npm run build'));
   assert.ok(buildRuns.indexOf('npm run build') < buildRuns.indexOf('npm prune'));
   assert.not.ok(runOf(runtime!).join(' ').includes('npm '), 'the runtime stage installs no npm packages');
+});
+
+test('the Node version is one ARG, NODE_VERSION, used by both FROMs, and a current LTS major (>= 24)', () => {
+  const args = instructions.filter((i) => i.keyword === 'ARG' && /^NODE_VERSION\b/.test(i.args));
+  assert.is(args.length, 1, 'one ARG NODE_VERSION');
+  const firstFrom = instructions.findIndex((i) => i.keyword === 'FROM');
+  assert.ok(instructions.indexOf(args[0]!) < firstFrom, 'declared before the first FROM, so both stages see it');
+  const version = globalArgs(instructions).get('NODE_VERSION')!;
+  assert.match(version, /^\d+$/, 'a major: the image follows its patch releases');
+  assert.ok(Number(version) >= 24, `Node ${version}: Node 20 is end-of-life, ship the current LTS`);
+  const froms = instructions.filter((i) => i.keyword === 'FROM').map((i) => i.args.split(/\s+/)[0]);
+  assert.is(froms.length, 2);
+  for (const image of froms) assert.match(image!, /^node:\$\{NODE_VERSION\}-bookworm-slim$/, 'no version written twice');
+  assert.not.match(dockerfile, /node:\d+/, 'no hard-coded node:<major> image anywhere');
+  // CI runs the suite on the same major (scripts/install-node.sh, called from .ci/run).
+  const ciNode = /^NODE_LTS=(\d+)\.\d+\.\d+/m.exec(readFileSync('.ci/run', 'utf8'));
+  assert.is(ciNode?.[1], version, '.ci/run tests the Node major the image ships');
 });
 
 test('runtime: the Vulkan fallback comes from scripts/install-software-gpu.sh, apt lists are cleaned', () => {
