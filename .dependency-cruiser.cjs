@@ -62,6 +62,20 @@ module.exports = {
       to: { path: '^(test/(unit|gpu|e2e|helpers)|bench)/' },
     },
     {
+      name: 'web-only-protocol-types',
+      comment: 'the chat page (web/) shares the wire types with the server and nothing else under src/',
+      severity: 'error',
+      from: { path: '^web/' },
+      to: { path: '^(src|test|bench)/', pathNot: '^src/protocol/types\\.ts$' },
+    },
+    {
+      name: 'src-not-to-web',
+      comment: 'the server serves the built page from dist/web/; it never imports web/ sources',
+      severity: 'error',
+      from: { path: '^(src|test|bench)/' },
+      to: { path: '^web/' },
+    },
+    {
       name: 'unknown-src-folder',
       comment: 'every src/ folder has a place in the layer list above',
       severity: 'error',

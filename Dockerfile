@@ -15,6 +15,9 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
+# The chat page: `npm run build` ends with scripts/build-web.mjs, which bundles web/ into dist/web/.
+COPY web ./web
+COPY scripts/build-web.mjs ./scripts/
 # webgpu ships Dawn for every platform; keep only this one's (saves ~110 MB).
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund \
     && find node_modules/webgpu/dist -mindepth 1 -maxdepth 1 ! -name "linux-$(node -p process.arch)" -exec rm -rf {} +

@@ -13,10 +13,15 @@
 //                   written back; 2 weight; 3 out = rmsnorm(residual) * weight; 4 params: uniform.
 //                   out must not alias x or residual.
 // `norm_vec4` / `add_norm_vec4`: the same bindings seen as array<vec4f>; only for dim % 4 == 0.
+// Entry `head_norm`: per-head RMSNorm in place (Qwen3's q_norm/k_norm). 0 x: array<f32> (read_write),
+//                   token t's heads h < heads at t*row_stride + h*dim; 1 weight: array<f32> [2, dim]
+//                   (row 0 for heads h < q_heads, row 1 for the rest); 2 params: uniform. One
+//                   workgroup row per (token, head); each lane rereads only the elements it wrote.
 // Workgroup: WG (override, default 256) threads per row, strided over dim; the grid is (num_rows)
 //   split over x and y past 65535 rows. The kernel picks WG 256 on GPUs, 8 on CPU adapters.
 // Tested against: a float64 loop in test/gpu/pointwise.test.ts (dims 1, 7, 64, 769, 4096; rows 1, 3,
-//   33), every path (256-wide tree, 8-wide tree, subgroup; scalar and vec4).
+//   33), every path (256-wide tree, 8-wide tree, subgroup; scalar and vec4); head_norm in
+//   test/gpu/rotary.test.ts (odd head dims, strides and head counts).
 
 //#section reduce_workgroup
 var<workgroup> partial: array<f32, WG>;
@@ -139,4 +144,31 @@ fn add_norm_vec4(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg
   let scale = inv_rms(lid, sum_sq, params_an.dim, params_an.eps);
   if (!live) { return; }
   for (var i = lid; i < dim4; i = i + WG) { out4_an[base + i] = (residual4[base + i] * scale) * weight4_an[i]; }
+}
+
+struct HeadNormParams { num_tokens: u32, heads: u32, dim: u32, eps: f32, row_stride: u32, q_heads: u32, _pad0: u32, _pad1: u32 }
+
+// head_norm's bindings (only that entry point uses them).
+@group(0) @binding(0) var<storage, read_write> x_hn: array<f32>;
+@group(0) @binding(1) var<storage, read> weight_hn: array<f32>;
+@group(0) @binding(2) var<uniform> params_hn: HeadNormParams;
+
+@compute @workgroup_size(WG)
+fn head_norm(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid3: vec3u) {
+  let row = wid.x + wid.y * nwg.x;
+  let lid = lid3.x;
+  let dim = params_hn.dim;
+  let heads = params_hn.heads;
+  let live = row < params_hn.num_tokens * heads;
+  let t = row / heads;
+  let h = row % heads;
+  let base = select(0u, t * params_hn.row_stride + h * dim, live);
+  let w = select(0u, dim, h >= params_hn.q_heads);
+  var sum_sq = 0.0;
+  if (live) {
+    for (var i = lid; i < dim; i = i + WG) { let v = x_hn[base + i]; sum_sq = sum_sq + v * v; }
+  }
+  let scale = inv_rms(lid, sum_sq, dim, params_hn.eps);
+  if (!live) { return; }
+  for (var i = lid; i < dim; i = i + WG) { x_hn[base + i] = (x_hn[base + i] * scale) * weight_hn[w + i]; }
 }

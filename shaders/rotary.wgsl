@@ -2,15 +2,19 @@
 // a fused qkv activation.
 // Bindings (group 0): 0 qkv: array<f32> (read_write), [numTokens, row_stride], q heads at
 //   t*row_stride + q_offset + h*head_dim, k heads at t*row_stride + k_offset + h*head_dim (v untouched);
-//   1 positions: array<u32> [numTokens]; 2 inv_freq: array<f32> [rotary_dim/2]; 3 params: uniform.
-// Pair i < rotary_dim/2 of a head: angle = pos * inv_freq[i], x1 = x[i], x2 = x[i + rotary_dim/2],
+//   1 positions: array<u32> [numTokens]; 2 inv_freq: array<f32> [rows, rotary_dim/2];
+//   3 token_seq: array<u32> [numTokens]; 4 params: uniform.
+// Token t reads inv_freq row token_seq[t] * freq_stride: freq_stride 0 = one row for every token,
+//   rotary_dim/2 = one row per sequence (dynamic NTK, whose frequencies depend on the sequence's length).
+// Pair i < rotary_dim/2 of a head: angle = pos * inv_freq[row + i], x1 = x[i], x2 = x[i + rotary_dim/2],
 //   out[i] = x1*cos - x2*sin, out[i + rotary_dim/2] = x2*cos + x1*sin (cos, sin times attention_scaling).
 //   Dims >= rotary_dim pass through (partial rotary).
 // Workgroup: WG lanes (override; 32 on CPU adapters, 64 otherwise), one (token, pair) each, looping
 //   over the token's q heads then k heads, so cos/sin are computed once per (token, pair); the grid is
 //   (ceil(rotary_dim/2 / WG), tokens), tokens split over y and z past 65535.
-// Tested against: a float64 reference in test/helpers/attention-reference.ts (test/gpu/rotary.test.ts),
-//   including positions up to 32767 where a naive f32 pos*inv_freq is off by ~2e-3 rad.
+// Tested against: a float64 reference in test/support/reference-attention.ts (test/gpu/rotary.test.ts),
+//   including positions up to 32767 where a naive f32 pos*inv_freq is off by ~2e-3 rad, and per-sequence
+//   rows (freq_stride > 0) with tokens of three sequences interleaved.
 
 struct Params {
   num_tokens: u32,
@@ -22,7 +26,7 @@ struct Params {
   head_dim: u32,
   half_rotary: u32,
   attention_scaling: f32,
-  _pad0: u32,
+  freq_stride: u32,
   _pad1: u32,
   _pad2: u32,
 }
@@ -32,7 +36,8 @@ override WG: u32 = 64u;
 @group(0) @binding(0) var<storage, read_write> qkv: array<f32>;
 @group(0) @binding(1) var<storage, read> positions: array<u32>;
 @group(0) @binding(2) var<storage, read> inv_freq: array<f32>;
-@group(0) @binding(3) var<uniform> params: Params;
+@group(0) @binding(3) var<storage, read> token_seq: array<u32>;
+@group(0) @binding(4) var<uniform> params: Params;
 
 const TWO_PI: f32 = 6.283185307179586;
 
@@ -67,7 +72,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let half_rot = params.half_rotary;
   if (i >= half_rot || t >= params.num_tokens) { return; }
   // One angle serves every q and k head of the token: sin/cos and the exact product are the costly part.
-  let angle = TWO_PI * angle_turns(positions[t], inv_freq[i]);
+  let angle = TWO_PI * angle_turns(positions[t], inv_freq[token_seq[t] * params.freq_stride + i]);
   let c = cos(angle) * params.attention_scaling;
   let s = sin(angle) * params.attention_scaling;
   let row = t * params.row_stride;

@@ -5,6 +5,11 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { runDevices } from './cli/devices.js';
 import { withEngineOptions } from './cli/engine-options.js';
+import { REASONING_PARSERS } from './server/reasoning/parser.js';
+import { runWithFilteredStderr } from './cli/stderr-filter.js';
+
+// Below --log-level debug, the commands run in a child whose stderr is filtered of Dawn's native noise.
+await runWithFilteredStderr();
 
 function withSampling<T>(y: import('yargs').Argv<T>) {
   return y
@@ -38,6 +43,18 @@ await yargs(hideBin(process.argv))
         .option('allow-origins', { type: 'string', array: true, default: [] as string[], describe: 'CORS origins ("*" for any)' })
         .option('max-sessions', { type: 'number', default: 256, describe: 'max live /v1/chat/interactive sessions' })
         .option('session-idle-seconds', { type: 'number', default: 1800, describe: 'interactive sessions idle this long are ended' })
+        .option('max-body-size', { type: 'string', default: '1MiB', describe: 'largest request body, e.g. 1MiB or 4MB; larger ones get 413' })
+        .option('generation-config', {
+          choices: ['auto', 'vllm'] as const,
+          default: 'auto' as const,
+          describe:
+            "auto: generation_config.json's temperature/top_p/top_k/min_p/repetition_penalty are the defaults of requests that omit them; vllm: ignore them",
+        })
+        .option('reasoning-parser', {
+          choices: REASONING_PARSERS,
+          describe:
+            'split <think>...</think> of chat answers into reasoning_content (deepseek_r1: output starts inside the reasoning; qwen3: only if it starts with <think>)',
+        })
         .option('warmup', {
           type: 'boolean',
           default: true,
@@ -84,6 +101,19 @@ await yargs(hideBin(process.argv))
     async (argv) => {
       const { runApiClient } = await import('./cli/api-client.js');
       await runApiClient({ ...argv, url: argv.url as string });
+    },
+  )
+  .command(
+    'webui <api_url>',
+    'serve the chat page (/chat) for a server running elsewhere, like `lmdeploy serve gradio`',
+    (y) =>
+      y
+        .positional('api_url', { type: 'string', demandOption: true, describe: 'the API server, e.g. http://127.0.0.1:23333' })
+        .option('server-name', { type: 'string', default: '0.0.0.0', describe: 'address to listen on' })
+        .option('server-port', { type: 'number', default: 6006, describe: 'port of the chat page' }),
+    async (argv) => {
+      const { runWebui } = await import('./cli/webui.js');
+      await runWebui({ apiUrl: argv.api_url as string, serverName: argv.serverName, serverPort: argv.serverPort });
     },
   )
   .demandCommand(1, 'name a command; see --help')

@@ -1,10 +1,10 @@
 // Hugging Face config.json (+ generation_config.json) -> one typed ModelConfig the loader, runner and
 // reference model share. Field names and defaults follow transformers' LlamaConfig, MistralConfig,
-// Qwen2Config and InternLM2's remote-code config.
+// Qwen2Config, Qwen3Config and InternLM2's / InternLM3's remote-code configs.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'internlm2';
+export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'internlm2' | 'internlm3';
 
 export type RopeScaling =
   | { type: 'linear'; factor: number }
@@ -46,13 +46,18 @@ export interface ModelConfig {
   vocabSize: number;
   rmsNormEps: number;
   rope: RopeConfig;
-  /** The context length to serve. For dynamic NTK this is original * factor (vLLM's derived max length). */
+  /**
+   * The context length to serve by default. For dynamic NTK this is original * factor (vLLM's derived
+   * max length); the RoPE base itself follows transformers, per sequence (rope.ts).
+   */
   maxPositionEmbeddings: number;
   tieWordEmbeddings: boolean;
   /** A token at pos attends to keys in [pos - window + 1, pos]; null = full causal attention. */
   slidingWindow: number | null;
   qkvBias: boolean;
   oBias: boolean;
+  /** Qwen3: per-head RMSNorm (weights [headDim], eps rmsNormEps) on q and k after the projections, before RoPE. */
+  qkNorm: boolean;
   bosTokenId: number | null;
   /** Union of config.json and generation_config.json eos_token_id, config.json's first. */
   eosTokenIds: number[];
@@ -63,15 +68,20 @@ const ARCHITECTURES: Readonly<Record<string, Architecture>> = {
   LlamaForCausalLM: 'llama',
   MistralForCausalLM: 'mistral',
   Qwen2ForCausalLM: 'qwen2',
+  Qwen3ForCausalLM: 'qwen3',
   InternLM2ForCausalLM: 'internlm2',
+  InternLM3ForCausalLM: 'internlm3',
 };
 
 /** transformers' per-architecture defaults for fields a config.json may omit. */
-const DEFAULTS: Readonly<Record<Architecture, { maxPositionEmbeddings: number; tie: boolean }>> = {
-  llama: { maxPositionEmbeddings: 2048, tie: false },
-  mistral: { maxPositionEmbeddings: 4096 * 32, tie: false },
-  qwen2: { maxPositionEmbeddings: 32768, tie: false },
-  internlm2: { maxPositionEmbeddings: 2048, tie: false },
+/** headDim: the default when config.json has no head_dim (null = hidden_size / num_attention_heads). */
+const DEFAULTS: Readonly<Record<Architecture, { maxPositionEmbeddings: number; tie: boolean; headDim: number | null }>> = {
+  llama: { maxPositionEmbeddings: 2048, tie: false, headDim: null },
+  mistral: { maxPositionEmbeddings: 4096 * 32, tie: false, headDim: null },
+  qwen2: { maxPositionEmbeddings: 32768, tie: false, headDim: null },
+  qwen3: { maxPositionEmbeddings: 32768, tie: false, headDim: 128 },
+  internlm2: { maxPositionEmbeddings: 2048, tie: false, headDim: null },
+  internlm3: { maxPositionEmbeddings: 2048, tie: false, headDim: null },
 };
 
 export const SUPPORTED_HF_ARCHITECTURES: readonly string[] = Object.keys(ARCHITECTURES);
@@ -105,7 +115,7 @@ export function parseModelConfig(configJson: unknown, generationConfigJson?: unk
   const hiddenSize = requiredInt(c, 'hidden_size');
   const numHeads = requiredInt(c, 'num_attention_heads');
   const numKvHeads = optionalInt(c, 'num_key_value_heads') ?? numHeads;
-  const headDim = optionalInt(c, 'head_dim') ?? hiddenSize / numHeads;
+  const headDim = optionalInt(c, 'head_dim') ?? defaults.headDim ?? hiddenSize / numHeads;
   if (!Number.isInteger(headDim)) {
     throw new Error(`config.json: hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numHeads}; set head_dim`);
   }
@@ -138,6 +148,7 @@ export function parseModelConfig(configJson: unknown, generationConfigJson?: unk
     slidingWindow: parseSlidingWindow(architecture, c, numLayers),
     qkvBias,
     oBias,
+    qkNorm: architecture === 'qwen3',
     bosTokenId: optionalInt(c, 'bos_token_id') ?? optionalInt(g, 'bos_token_id') ?? null,
     eosTokenIds: [...new Set([...tokenIdList(c.eos_token_id, 'config.json'), ...tokenIdList(g.eos_token_id, 'generation_config.json')])],
     torchDtype: parseDtype(c.torch_dtype ?? c.dtype),
@@ -154,16 +165,25 @@ function detectArchitecture(c: Record<string, unknown>): { architecture: Archite
   throw new Error(`unsupported model architecture: config.json lists ${found}; supported: ${SUPPORTED_HF_ARCHITECTURES.join(', ')}`);
 }
 
-/** Llama's attention_bias covers q, k, v and o; Qwen2 always has q/k/v biases; InternLM2's `bias` covers wqkv and wo. */
+/**
+ * Llama's and Qwen3's attention_bias covers q, k, v and o; Qwen2 always has q/k/v biases; InternLM2's `bias`
+ * covers wqkv and wo; InternLM3's qkv_bias covers q/k/v and its `bias` o_proj and the MLP (not supported).
+ */
 function parseBiases(architecture: Architecture, c: Record<string, unknown>): { qkvBias: boolean; oBias: boolean } {
   switch (architecture) {
     case 'qwen2':
       return { qkvBias: true, oBias: false };
+    case 'internlm3':
+      if (optionalBool(c, 'bias') === true) {
+        throw new Error('config.json: InternLM3 with bias=true (biases on o_proj and the MLP projections) is not supported');
+      }
+      return { qkvBias: optionalBool(c, 'qkv_bias') ?? false, oBias: false };
     case 'internlm2': {
       const bias = optionalBool(c, 'bias') ?? true;
       return { qkvBias: bias, oBias: bias };
     }
-    case 'llama': {
+    case 'llama':
+    case 'qwen3': {
       const bias = optionalBool(c, 'attention_bias') ?? false;
       return { qkvBias: bias, oBias: bias };
     }
@@ -172,17 +192,17 @@ function parseBiases(architecture: Architecture, c: Record<string, unknown>): { 
   }
 }
 
-/** Mistral: sliding_window (null = none). Qwen2: only with use_sliding_window, on layers >= max_window_layers. */
+/** Mistral: sliding_window (null = none). Qwen2/Qwen3: only with use_sliding_window, on layers >= max_window_layers. */
 function parseSlidingWindow(architecture: Architecture, c: Record<string, unknown>, numLayers: number): number | null {
   if (architecture === 'mistral') return optionalInt(c, 'sliding_window') ?? null;
-  if (architecture !== 'qwen2' || optionalBool(c, 'use_sliding_window') !== true) return null;
+  if ((architecture !== 'qwen2' && architecture !== 'qwen3') || optionalBool(c, 'use_sliding_window') !== true) return null;
   const window = optionalInt(c, 'sliding_window');
   if (window === undefined) return null;
   const firstSlidingLayer = optionalInt(c, 'max_window_layers') ?? 0;
   if (firstSlidingLayer >= numLayers) return null;
   if (firstSlidingLayer > 0) {
     throw new Error(
-      `config.json: Qwen2 sliding window on layers >= max_window_layers=${firstSlidingLayer} only is not supported; ` +
+      `config.json: ${architecture === 'qwen2' ? 'Qwen2' : 'Qwen3'} sliding window on layers >= max_window_layers=${firstSlidingLayer} only is not supported; ` +
         'set use_sliding_window=false or max_window_layers=0',
     );
   }

@@ -1,6 +1,7 @@
 // RoPE inverse frequencies with transformers' modeling_rope_utils semantics (default, linear, dynamic NTK,
 // llama3, yarn). The runner uploads invFreq and
-// shaders/rotary.wgsl takes cos/sin of pos * invFreq per token; the reference model rotates with them directly.
+// shaders/rotary.wgsl takes cos/sin of pos * invFreq per token. Dynamic NTK depends on the sequence's
+// length, so the runner uploads one row per sequence every step (dynamicNtkRows).
 // Values are computed in float64 and rounded once to float32 (transformers computes in float32; the
 // difference is within one f32 ulp of each frequency).
 import type { RopeConfig } from './config.js';
@@ -14,11 +15,14 @@ export interface RopeFrequencies {
 
 /**
  * Inverse frequencies for the rotary dimensions of one head.
- * Dynamic NTK is computed once, statically, for a context of `maxPositionEmbeddings` tokens (vLLM's choice;
- * transformers recomputes per sequence length), with transformers' formula
- * base * (factor * len / original - (factor - 1)) ^ (dim / (dim - 2)).
+ * Dynamic NTK follows transformers (`_compute_dynamic_ntk_parameters` + `dynamic_rope_update`): for a
+ * sequence of `seqLen` = max(position) + 1 tokens, the default frequencies while
+ * seqLen <= original max_position_embeddings, else those of the grown base
+ * theta * (factor * seqLen / original - (factor - 1)) ^ (dim / (dim - 2)).
+ * Without seqLen (or at or below the original length) dynamic gives the default frequencies.
+ * Every other type ignores seqLen.
  */
-export function ropeInvFreq(rope: RopeConfig, maxPositionEmbeddings: number): RopeFrequencies {
+export function ropeInvFreq(rope: RopeConfig, seqLen?: number): RopeFrequencies {
   const dim = rope.rotaryDim;
   const scaling = rope.scaling;
   if (scaling === null) return { invFreq: toF32(defaultInvFreq(rope.theta, dim)), attentionScaling: 1 };
@@ -26,15 +30,42 @@ export function ropeInvFreq(rope: RopeConfig, maxPositionEmbeddings: number): Ro
     case 'linear':
       return { invFreq: toF32(defaultInvFreq(rope.theta, dim).map((f) => f / scaling.factor)), attentionScaling: 1 };
     case 'dynamic': {
-      const original = scaling.originalMaxPositionEmbeddings;
-      const seqLen = Math.max(maxPositionEmbeddings, original);
-      const base = rope.theta * ((scaling.factor * seqLen) / original - (scaling.factor - 1)) ** (dim / (dim - 2));
-      return { invFreq: toF32(defaultInvFreq(base, dim)), attentionScaling: 1 };
+      return { invFreq: toF32(defaultInvFreq(dynamicNtkBase(rope.theta, dim, scaling, seqLen), dim)), attentionScaling: 1 };
     }
     case 'llama3':
       return { invFreq: toF32(llama3InvFreq(defaultInvFreq(rope.theta, dim), scaling)), attentionScaling: 1 };
     case 'yarn':
       return yarnInvFreq(rope.theta, dim, scaling);
+  }
+}
+
+type DynamicScaling = Extract<NonNullable<RopeConfig['scaling']>, { type: 'dynamic' }>;
+
+/** transformers' dynamic NTK base for a sequence of seqLen tokens (theta itself up to the original length). */
+function dynamicNtkBase(theta: number, dim: number, s: DynamicScaling, seqLen: number | undefined): number {
+  const original = s.originalMaxPositionEmbeddings;
+  if (seqLen === undefined || seqLen <= original) return theta;
+  return theta * ((s.factor * seqLen) / original - (s.factor - 1)) ** (dim / (dim - 2));
+}
+
+/**
+ * Dynamic NTK, per sequence: row s of `out` ([numSeqs, rotaryDim / 2]) gets the frequencies for
+ * seqLens[s] tokens; rows of sequences within the original length copy `base` (the default frequencies).
+ * The same float64 formula as ropeInvFreq, rounded once to f32, so both agree bit for bit.
+ */
+export function dynamicNtkRows(rope: RopeConfig, base: Float32Array, seqLens: ArrayLike<number>, out: Float32Array): void {
+  const scaling = rope.scaling;
+  if (scaling?.type !== 'dynamic') throw new Error('dynamicNtkRows: the model does not use dynamic NTK RoPE');
+  const half = rope.rotaryDim / 2;
+  const dim = rope.rotaryDim;
+  for (let s = 0; s < seqLens.length; s++) {
+    const seqLen = seqLens[s]!;
+    if (seqLen <= scaling.originalMaxPositionEmbeddings) {
+      out.set(base, s * half);
+      continue;
+    }
+    const b = dynamicNtkBase(rope.theta, dim, scaling, seqLen);
+    for (let i = 0; i < half; i++) out[s * half + i] = 1 / b ** ((2 * i) / dim);
   }
 }
 

@@ -3,7 +3,7 @@
 //   'embed' [vocab, hidden]; 'lm_head' [vocab, hidden] (absent when tied); 'norm' [hidden];
 //   'layers.{i}.input_norm' / '.post_norm' [hidden];
 //   '.q' [numHeads*headDim, hidden]; '.k' / '.v' [numKvHeads*headDim, hidden]; '.o' [hidden, numHeads*headDim];
-//   '.q_bias' '.k_bias' '.v_bias' (qkvBias); '.o_bias' (oBias);
+//   '.q_bias' '.k_bias' '.v_bias' (qkvBias); '.q_norm' / '.k_norm' [headDim] (qkNorm, Qwen3); '.o_bias' (oBias);
 //   '.gate' / '.up' [intermediate, hidden]; '.down' [hidden, intermediate].
 import { strict as assert } from 'node:assert';
 import type { ModelConfig } from './config.js';
@@ -119,6 +119,10 @@ function planReads(config: ModelConfig): PlannedRead[] {
         reads.push(one(hf(`${names.k}.bias`), c('k_bias'), [kvDim]));
         reads.push(one(hf(`${names.v}.bias`), c('v_bias'), [kvDim]));
       }
+    }
+    if (config.qkNorm) {
+      reads.push(one(hf('self_attn.q_norm.weight'), c('q_norm'), [headDim]));
+      reads.push(one(hf('self_attn.k_norm.weight'), c('k_norm'), [headDim]));
     }
     reads.push(one(hf(`${names.o}.weight`), c('o'), [h, qDim]));
     if (config.oBias) reads.push(one(hf(`${names.o}.bias`), c('o_bias'), [h]));

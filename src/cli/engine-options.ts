@@ -79,6 +79,8 @@ export interface EngineArgs {
   maxWaiting: number;
   enablePrefixCaching: boolean;
   chatTemplate?: string;
+  /** serve --generation-config: 'auto' makes generation_config.json's sampling fields request defaults. */
+  generationConfig?: 'auto' | 'vllm';
 }
 
 export function parseDevices(devices: string | undefined, tp: number | undefined): number[] {
@@ -129,6 +131,7 @@ export async function toEngineOptions(args: EngineArgs, modelDir: string, extra:
     maxWaiting: args.maxWaiting,
     enablePrefixCaching: args.enablePrefixCaching,
     chatTemplate: args.chatTemplate ? await readFile(args.chatTemplate, 'utf8') : undefined,
+    generationConfig: args.generationConfig,
     progress: extra.progress ?? true,
   };
 }

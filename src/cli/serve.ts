@@ -7,8 +7,10 @@ import { createLogger, setLogLevel, type LogLevel } from '../common/log.js';
 
 const log = createLogger('serve');
 import { resolveModel } from '../hub/hub.js';
+import { parseBytes } from '../common/bytes.js';
 import { startServer } from '../server/listen.js';
-import { toEngineOptions, type EngineArgs } from './engine-options.js';
+import type { ReasoningParserName } from '../server/reasoning/parser.js';
+import { parseDevices, toEngineOptions, type EngineArgs } from './engine-options.js';
 
 export interface ServeArgs extends EngineArgs {
   serverName: string;
@@ -19,15 +21,22 @@ export interface ServeArgs extends EngineArgs {
   logLevel: LogLevel;
   maxSessions: number;
   sessionIdleSeconds: number;
+  /** Largest request body, e.g. "1MiB" (parseBytes); larger ones get 413. */
+  maxBodySize: string;
   /** Compile the GPU pipelines with throwaway requests before reporting ready (Engine.warmup). */
   warmup: boolean;
+  /** Split <think>...</think> of chat answers into reasoning_content. */
+  reasoningParser?: ReasoningParserName;
 }
 
 export async function runServe(args: ServeArgs): Promise<void> {
   setLogLevel(args.logLevel);
   const modelName = args.modelName ?? defaultModelName(args.model);
+  const maxBodyBytes = parseBytes(args.maxBodySize);
+  if (maxBodyBytes < 1) throw new Error(`--max-body-size must be at least 1 byte, got "${args.maxBodySize}"`);
   // Listen first, so /health answers 503 "loading" while the weights stream in.
   const engine = new LoadingEngine(modelName);
+  let devices: string[] = []; // GET /status lists them once the model is loaded
   const server = await startServer(engine, {
     host: args.serverName,
     port: args.serverPort,
@@ -37,6 +46,9 @@ export async function runServe(args: ServeArgs): Promise<void> {
     logLevel: args.logLevel,
     maxSessions: args.maxSessions,
     sessionIdleSeconds: args.sessionIdleSeconds,
+    reasoningParser: args.reasoningParser ?? null,
+    maxBodyBytes,
+    devices: () => devices,
   });
   log.info(`listening on ${server.url}; /health answers 503 until ${modelName} is loaded`);
   let stopping = false;
@@ -60,6 +72,9 @@ export async function runServe(args: ServeArgs): Promise<void> {
     if (stopping) {
       await real.shutdown();
     } else {
+      devices = real.devices.length
+        ? real.devices.map((gpu) => `${gpu.label}: ${gpu.adapter.info.description || gpu.adapter.info.vendor || 'adapter ' + gpu.adapterIndex}`)
+        : parseDevices(args.devices, args.tp).map((i) => `adapter ${i} (shard process)`);
       engine.ready(real);
       process.stdout.write(`serving ${modelName} at ${server.url}/v1 (API docs: ${server.url}/docs)\n`);
     }

@@ -9,12 +9,19 @@ export interface ChatMessage {
   content: string;
 }
 
+export interface ChatTemplateOptions {
+  /** Append the assistant header so the model answers (default true). */
+  addGenerationPrompt?: boolean;
+  /** Extra template variables (a request's chat_template_kwargs, e.g. enable_thinking); they never replace messages or the special tokens. */
+  kwargs?: Readonly<Record<string, unknown>>;
+}
+
 /** Text <-> tokens as the server needs it; the real tokenizer implements this. */
 export interface TextCodec {
   encode(text: string, options?: { addSpecialTokens?: boolean }): number[];
-  decode(tokenIds: readonly number[], options?: { skipSpecialTokens?: boolean }): string;
+  decode(tokenIds: readonly number[], options?: { skipSpecialTokens?: boolean; spacesBetweenSpecialTokens?: boolean }): string;
   /** The chat template rendered with add_generation_prompt, ready to encode (special tokens as text). */
-  applyChatTemplate(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): string;
+  applyChatTemplate(messages: readonly ChatMessage[], options?: ChatTemplateOptions): string;
   readonly bosTokenId: number | null;
 }
 

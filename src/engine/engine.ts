@@ -8,7 +8,8 @@ import { loadModelConfig, type ModelConfig } from '../checkpoint/config.js';
 import type { KvCacheDtype } from '../common/types.js';
 import { ModelRunner } from '../runner/runner.js';
 import { shardLayout } from '../runner/sharding.js';
-import { DEFAULT_SAMPLING, type SamplingRow } from '../sampling/params.js';
+import { DEFAULT_SAMPLING, type SamplingParams, type SamplingRow } from '../sampling/params.js';
+import { describeRequestDefaults, requestDefaults } from './prompt.js';
 import { Request } from '../scheduler/request.js';
 import { Scheduler, type RequestUpdate } from '../scheduler/scheduler.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -17,7 +18,7 @@ import { EngineUnavailableError, InvalidRequestError } from '../common/errors.js
 import type { SchedulerOutput } from '../scheduler/types.js';
 import { OutputProcessor } from './output-processor.js';
 import { checkRequest } from './validate.js';
-import type { EngineClient, EngineHealth, EngineStats, GenerateDelta, GenerateRequest } from './types.js';
+import type { EngineClient, EngineHealth, EngineStats, GenerateDelta, GenerateRequest, PromptTokenLogprob, RequestTiming } from './types.js';
 import { createLogger } from '../common/log.js';
 
 const log = createLogger('engine');
@@ -48,6 +49,8 @@ export interface EngineOptions {
   maxWaiting: number;
   enablePrefixCaching: boolean;
   chatTemplate?: string;
+  /** 'auto': generation_config.json's sampling fields become request defaults (vLLM's --generation-config); default 'vllm': none. */
+  generationConfig?: 'auto' | 'vllm';
   progress?: boolean;
 }
 
@@ -64,8 +67,14 @@ export const DEFAULT_ENGINE_OPTIONS = {
 
 interface RequestState {
   request: Request;
+  /** performance.now() at generate(), at the first step that scheduled it, at its first output token. */
+  arrivalMs: number;
+  firstScheduledMs: number | null;
+  firstTokenMs: number | null;
   queue: AsyncQueue<GenerateDelta>;
   output: OutputProcessor;
+  /** Requests with promptLogprobs: the entries so far (index 0 stays null) until the first delta carries them; then null. */
+  promptLogprobs: (PromptTokenLogprob | null)[] | null;
 }
 
 export class Engine implements EngineClient {
@@ -76,6 +85,8 @@ export class Engine implements EngineClient {
   private idleWaiters: (() => void)[] = [];
   private readonly counters = { promptTokensTotal: 0, generationTokensTotal: 0, requestsFinishedTotal: 0 };
   private stepCount = 0;
+  /** Request defaults from generation_config.json (EngineOptions.generationConfig 'auto'); {} otherwise. */
+  generationDefaults: Readonly<Partial<SamplingParams>> = {};
 
   private constructor(
     readonly modelName: string,
@@ -132,7 +143,12 @@ export class Engine implements EngineClient {
         `model=${name} arch=${config.hfArchitecture} layers=${config.numLayers} tp=${runner.shards.length}${placements ? ' (worker processes)' : ''} dtype=${options.dtype} ` +
           `kv_blocks=${runner.numBlocks}x${options.blockSize} kv_dtype=${runnerOptions.kvCacheDtype} session_len=${sessionLen} max_tokens_per_step=${runner.maxTokensPerStep}`,
       );
-      return new Engine(name, sessionLen, config, tokenizer, runner, kv, scheduler, devices);
+      const engine = new Engine(name, sessionLen, config, tokenizer, runner, kv, scheduler, devices);
+      if (options.generationConfig === 'auto') {
+        engine.generationDefaults = await requestDefaults(options.modelDir);
+        log.info(describeRequestDefaults(engine.generationDefaults));
+      }
+      return engine;
     } catch (err) {
       // The runner owns worker processes when shards run out of process: end them too.
       runner?.destroy();
@@ -149,7 +165,7 @@ export class Engine implements EngineClient {
   /**
    * Runs throwaway greedy requests so that the pipelines real requests use are compiled before the
    * first one arrives: a prompt of more than 16 tokens (the prefill GEMM) with one decode step (the
-   * GEMV), then batches of 2, 4, 8 and 16 one-token prompts (each skinny-GEMM tile height), as far as
+   * GEMV; it also scores its prompt, compiling the prompt-logprobs kernel), then batches of 2, 4, 8 and 16 one-token prompts (each skinny-GEMM tile height), as far as
    * --max-batch-size and the KV pool allow. Lavapipe compiles a pipeline on its first dispatch:
    * seconds each with an empty Mesa shader cache, which the first user request would otherwise wait
    * for. Leaves no request, KV block or counted token behind. Returns the milliseconds it took.
@@ -158,7 +174,7 @@ export class Engine implements EngineClient {
     const t0 = performance.now();
     const vocab = this.config.vocabSize;
     const prompt = (length: number, first: number) => Array.from({ length }, (_, i) => (first + i) % vocab);
-    const runAll = (prompts: number[][]) =>
+    const runAll = (prompts: number[][], promptLogprobs: number | null = null) =>
       Promise.all(
         prompts.map(async (promptTokenIds, i) => {
           const req: GenerateRequest = {
@@ -170,13 +186,14 @@ export class Engine implements EngineClient {
             stopTokenIds: [],
             ignoreEos: true,
             skipSpecialTokens: true,
+            promptLogprobs,
           };
           for await (const _ of this.generate(req)) {
             /* drained */
           }
         }),
       );
-    await runAll([prompt(Math.min(32, this.sessionLen - 2), 1)]);
+    await runAll([prompt(Math.min(32, this.sessionLen - 2), 1)], 1);
     const widest = Math.min(16, this.runner.maxNumSeqs, this.runner.numBlocks);
     for (let batch = 2; batch <= widest; batch *= 2) await runAll(Array.from({ length: batch }, (_, i) => prompt(1, i + 1)));
     this.counters.promptTokensTotal = 0;
@@ -193,17 +210,26 @@ export class Engine implements EngineClient {
     const maxTokens = checkRequest(req, { sessionLen: this.sessionLen, vocabSize: this.config.vocabSize });
     const requestId = req.requestId ?? randomUUID();
     if (this.states.has(requestId)) throw new InvalidRequestError(`request id ${requestId} is already running`);
-    const stopTokenIds = [...new Set([...(req.ignoreEos ? [] : this.eosTokenIds), ...req.stopTokenIds])];
-    const request = new Request({ requestId, promptTokenIds: [...req.promptTokenIds], sampling: req.sampling, maxTokens, stopTokenIds });
+    const eos = this.eosTokenIds;
+    const stopTokenIds = [...new Set([...(req.ignoreEos ? [] : eos), ...req.stopTokenIds])];
+    const promptLogprobs = req.promptLogprobs ?? null;
+    const request = new Request({ requestId, promptTokenIds: [...req.promptTokenIds], sampling: req.sampling, maxTokens, stopTokenIds, promptLogprobs });
     this.scheduler.addRequest(request);
     const state: RequestState = {
       request,
+      arrivalMs: performance.now(),
+      firstScheduledMs: null,
+      firstTokenMs: null,
       queue: new AsyncQueue<GenerateDelta>(),
+      promptLogprobs: promptLogprobs === null ? null : new Array<PromptTokenLogprob | null>(req.promptTokenIds.length).fill(null),
       output: new OutputProcessor(this.tokenizer, req.promptTokenIds, {
         stop: req.stop,
         skipSpecialTokens: req.skipSpecialTokens,
         wantLogprobs: req.sampling.logprobs !== null,
         stopTokenIds: request.stopTokenIds,
+        stopReasonTokenIds: new Set(req.stopTokenIds.filter((id) => !eos.includes(id))),
+        includeStopStrInOutput: req.includeStopStrInOutput,
+        spacesBetweenSpecialTokens: req.spacesBetweenSpecialTokens,
       }),
     };
     this.states.set(requestId, state);
@@ -239,8 +265,8 @@ export class Engine implements EngineClient {
     this.finish(state, { text: '', tokenIds: [], finishReason: 'abort' });
   }
 
-  private finish(state: RequestState, delta: Pick<GenerateDelta, 'text' | 'tokenIds' | 'finishReason' | 'logprobs'>): void {
-    state.queue.push({ requestId: state.request.requestId, ...delta, usage: this.usage(state.request) });
+  private finish(state: RequestState, delta: Pick<GenerateDelta, 'text' | 'tokenIds' | 'finishReason' | 'logprobs' | 'stopReason' | 'promptLogprobs'>): void {
+    state.queue.push({ requestId: state.request.requestId, ...delta, usage: this.usage(state.request), timing: timingOf(state) });
     state.queue.close();
     this.states.delete(state.request.requestId);
     this.counters.requestsFinishedTotal++;
@@ -277,6 +303,11 @@ export class Engine implements EngineClient {
    */
   private async step(): Promise<boolean> {
     const output = this.scheduler.schedule();
+    const scheduledMs = performance.now();
+    for (const seq of output.sequences) {
+      const state = this.states.get(seq.requestId);
+      if (state) state.firstScheduledMs ??= scheduledMs;
+    }
     if (output.sequences.length === 0) {
       // The scheduler may still have finished requests (e.g. one that can never fit the KV pool).
       const updates = this.scheduler.update(output, { samples: new Map() });
@@ -334,6 +365,15 @@ export class Engine implements EngineClient {
   private emit(update: RequestUpdate): void {
     const state = this.states.get(update.requestId);
     if (!state) return;
+    if (update.promptLogprobs && state.promptLogprobs) {
+      const { firstIndex, entries } = update.promptLogprobs;
+      entries.forEach((e, i) => (state.promptLogprobs![firstIndex + i] = state.output.promptLogprobEntry(e)));
+    }
+    // A prefill chunk that only brought prompt logprobs: they wait for the request's first delta.
+    if (update.newTokenIds.length === 0 && update.finishReason === null) return;
+    const promptLogprobs = state.promptLogprobs ? { promptLogprobs: state.promptLogprobs } : {};
+    state.promptLogprobs = null;
+    if (update.newTokenIds.length > 0) state.firstTokenMs ??= performance.now();
     this.counters.generationTokensTotal += update.newTokenIds.length;
     const processed = state.output.process(update.newTokenIds, update.sample, update.finishReason);
     let finishReason = update.finishReason;
@@ -342,7 +382,14 @@ export class Engine implements EngineClient {
       this.scheduler.finishRequest(update.requestId, 'stop');
       finishReason = 'stop';
     }
-    const delta = { text: processed.text, tokenIds: update.newTokenIds, logprobs: processed.logprobs, finishReason };
+    const delta = {
+      text: processed.text,
+      tokenIds: update.newTokenIds,
+      logprobs: processed.logprobs,
+      finishReason,
+      stopReason: processed.stopReason,
+      ...promptLogprobs,
+    };
     if (finishReason !== null) this.finish(state, delta);
     else state.queue.push({ requestId: update.requestId, ...delta, usage: this.usage(state.request) });
   }
@@ -415,4 +462,15 @@ export class Engine implements EngineClient {
     this.runner.destroy();
     for (const gpu of this.devices) gpu.destroy();
   }
+}
+
+/** Queue, prefill and decode seconds of a request that finishes now (vLLM's phases). */
+function timingOf(state: RequestState): RequestTiming {
+  const now = performance.now();
+  const seconds = (from: number | null, to: number | null) => (from === null || to === null ? null : (to - from) / 1000);
+  return {
+    queueSeconds: seconds(state.arrivalMs, state.firstScheduledMs),
+    prefillSeconds: seconds(state.firstScheduledMs, state.firstTokenMs),
+    decodeSeconds: seconds(state.firstTokenMs, now),
+  };
 }

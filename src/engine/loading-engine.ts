@@ -4,6 +4,7 @@
 import { EngineUnavailableError } from '../common/errors.js';
 import type { EngineClient, EngineHealth, EngineStats, GenerateDelta, GenerateRequest } from './types.js';
 import type { TextCodec } from '../common/types.js';
+import type { SamplingParams } from '../sampling/params.js';
 
 const EMPTY_STATS: EngineStats = {
   numRunning: 0,
@@ -46,6 +47,10 @@ export class LoadingEngine implements EngineClient {
 
   get codec(): TextCodec {
     return this.current.codec;
+  }
+
+  get generationDefaults(): Readonly<Partial<SamplingParams>> {
+    return this.engine?.generationDefaults ?? {};
   }
 
   generate(request: GenerateRequest, signal?: AbortSignal): AsyncIterable<GenerateDelta> {

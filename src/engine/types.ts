@@ -18,16 +18,34 @@ export interface GenerateRequest {
   stopTokenIds: number[];
   ignoreEos: boolean;
   skipSpecialTokens: boolean;
+  /** Keep the matched stop string at the end of the text (vLLM's include_stop_str_in_output); default false. */
+  includeStopStrInOutput?: boolean;
+  /** With skipSpecialTokens false: a space between added tokens and the text around them (vLLM); default true. */
+  spacesBetweenSpecialTokens?: boolean;
+  /**
+   * Also compute every prompt token's logprob, with this many top alternatives (0..20; vLLM's
+   * prompt_logprobs, and echo with logprobs); null/absent: none. Such a request skips the prefix
+   * cache, and may set maxTokens 0 to score the prompt without generating (finish reason 'length').
+   */
+  promptLogprobs?: number | null;
 }
 
 export interface TopLogprob {
   tokenId: number;
+  /** The token's text; a token whose bytes are not complete UTF-8 is spelled "bytes:\\xe2\\x80" (as OpenAI does). */
   token: string;
   logprob: number;
+  /** The token's own bytes (a byte-fallback or byte-level piece of a character included); absent: UTF-8 of token. */
+  bytes?: number[];
 }
 
 export interface TokenLogprob extends TopLogprob {
   top: TopLogprob[];
+}
+
+/** A prompt token's logprob given the tokens before it, and its 1-based rank in the vocabulary. */
+export interface PromptTokenLogprob extends TokenLogprob {
+  rank: number;
 }
 
 export interface Usage {
@@ -46,8 +64,27 @@ export interface GenerateDelta {
   tokenIds: number[];
   /** One entry per new token when the request asked for logprobs. */
   logprobs?: TokenLogprob[];
+  /**
+   * Requests with promptLogprobs, on their first delta only: one entry per prompt token, null for
+   * the first (nothing precedes it).
+   */
+  promptLogprobs?: (PromptTokenLogprob | null)[];
   finishReason: FinishReason | null;
+  /** With finishReason 'stop' (vLLM's stop_reason): the stop string matched, or a stop_token_ids id; absent/null for eos. */
+  stopReason?: string | number | null;
   usage: Usage;
+  /** Where the request's time went; on the last delta only (engines that do not measure leave it out). */
+  timing?: RequestTiming;
+}
+
+/** The engine's account of one request, in seconds (vLLM's queued -> scheduled -> first token -> finished). */
+export interface RequestTiming {
+  /** From arrival (generate()) to the first step that scheduled it; null when it never ran. */
+  queueSeconds: number | null;
+  /** From that first scheduling to its first output token; null when no token came. */
+  prefillSeconds: number | null;
+  /** From the first output token to the finish; null when no token came. */
+  decodeSeconds: number | null;
 }
 
 export interface EngineStats {
@@ -76,6 +113,8 @@ export interface EngineClient {
   /** Maximum prompt + output tokens of one sequence. */
   readonly sessionLen: number;
   readonly codec: TextCodec;
+  /** Request defaults from the model's generation_config.json (serve --generation-config auto); absent: none. */
+  readonly generationDefaults?: Readonly<Partial<SamplingParams>>;
   generate(request: GenerateRequest, signal?: AbortSignal): AsyncIterable<GenerateDelta>;
   abort(requestId: string): void;
   stats(): EngineStats;

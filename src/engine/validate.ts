@@ -2,6 +2,7 @@
 // server checks only the JSON shape, and the scheduler only asserts what these checks guarantee.
 // A pure function of the request and the model's limits, so test engines raise exactly these errors.
 import { InvalidRequestError } from '../common/errors.js';
+import { MAX_TOP_LOGPROBS } from '../sampling/params.js';
 import type { GenerateRequest } from './types.js';
 
 export interface RequestLimits {
@@ -28,7 +29,16 @@ export function checkRequest(req: GenerateRequest, limits: RequestLimits): numbe
       param,
     );
   }
-  if (req.maxTokens !== null && !(req.maxTokens >= 1)) throw new InvalidRequestError(`max_tokens must be at least 1, got ${req.maxTokens}`, 'max_tokens');
+  const k = req.promptLogprobs ?? null;
+  if (k !== null && !(Number.isInteger(k) && k >= 0 && k <= MAX_TOP_LOGPROBS)) {
+    throw new InvalidRequestError(`prompt_logprobs must be an integer in [0, ${MAX_TOP_LOGPROBS}], got ${k}`, 'prompt_logprobs');
+  }
+  // max_tokens 0 scores the prompt without generating: only with prompt logprobs (echo + logprobs, prompt_logprobs).
+  const minTokens = k !== null ? 0 : 1;
+  if (req.maxTokens !== null && !(req.maxTokens >= minTokens)) {
+    const hint = minTokens === 1 && req.maxTokens === 0 ? ' (0 only scores the prompt: with echo and logprobs, or prompt_logprobs)' : '';
+    throw new InvalidRequestError(`max_tokens must be at least ${minTokens}, got ${req.maxTokens}${hint}`, 'max_tokens');
+  }
   const bad = req.promptTokenIds.find((t) => !Number.isInteger(t) || t < 0 || t >= limits.vocabSize);
   if (bad !== undefined) throw new InvalidRequestError(`prompt token id ${bad} is outside the vocabulary [0, ${limits.vocabSize})`, param);
   return Math.min(req.maxTokens ?? left, left);

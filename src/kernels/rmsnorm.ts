@@ -30,6 +30,20 @@ export interface RmsNormArgs {
   eps: number;
 }
 
+/** Per-head RMSNorm in place on the q and k heads of a fused qkv activation (Qwen3's q_norm / k_norm). */
+export interface HeadNormArgs {
+  /** f32 [numTokens, rowStride]: token t's heads at t * rowStride + h * headDim, q heads first, then k heads. */
+  qkv: Binding;
+  /** f32 [2, headDim]: q_norm's weight, then k_norm's. */
+  weight: Binding;
+  numTokens: number;
+  rowStride: number;
+  numQHeads: number;
+  numKHeads: number;
+  headDim: number;
+  eps: number;
+}
+
 export interface AddNormArgs extends RmsNormArgs {
   /** f32 [numRows, dim]: residual += x is written back; out must not alias it. */
   residual: Binding;
@@ -56,6 +70,7 @@ export class RmsNormKernel {
     private readonly gpu: GpuDevice,
     private readonly normPipelines: EntryPipelines,
     private readonly addNormPipelines: EntryPipelines,
+    private readonly headNormPipeline: GPUComputePipeline,
     readonly reduction: RowReduction,
   ) {}
 
@@ -71,8 +86,8 @@ export class RmsNormKernel {
       const [scalar, vec4] = await Promise.all([get(name), useVec4 ? get(`${name}_vec4`) : null]);
       return { scalar, vec4 };
     };
-    const [norm, addNorm] = await Promise.all([entries('norm'), entries('add_norm')]);
-    return new RmsNormKernel(gpu, norm, addNorm, reduction);
+    const [norm, addNorm, headNorm] = await Promise.all([entries('norm'), entries('add_norm'), get('head_norm')]);
+    return new RmsNormKernel(gpu, norm, addNorm, headNorm, reduction);
   }
 
   /** out = rmsnorm(x) * weight, row by row. */
@@ -86,6 +101,21 @@ export class RmsNormKernel {
     if (!checkShape('addNorm', args)) return;
     const bindings = [args.x, args.residual, args.weight, args.out, params(uniforms, args)];
     dispatch(this.gpu.device, pass, pick(this.addNormPipelines, args.dim), bindings, grid1d(args.numRows));
+  }
+
+  /** In place: every q head of every token normed with weight row 0, every k head with row 1. */
+  headNorm(pass: GPUComputePassEncoder, uniforms: UniformArena, a: HeadNormArgs): void {
+    const heads = a.numQHeads + a.numKHeads;
+    assert(Number.isInteger(a.headDim) && a.headDim > 0, `rmsnorm.headNorm: headDim ${a.headDim} must be a positive integer`);
+    assert(heads * a.headDim <= a.rowStride, `rmsnorm.headNorm: ${heads} heads of ${a.headDim} run past rowStride ${a.rowStride}`);
+    assert(a.eps >= 0, `rmsnorm.headNorm: eps ${a.eps} must be >= 0`);
+    if (a.numTokens === 0 || heads === 0) return;
+    const data = new ArrayBuffer(32);
+    const u32 = new Uint32Array(data);
+    u32.set([a.numTokens, heads, a.headDim]);
+    new Float32Array(data, 12, 1)[0] = a.eps;
+    u32.set([a.rowStride, a.numQHeads], 4);
+    dispatch(this.gpu.device, pass, this.headNormPipeline, [a.qkv, a.weight, uniforms.alloc(new Uint8Array(data))], grid1d(a.numTokens * heads));
   }
 }
 

@@ -21,8 +21,15 @@ export interface RotaryArgs {
   rotaryDim: number;
   /** u32 [numTokens]: absolute position of each token. */
   positions: Binding;
-  /** f32 [rotaryDim / 2], computed on the host from rope_theta and rope_scaling. */
+  /**
+   * f32 [rotaryDim / 2], computed on the host from rope_theta and rope_scaling; with perSequenceFreq,
+   * f32 [numSeqs, rotaryDim / 2] and token t uses row tokenSeq[t] (dynamic NTK).
+   */
   invFreq: Binding;
+  /** u32 [numTokens]: each token's sequence index (read only with perSequenceFreq). */
+  tokenSeq: Binding;
+  /** One invFreq row per sequence instead of one for all tokens. */
+  perSequenceFreq: boolean;
   /** Multiplies cos and sin (yarn's mscale); 1 otherwise. */
   attentionScaling: number;
 }
@@ -50,8 +57,9 @@ export class RotaryKernel {
     const params = new ArrayBuffer(48);
     new Uint32Array(params, 0, 8).set([numTokens, rowStride, qOffset, numHeads, kOffset, numKvHeads, headDim, rotaryDim / 2]);
     new Float32Array(params, 32, 1)[0] = args.attentionScaling;
+    new Uint32Array(params, 36, 1)[0] = args.perSequenceFreq ? rotaryDim / 2 : 0;
     const [tokensY, tokensZ] = grid1d(numTokens);
     const grid = [Math.ceil(rotaryDim / 2 / this.workgroupSize), tokensY, tokensZ] as const;
-    dispatch(this.gpu.device, pass, this.pipeline, [args.qkv, args.positions, args.invFreq, uniforms.alloc(new Uint8Array(params))], grid);
+    dispatch(this.gpu.device, pass, this.pipeline, [args.qkv, args.positions, args.invFreq, args.tokenSeq, uniforms.alloc(new Uint8Array(params))], grid);
   }
 }

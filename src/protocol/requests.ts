@@ -7,6 +7,13 @@ const MAX_TEXT = 4 * 1024 * 1024;
 /** Larger values are capped to the session length anyway; beyond int32 they are only mistakes. */
 const MAX_OUTPUT_TOKENS = 2 ** 31 - 1;
 const tokenId: JsonSchema = { type: 'integer', minimum: 0, maximum: 2 ** 31 - 1 };
+const promptLogprobsProperty: JsonSchema = nullable({
+  type: 'integer',
+  minimum: 0,
+  maximum: MAX_TOP_LOGPROBS_WIRE,
+  description:
+    "vLLM's prompt_logprobs: every prompt token's logprob and rank plus this many top alternatives, in the response's prompt_logprobs. Not with stream: true. The request skips the prefix cache.",
+});
 
 export const completionRequestSchema: JsonSchema = {
   title: 'CompletionRequest',
@@ -22,9 +29,15 @@ export const completionRequestSchema: JsonSchema = {
         { type: 'array', items: { type: 'array', items: tokenId, minItems: 1 }, minItems: 1, maxItems: 64 },
       ],
     },
-    max_tokens: nullable({ type: 'integer', minimum: 1, maximum: MAX_OUTPUT_TOKENS, description: 'Default 16; capped to the session length.' }),
+    max_tokens: nullable({
+      type: 'integer',
+      minimum: 0,
+      maximum: MAX_OUTPUT_TOKENS,
+      description: 'Default 16; capped to the session length. 0 only scores the prompt (with echo and logprobs, or prompt_logprobs): no token is generated.',
+    }),
     logprobs: nullable({ type: 'integer', minimum: 0, maximum: MAX_TOP_LOGPROBS_WIRE }),
-    echo: nullable({ type: 'boolean' }),
+    echo: nullable({ type: 'boolean', description: "Prepend the prompt to the text; with logprobs, also the prompt tokens' logprobs (the first is null)." }),
+    prompt_logprobs: promptLogprobsProperty,
     ...samplingProperties,
   },
 };
@@ -57,6 +70,19 @@ export const chatMessageSchema: JsonSchema = {
   },
 };
 
+/** How the chat template renders the messages (vLLM's fields), shared by chat completions and /tokenize. */
+const chatTemplateProperties: Record<string, JsonSchema> = {
+  add_generation_prompt: nullable({ type: 'boolean', description: "Default true: end the prompt with the assistant's header." }),
+  continue_final_message: nullable({
+    type: 'boolean',
+    description: 'Default false. true: the last message (an assistant prefix) is continued, not closed; needs add_generation_prompt: false.',
+  }),
+  chat_template_kwargs: nullable({
+    type: 'object',
+    description: 'Extra variables for the Jinja chat template, e.g. {"enable_thinking": false}.',
+  }),
+};
+
 export const chatCompletionRequestSchema: JsonSchema = {
   title: 'ChatCompletionRequest',
   type: 'object',
@@ -67,6 +93,8 @@ export const chatCompletionRequestSchema: JsonSchema = {
     max_completion_tokens: nullable({ type: 'integer', minimum: 1, maximum: MAX_OUTPUT_TOKENS, description: 'Default: the rest of the session.' }),
     logprobs: nullable({ type: 'boolean' }),
     top_logprobs: nullable({ type: 'integer', minimum: 0, maximum: MAX_TOP_LOGPROBS_WIRE }),
+    prompt_logprobs: promptLogprobsProperty,
+    ...chatTemplateProperties,
     ...samplingProperties,
   },
 };
@@ -115,5 +143,28 @@ export const encodeRequestSchema: JsonSchema = {
     },
     add_bos: nullable({ type: 'boolean', description: 'Default true.' }),
     do_preprocess: nullable({ type: 'boolean', description: 'Ignored (LMDeploy compatibility).' }),
+  },
+};
+
+export const tokenizeRequestSchema: JsonSchema = {
+  title: 'TokenizeRequest',
+  description: "vLLM's /tokenize: either prompt (raw text) or messages (rendered by the chat template).",
+  type: 'object',
+  properties: {
+    model: { type: 'string', description: 'Must equal the served model name when given.' },
+    prompt: { type: 'string', maxLength: MAX_TEXT },
+    messages: { type: 'array', items: chatMessageSchema, minItems: 1, maxItems: 4096 },
+    add_special_tokens: nullable({ type: 'boolean', description: 'Add BOS etc.; default true with prompt, false with messages (the template writes them).' }),
+    ...chatTemplateProperties,
+  },
+};
+
+export const detokenizeRequestSchema: JsonSchema = {
+  title: 'DetokenizeRequest',
+  type: 'object',
+  required: ['tokens'],
+  properties: {
+    model: { type: 'string', description: 'Must equal the served model name when given.' },
+    tokens: { type: 'array', items: tokenId, maxItems: 1_000_000 },
   },
 };

@@ -3,6 +3,10 @@ import { errorResponseSchema, usageSchema, type JsonSchema } from './schema.js';
 
 const finishReason: JsonSchema = { enum: ['stop', 'length', 'abort', null] };
 const tokenIds: JsonSchema = { type: 'array', items: { type: 'integer' } };
+const stopReason: JsonSchema = {
+  type: ['string', 'integer', 'null'],
+  description: 'The stop string or stop_token_ids id that ended the choice (vLLM); null for eos, length and abort.',
+};
 
 const completionLogprobs: JsonSchema = {
   type: ['object', 'null'],
@@ -11,6 +15,19 @@ const completionLogprobs: JsonSchema = {
     token_logprobs: { type: 'array', items: { type: ['number', 'null'] } },
     top_logprobs: { type: 'array', items: { type: ['object', 'null'], additionalProperties: { type: 'number' } } },
     text_offset: { type: 'array', items: { type: 'integer' } },
+  },
+};
+
+const promptLogprobs: JsonSchema = {
+  type: 'array',
+  description:
+    'With prompt_logprobs (vLLM): per prompt token null (the first) or an object keyed by token id holding the prompt token and the top alternatives, each {logprob, rank, decoded_token}.',
+  items: {
+    type: ['object', 'null'],
+    additionalProperties: {
+      type: 'object',
+      properties: { logprob: { type: 'number' }, rank: { type: 'integer' }, decoded_token: { type: 'string' } },
+    },
   },
 };
 
@@ -46,7 +63,9 @@ export const completionResponseSchema: JsonSchema = {
           index: { type: 'integer' },
           text: { type: 'string' },
           logprobs: completionLogprobs,
+          prompt_logprobs: promptLogprobs,
           finish_reason: finishReason,
+          stop_reason: stopReason,
           token_ids: tokenIds,
           prompt_token_ids: tokenIds,
         },
@@ -72,15 +91,42 @@ export const chatCompletionResponseSchema: JsonSchema = {
         type: 'object',
         properties: {
           index: { type: 'integer' },
-          message: { type: 'object', properties: { role: { const: 'assistant' }, content: { type: 'string' }, refusal: { type: 'null' } } },
+          message: {
+            type: 'object',
+            properties: {
+              role: { const: 'assistant' },
+              content: { type: ['string', 'null'] },
+              reasoning_content: {
+                type: ['string', 'null'],
+                description: 'With serve --reasoning-parser: the text between <think> and </think> (content is the rest).',
+              },
+              refusal: { type: 'null' },
+            },
+          },
           logprobs: chatLogprobs,
           finish_reason: finishReason,
+          stop_reason: stopReason,
           token_ids: tokenIds,
         },
       },
     },
     usage: usageSchema,
     prompt_token_ids: tokenIds,
+    prompt_logprobs: promptLogprobs,
+  },
+};
+
+export const modelCardSchema: JsonSchema = {
+  title: 'ModelCard',
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    object: { const: 'model' },
+    created: { type: 'integer' },
+    owned_by: { type: 'string' },
+    root: { type: 'string' },
+    parent: { type: 'null' },
+    max_model_len: { type: 'integer' },
   },
 };
 
@@ -89,22 +135,20 @@ export const modelListSchema: JsonSchema = {
   type: 'object',
   properties: {
     object: { const: 'list' },
-    data: {
-      type: 'array',
-      items: {
-        type: 'object',
-        properties: {
-          id: { type: 'string' },
-          object: { const: 'model' },
-          created: { type: 'integer' },
-          owned_by: { type: 'string' },
-          root: { type: 'string' },
-          parent: { type: 'null' },
-          max_model_len: { type: 'integer' },
-        },
-      },
-    },
+    data: { type: 'array', items: modelCardSchema },
   },
+};
+
+export const tokenizeResponseSchema: JsonSchema = {
+  title: 'TokenizeResponse',
+  type: 'object',
+  properties: { count: { type: 'integer' }, max_model_len: { type: 'integer' }, tokens: tokenIds },
+};
+
+export const detokenizeResponseSchema: JsonSchema = {
+  title: 'DetokenizeResponse',
+  type: 'object',
+  properties: { prompt: { type: 'string' } },
 };
 
 export const interactiveResponseSchema: JsonSchema = {

@@ -37,7 +37,12 @@ export const samplingProperties: Record<string, JsonSchema> = {
   frequency_penalty: nullable({ type: 'number', minimum: -2, maximum: 2 }),
   repetition_penalty: nullable({ type: 'number', exclusiveMinimum: 0, maximum: 10 }),
   ignore_eos: nullable({ type: 'boolean' }),
-  skip_special_tokens: nullable({ type: 'boolean' }),
+  skip_special_tokens: nullable({ type: 'boolean', description: 'Default true: special tokens (eos, chat markers) are left out of the text.' }),
+  spaces_between_special_tokens: nullable({
+    type: 'boolean',
+    description: "Default true. With skip_special_tokens false, added tokens are joined to the text around them with spaces (vLLM's slow-tokenizer rule).",
+  }),
+  include_stop_str_in_output: nullable({ type: 'boolean', description: 'Default false. true: the matched stop string stays at the end of the text.' }),
   stream: nullable({ type: 'boolean' }),
   stream_options: nullable({
     type: 'object',

@@ -21,6 +21,8 @@ export interface SamplingRequestFields {
   repetition_penalty?: number | null;
   ignore_eos?: boolean | null;
   skip_special_tokens?: boolean | null;
+  spaces_between_special_tokens?: boolean | null;
+  include_stop_str_in_output?: boolean | null;
   stream?: boolean | null;
   stream_options?: StreamOptions | null;
   user?: string | null;
@@ -34,6 +36,7 @@ export interface CompletionRequest extends SamplingRequestFields {
   max_tokens?: number | null;
   logprobs?: number | null;
   echo?: boolean | null;
+  prompt_logprobs?: number | null;
 }
 
 export interface ChatContentPart {
@@ -53,6 +56,10 @@ export interface ChatCompletionRequest extends SamplingRequestFields {
   max_completion_tokens?: number | null;
   logprobs?: boolean | null;
   top_logprobs?: number | null;
+  prompt_logprobs?: number | null;
+  add_generation_prompt?: boolean | null;
+  continue_final_message?: boolean | null;
+  chat_template_kwargs?: Record<string, unknown> | null;
 }
 
 export interface Usage {
@@ -63,6 +70,8 @@ export interface Usage {
 }
 
 export type WireFinishReason = 'stop' | 'length' | 'abort' | null;
+/** vLLM's stop_reason: the stop string or stop_token_ids id that ended the choice; null for eos, length, abort. */
+export type WireStopReason = string | number | null;
 
 export interface CompletionLogprobs {
   tokens: string[];
@@ -71,11 +80,16 @@ export interface CompletionLogprobs {
   text_offset: number[];
 }
 
+/** vLLM's prompt_logprobs: null for the first prompt token, then {token id: {logprob, rank, decoded_token}}. */
+export type WirePromptLogprobs = (Record<string, { logprob: number; rank: number; decoded_token: string }> | null)[];
+
 export interface CompletionChoice {
   index: number;
   text: string;
   logprobs: CompletionLogprobs | null;
+  prompt_logprobs?: WirePromptLogprobs;
   finish_reason: WireFinishReason;
+  stop_reason?: WireStopReason;
   token_ids?: number[];
   prompt_token_ids?: number[];
 }
@@ -104,9 +118,10 @@ export interface ChatLogprobs {
 
 export interface ChatCompletionChoice {
   index: number;
-  message: { role: 'assistant'; content: string; refusal: null };
+  message: { role: 'assistant'; content: string | null; reasoning_content?: string | null; refusal: null };
   logprobs: ChatLogprobs | null;
   finish_reason: WireFinishReason;
+  stop_reason?: WireStopReason;
   token_ids?: number[];
 }
 
@@ -116,15 +131,17 @@ export interface ChatCompletionResponse {
   created: number;
   model: string;
   choices: ChatCompletionChoice[];
+  prompt_logprobs?: WirePromptLogprobs;
   usage: Usage;
   prompt_token_ids?: number[];
 }
 
 export interface ChatCompletionChunkChoice {
   index: number;
-  delta: { role?: 'assistant'; content?: string };
+  delta: { role?: 'assistant'; content?: string; reasoning_content?: string };
   logprobs: ChatLogprobs | null;
   finish_reason: WireFinishReason;
+  stop_reason?: WireStopReason;
   token_ids?: number[];
 }
 
@@ -203,6 +220,48 @@ export interface EncodeResponse {
   length: number | number[];
 }
 
+/** vLLM's /tokenize request: prompt or messages. */
+export interface TokenizeRequest {
+  model?: string;
+  prompt?: string;
+  messages?: ChatRequestMessage[];
+  add_special_tokens?: boolean | null;
+  add_generation_prompt?: boolean | null;
+  continue_final_message?: boolean | null;
+  chat_template_kwargs?: Record<string, unknown> | null;
+}
+export interface TokenizeResponse {
+  count: number;
+  max_model_len: number;
+  tokens: number[];
+}
+export interface DetokenizeRequest {
+  model?: string;
+  tokens: number[];
+}
+export interface DetokenizeResponse {
+  prompt: string;
+}
+
 export interface ErrorBody {
   error: { message: string; type: string; param: string | null; code: string | number | null };
+}
+
+/** GET /status: what the chat page's status strip shows (not an OpenAI or LMDeploy endpoint). */
+export interface ServerStatus {
+  model: string;
+  max_model_len: number;
+  ready: boolean;
+  reason: string | null;
+  /** The GPU adapters the model runs on, one per tensor-parallel shard (empty while loading). */
+  devices: string[];
+  num_requests_running: number;
+  num_requests_waiting: number;
+  /** Fraction of KV cache blocks in use, 0..1. */
+  kv_cache_usage: number;
+  num_kv_blocks: number;
+  num_free_kv_blocks: number;
+  /** Whether /v1/* needs an API key (the chat page then asks for one). */
+  auth_required: boolean;
+  version: string;
 }

@@ -3,8 +3,15 @@
 // "temperature must be <= 2 (got 5)".
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import type { JsonSchema } from './schema.js';
-import { chatCompletionRequestSchema, completionRequestSchema, encodeRequestSchema, interactiveRequestSchema } from './requests.js';
-import type { ChatCompletionRequest, CompletionRequest, EncodeRequest, InteractiveRequest } from './types.js';
+import {
+  chatCompletionRequestSchema,
+  completionRequestSchema,
+  detokenizeRequestSchema,
+  encodeRequestSchema,
+  interactiveRequestSchema,
+  tokenizeRequestSchema,
+} from './requests.js';
+import type { ChatCompletionRequest, CompletionRequest, DetokenizeRequest, EncodeRequest, InteractiveRequest, TokenizeRequest } from './types.js';
 
 export interface ValidationFailure {
   message: string;
@@ -31,6 +38,8 @@ export const validateCompletionRequest = compile<CompletionRequest>(completionRe
 export const validateChatCompletionRequest = compile<ChatCompletionRequest>(chatCompletionRequestSchema);
 export const validateInteractiveRequest = compile<InteractiveRequest>(interactiveRequestSchema);
 export const validateEncodeRequest = compile<EncodeRequest>(encodeRequestSchema);
+export const validateTokenizeRequest = compile<TokenizeRequest>(tokenizeRequestSchema);
+export const validateDetokenizeRequest = compile<DetokenizeRequest>(detokenizeRequestSchema);
 
 /** "/messages/0/content" -> "messages[0].content". */
 export function fieldName(instancePath: string): string {

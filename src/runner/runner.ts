@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import type { GpuDevice } from '../gpu/index.js';
 import type { ShardPlacement } from './worker/placement.js';
 import type { SampleResult, SamplingRow } from '../sampling/params.js';
-import type { RunnerOutput, SchedulerOutput } from '../scheduler/types.js';
+import type { PromptLogprobsChunk, RunnerOutput, SchedulerOutput } from '../scheduler/types.js';
+import type { ScoredToken } from '../kernels/prompt-logprobs.js';
 import type { ModelConfig } from '../checkpoint/config.js';
 import { shardLayout } from './sharding.js';
 import type { ShardHandle } from './shard.js';
@@ -115,14 +116,62 @@ export class ModelRunner {
     }
     for (const s of this.shards) s.encodeLogits(shape);
     for (const s of this.shards) s.submit();
-    if (shape.numSampled === 0) {
-      for (const s of this.shards) s.throwIfFailed();
-      return { samples };
+    if (shape.numSampled > 0) {
+      const fullLogits = tp > 1 ? await this.gatherLogits(shape.numSampled) : null;
+      const results = await this.shards[0]!.sample(rows, fullLogits);
+      meta.sampledRequestIds.forEach((id, i) => samples.set(id, results[i]!));
     }
-    const fullLogits = tp > 1 ? await this.gatherLogits(shape.numSampled) : null;
-    const results = await this.shards[0]!.sample(rows, fullLogits);
-    meta.sampledRequestIds.forEach((id, i) => samples.set(id, results[i]!));
-    return { samples };
+    const promptLogprobs = await this.scorePrompts(output);
+    if (shape.numSampled === 0 && !promptLogprobs) for (const s of this.shards) s.throwIfFailed();
+    return promptLogprobs ? { samples, promptLogprobs } : { samples };
+  }
+
+  /**
+   * Prompt logprobs of the sequences that want them, from the final hidden states the step left on
+   * every shard: lm_head over their rows, at most maxNumSeqs rows at a time (the logits buffer, so
+   * memory stays bounded whatever the prompt length), then log-softmax, the target's logprob and rank
+   * and the top-k on shard 0's GPU (vocab-split logits are gathered first when tp > 1, as for sampling).
+   * Only those numbers are read back. Returns undefined when no sequence scores this step.
+   */
+  private async scorePrompts(output: SchedulerOutput): Promise<Map<string, PromptLogprobsChunk> | undefined> {
+    const rows: number[] = [];
+    const targets: number[] = [];
+    const owners: { requestId: string; firstIndex: number; numTop: number; first: number; count: number }[] = [];
+    let t = 0;
+    for (const seq of output.sequences) {
+      const want = seq.promptLogprobs;
+      if (want && want.targets.length > 0) {
+        owners.push({ requestId: seq.requestId, firstIndex: seq.startPosition + 1, numTop: want.numTop, first: rows.length, count: want.targets.length });
+        want.targets.forEach((target, i) => {
+          rows.push(t + i);
+          targets.push(target);
+        });
+      }
+      t += seq.tokenIds.length;
+    }
+    if (owners.length === 0 && !output.sequences.some((seq) => seq.promptLogprobs)) return undefined;
+    const numTop = Math.max(0, ...owners.map((o) => o.numTop));
+    const scored: ScoredToken[] = [];
+    const chunk = this.maxNumSeqs;
+    const tp = this.shards.length;
+    for (let first = 0; first < rows.length; first += chunk) {
+      const n = Math.min(chunk, rows.length - first);
+      const chunkRows = Uint32Array.from(rows.slice(first, first + n));
+      for (const s of this.shards) {
+        s.begin();
+        s.encodeScoreLogits(chunkRows);
+        s.submit();
+      }
+      const fullLogits = tp > 1 ? await this.gatherLogits(n) : null;
+      scored.push(...(await this.shards[0]!.scorePrompt(Uint32Array.from(targets.slice(first, first + n)), numTop, fullLogits)));
+    }
+    const result = new Map<string, PromptLogprobsChunk>();
+    for (const seq of output.sequences) if (seq.promptLogprobs) result.set(seq.requestId, { firstIndex: seq.startPosition + 1, entries: [] });
+    for (const o of owners) {
+      const entries = scored.slice(o.first, o.first + o.count).map((e) => ({ ...e, top: e.top.slice(0, o.numTop) }));
+      result.set(o.requestId, { firstIndex: o.firstIndex, entries });
+    }
+    return result;
   }
 
   /** Ends every shard's pass, sums buffer `name` [numTokens, hidden] across shards, writes it back, reopens passes. */

@@ -22,7 +22,7 @@ export interface ShardTarget {
 
 /** The build parameters every shard of a runner shares (sizes from the memory plan, RoPE from the config). */
 export function shardBuildOptions(config: ModelConfig, plan: MemoryPlan, options: RunnerOptions): ShardBuildOptions {
-  const { invFreq, attentionScaling } = ropeInvFreq(config.rope, config.maxPositionEmbeddings);
+  const { invFreq, attentionScaling } = ropeInvFreq(config.rope);
   return {
     blockSize: plan.blockSize,
     numBlocks: plan.numBlocks,

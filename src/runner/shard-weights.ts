@@ -12,6 +12,8 @@ export interface LayerWeights {
   postNorm: GPUBuffer;
   qkv: GpuWeight;
   qkvBias: GPUBuffer | null;
+  /** Qwen3: f32 [2, headDim], q_norm's weight then k_norm's (per head dim, so the same on every shard). */
+  qkNorm: GPUBuffer | null;
   o: GpuWeight;
   oBias: GPUBuffer | null;
   gateUp: GpuWeight;
@@ -80,6 +82,18 @@ export class ShardWeightBuilder {
         const cols = this.config.numHeads * hd;
         const data = this.layout.tp === 1 ? t.data : sliceCols(t.data, this.config.hiddenSize, cols, firstHead * hd, numHeads * hd);
         lw.o = this.matrix(t.name, data, this.config.hiddenSize, numHeads * hd);
+        return;
+      }
+      case 'q_norm':
+      case 'k_norm': {
+        this.pending.set(t.name, t);
+        const q = this.pending.get(`layers.${layer}.q_norm`);
+        const k = this.pending.get(`layers.${layer}.k_norm`);
+        if (q && k) {
+          lw.qkNorm = this.vector(`layers.${layer}.qk_norm`, concatRows([q.data as Float32Array, k.data as Float32Array]));
+          this.pending.delete(`layers.${layer}.q_norm`);
+          this.pending.delete(`layers.${layer}.k_norm`);
+        }
         return;
       }
       case 'o_bias':
@@ -177,13 +191,14 @@ export class ShardWeightBuilder {
     if (!this.norm) missing.push('norm');
     this.layers.forEach((l, i) => {
       for (const key of ['inputNorm', 'postNorm', 'qkv', 'o', 'gateUp', 'down'] as const) if (!l[key]) missing.push(`layers.${i}.${key}`);
+      if (this.config.qkNorm && !l.qkNorm) missing.push(`layers.${i}.qkNorm`);
     });
     if (missing.length) throw new Error(`model weights incomplete: missing ${missing.join(', ')}`);
     return {
       embed: this.embed!,
       lmHead: this.lmHead!,
       norm: this.norm!,
-      layers: this.layers.map((l) => ({ ...l, qkvBias: l.qkvBias ?? null, oBias: l.oBias ?? null }) as LayerWeights),
+      layers: this.layers.map((l) => ({ ...l, qkvBias: l.qkvBias ?? null, qkNorm: l.qkNorm ?? null, oBias: l.oBias ?? null }) as LayerWeights),
     };
   }
 }

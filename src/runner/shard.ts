@@ -3,6 +3,7 @@
 // (this class in-process, RemoteShard in a worker process); a shard never talks to another shard.
 import { storageUsage, tokenBucket, UniformArena, type GpuDevice } from '../gpu/index.js';
 import { GpuSampler } from '../kernels/sampling.js';
+import { PromptLogprobsKernel, type ScoredToken } from '../kernels/prompt-logprobs.js';
 import type { SampleResult, SamplingRow } from '../sampling/params.js';
 import type { SchedulerOutput } from '../scheduler/types.js';
 import { ActivationKernel } from '../kernels/activation.js';
@@ -14,6 +15,7 @@ import { RmsNormKernel } from '../kernels/rmsnorm.js';
 import { RotaryKernel } from '../kernels/rotary.js';
 import { destroyWeight } from '../kernels/weight.js';
 import type { ModelConfig } from '../checkpoint/config.js';
+import { dynamicNtkRows, ropeInvFreq } from '../checkpoint/rope.js';
 import { kvCacheElementBytes } from './memory.js';
 import type { KvCacheDtype } from '../common/types.js';
 import type { ShardLayout } from './sharding.js';
@@ -70,6 +72,16 @@ export interface ShardHandle {
    * samples its own logits buffer (tp = 1, no readback).
    */
   sample(rows: readonly SamplingRow[], fullLogits: Float32Array | null): Promise<SampleResult[]>;
+  /**
+   * Records lm_head over the given rows of the last step's final hidden states (prompt logprobs) into
+   * the logits buffer, in the open pass; at most maxNumSeqs rows (the logits buffer's capacity).
+   */
+  encodeScoreLogits(rows: Uint32Array): void;
+  /**
+   * Prompt logprobs of the rows encodeScoreLogits computed (shard 0 only): row r against targets[r],
+   * with numTop alternatives. `fullLogits` are the gathered rows when tp > 1, as in sample().
+   */
+  scorePrompt(targets: Uint32Array, numTop: number, fullLogits: Float32Array | null): Promise<ScoredToken[]>;
   /** Throws the first GPU error (or worker failure) seen since the last check. */
   throwIfFailed(): void;
   destroy(): void;
@@ -82,7 +94,7 @@ export interface ShardBuffers {
   slotMapping: GPUBuffer; // u32 [maxTokens]
   blockTables: GPUBuffer; // u32 [maxSeqs * maxBlocksPerSeq]
   sampleRows: GPUBuffer; // u32 [maxSeqs]
-  invFreq: GPUBuffer; // f32 [rotaryDim / 2]
+  invFreq: GPUBuffer; // f32 [rotaryDim / 2]; dynamic NTK: [maxSeqs, rotaryDim / 2], one row per sequence of the step
   residual: GPUBuffer; // f32 [maxTokens, hidden]
   normed: GPUBuffer; // f32 [maxTokens, hidden]
   qkv: GPUBuffer; // f32 [maxTokens, (heads + 2 kvHeads) * headDim]
@@ -116,11 +128,14 @@ export interface StepShape {
 export class Shard implements ShardHandle {
   private encoder: GPUCommandEncoder | null = null;
   private sampler: GpuSampler | null = null;
+  private scorer: PromptLogprobsKernel | null = null;
   private fullLogits: GPUBuffer | null = null;
   /** Tokens in the step being recorded and reads issued in it: the wait kinds of its readbacks. */
   private stepTokens = 0;
   private readsThisStep = 0;
   private pass: GPUComputePassEncoder | null = null;
+  /** Dynamic NTK RoPE: the default frequencies and scratch for the per-sequence rows uploaded each step. */
+  private readonly dynamicNtk: { base: Float32Array; rows: Float32Array; seqLens: Uint32Array } | null = null;
   readonly uniforms: UniformArena;
   readonly kCaches: GPUBuffer[];
   readonly vCaches: GPUBuffer[];
@@ -137,6 +152,14 @@ export class Shard implements ShardHandle {
     readonly attentionScaling: number,
   ) {
     this.uniforms = new UniformArena(gpu.device);
+    if (config.rope.scaling?.type === 'dynamic') {
+      const half = config.rope.rotaryDim / 2;
+      this.dynamicNtk = {
+        base: ropeInvFreq(config.rope).invFreq,
+        rows: new Float32Array(buffers.invFreq.size / 4),
+        seqLens: new Uint32Array(buffers.invFreq.size / 4 / half),
+      };
+    }
     // The KV write kernel decides the element type (f16 caches are packed u32 pairs); attention must agree.
     if (kernels.attn.kvCacheDtype !== kernels.kv.dtype)
       throw new Error(
@@ -164,6 +187,7 @@ export class Shard implements ShardHandle {
   /** Makes this shard the one that samples (rank 0): a GPU sampler, plus a full-vocab logits buffer when tp > 1. */
   async enableSampling(maxNumSeqs: number): Promise<void> {
     this.sampler = await GpuSampler.create(this.gpu, this.config.vocabSize);
+    this.scorer = await PromptLogprobsKernel.create(this.gpu, this.config.vocabSize);
     if (this.layout.tp > 1) this.fullLogits = this.gpu.createBuffer('full-logits', maxNumSeqs * this.config.vocabSize * 4, storageUsage());
   }
 
@@ -198,9 +222,28 @@ export class Shard implements ShardHandle {
     gpu.write(b.tokenIds, this.layout.tp > 1 ? remapToShardVocab(meta.tokenIds, this.layout) : meta.tokenIds);
     gpu.write(b.positions, meta.positions);
     gpu.write(b.tokenSeq, meta.tokenSeq);
+    if (this.dynamicNtk) this.writeDynamicNtkRows(meta);
     gpu.write(b.slotMapping, meta.slotMapping);
     gpu.write(b.blockTables, meta.blockTables);
     if (meta.sampleRows.length) gpu.write(b.sampleRows, meta.sampleRows);
+  }
+
+  /**
+   * transformers' dynamic NTK, per sequence: every token of a sequence is rotated with the frequencies
+   * for seq_len = (its last position in this step) + 1, the default ones up to the original
+   * max_position_embeddings. Keys are cached rotated, so each keeps the frequencies of the step that wrote it.
+   */
+  private writeDynamicNtkRows(meta: StepMetadata): void {
+    const d = this.dynamicNtk!;
+    const S = meta.shape.numSeqs;
+    const seqLens = d.seqLens.subarray(0, S).fill(0);
+    for (let t = 0; t < meta.shape.numTokens; t++) {
+      const s = meta.tokenSeq[t]!;
+      seqLens[s] = Math.max(seqLens[s]!, meta.positions[t]! + 1);
+    }
+    const rows = d.rows.subarray(0, (S * this.config.rope.rotaryDim) / 2);
+    dynamicNtkRows(this.config.rope, d.base, seqLens, rows);
+    this.gpu.write(this.buffers.invFreq, rows);
   }
 
   read(name: ExchangeBufferName, count: number): Promise<Float32Array> {
@@ -222,6 +265,16 @@ export class Shard implements ShardHandle {
     }
     // The readback waits for the whole forward step submitted just before it.
     return this.sampler.sample(this.buffers.logits, rows, `step:${tokenBucket(this.stepTokens)}`, this.stepTokens);
+  }
+
+  scorePrompt(targets: Uint32Array, numTop: number, fullLogits: Float32Array | null): Promise<ScoredToken[]> {
+    if (!this.scorer) throw new Error(`shard ${this.layout.rank} does not score prompts (only rank 0 does)`);
+    const kind = `score:${tokenBucket(targets.length)}`;
+    if (fullLogits) {
+      this.gpu.write(this.fullLogits!, fullLogits);
+      return this.scorer.score(this.fullLogits!, targets, numTop, kind);
+    }
+    return this.scorer.score(this.buffers.logits, targets, numTop, kind, targets.length);
   }
 
   throwIfFailed(): void {
@@ -258,6 +311,19 @@ export class Shard implements ShardHandle {
     const rowStride = (layout.numHeads + 2 * layout.numKvHeads) * hd;
     const kOffset = layout.numHeads * hd;
     const vOffset = kOffset + layout.numKvHeads * hd;
+    if (w.qkNorm) {
+      // Qwen3: RMSNorm over each q and k head (after the bias, before RoPE).
+      k.norm.headNorm(this.p, u, {
+        qkv: b.qkv,
+        weight: w.qkNorm,
+        numTokens: T,
+        rowStride,
+        numQHeads: layout.numHeads,
+        numKHeads: layout.numKvHeads,
+        headDim: hd,
+        eps,
+      });
+    }
     k.rotary.apply(this.p, u, {
       qkv: b.qkv,
       numTokens: T,
@@ -270,6 +336,8 @@ export class Shard implements ShardHandle {
       rotaryDim: c.rope.rotaryDim,
       positions: b.positions,
       invFreq: b.invFreq,
+      tokenSeq: b.tokenSeq,
+      perSequenceFreq: this.dynamicNtk !== null,
       attentionScaling: this.attentionScaling,
     });
     k.kv.write(this.p, u, {
@@ -329,8 +397,19 @@ export class Shard implements ShardHandle {
     k.matmul.matmul(this.p, u, b.lastHidden, this.weights.lmHead, b.logits, s.numSampled);
   }
 
+  /** lm_head over `rows` of the final normed hidden states (they stay in buffers.normed after the step). */
+  encodeScoreLogits(rows: Uint32Array): void {
+    const { config: c, buffers: b, kernels: k, uniforms: u } = this;
+    if (rows.length === 0) return;
+    if (rows.length * 4 > b.sampleRows.size) throw new Error(`encodeScoreLogits: ${rows.length} rows exceed the ${b.sampleRows.size / 4}-row logits buffer`);
+    this.gpu.write(b.sampleRows, rows);
+    k.embed.gatherRows(this.p, u, { src: b.normed, rows: b.sampleRows, out: b.lastHidden, numRows: rows.length, dim: c.hiddenSize });
+    k.matmul.matmul(this.p, u, b.lastHidden, this.weights.lmHead, b.logits, rows.length);
+  }
+
   destroy(): void {
     this.sampler?.destroy();
+    this.scorer?.destroy();
     this.fullLogits?.destroy();
     for (const buf of [...this.kCaches, ...this.vCaches, ...Object.values(this.buffers)]) buf.destroy();
     const w = this.weights;
@@ -341,6 +420,7 @@ export class Shard implements ShardHandle {
       l.inputNorm.destroy();
       l.postNorm.destroy();
       l.qkvBias?.destroy();
+      l.qkNorm?.destroy();
       l.oBias?.destroy();
       for (const m of [l.qkv, l.o, l.gateUp, l.down]) destroyWeight(m);
     }
@@ -401,7 +481,8 @@ function allocateBuffers(
     slotMapping: f32('slot_mapping', maxTokens),
     blockTables: f32('block_tables', maxSeqs * maxBlocksPerSeq),
     sampleRows: f32('sample_rows', maxSeqs),
-    invFreq: gpu.upload('inv_freq', invFreq),
+    // Dynamic NTK: one row per sequence, rewritten every step (Shard.writeDynamicNtkRows).
+    invFreq: config.rope.scaling?.type === 'dynamic' ? f32('inv_freq', maxSeqs * invFreq.length) : gpu.upload('inv_freq', invFreq),
     residual: f32('residual', maxTokens * H),
     normed: f32('normed', maxTokens * H),
     qkv: f32('qkv', maxTokens * (layout.numHeads + 2 * layout.numKvHeads) * hd),

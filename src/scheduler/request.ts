@@ -15,6 +15,12 @@ export interface RequestInit {
   maxTokens: number;
   /** Token ids that finish the request (eos ids unless ignore_eos, plus the request's stop_token_ids). */
   stopTokenIds: number[];
+  /**
+   * Compute every prompt token's logprob with this many top alternatives (prompt_logprobs, echo with
+   * logprobs); null/absent: none. Such a request skips the prefix cache, and with maxTokens 0 it
+   * finishes ('length') once its prompt is computed, without sampling.
+   */
+  promptLogprobs?: number | null;
 }
 
 export class Request implements KvSequence {
@@ -24,6 +30,7 @@ export class Request implements KvSequence {
   readonly outputTokenIds: number[] = [];
   readonly sampling: SamplingParams;
   readonly maxTokens: number;
+  readonly promptLogprobs: number | null;
   stopTokenIds: ReadonlySet<number>;
   /** Tokens whose KV is in the cache. */
   numComputedTokens = 0;
@@ -44,6 +51,8 @@ export class Request implements KvSequence {
     this.tokenIds = init.promptTokenIds.slice();
     this.sampling = init.sampling;
     this.maxTokens = init.maxTokens;
+    this.promptLogprobs = init.promptLogprobs ?? null;
+    assert(init.maxTokens >= 1 || this.promptLogprobs !== null, `request ${init.requestId}: maxTokens 0 needs prompt logprobs`);
     this.stopTokenIds = new Set(init.stopTokenIds);
   }
 

@@ -7,7 +7,7 @@ import type { FinishReason } from '../common/types.js';
 import type { KvCacheManager } from '../kv/kv-manager.js';
 import type { SampleResult } from '../sampling/params.js';
 import type { Request } from './request.js';
-import type { RunnerOutput, ScheduledSequence, SchedulerOutput } from './types.js';
+import type { PromptLogprobsChunk, RunnerOutput, ScheduledSequence, SchedulerOutput } from './types.js';
 
 export interface SchedulerConfig {
   /** Most requests running at once (--max-batch-size). */
@@ -20,12 +20,14 @@ export interface SchedulerConfig {
   maxWaiting: number;
 }
 
-/** One per request that produced a token or finished this step. */
+/** One per request that produced a token, prompt logprobs or finished this step. */
 export interface RequestUpdate {
   requestId: string;
   /** The sampled token ([] when the scheduler finished the request without running it); a stop/eos token is included. */
   newTokenIds: number[];
   sample?: SampleResult;
+  /** Prompt logprobs computed this step (requests with promptLogprobs). */
+  promptLogprobs?: PromptLogprobsChunk;
   finishReason: FinishReason | null;
 }
 
@@ -85,7 +87,7 @@ export class Scheduler {
     assert(req.status === 'waiting' && req.numComputedTokens === 0, `request ${req.requestId} was already scheduled once: create a new Request`);
     const numPrompt = req.promptTokenIds.length;
     assert(
-      req.maxTokens >= 1 && numPrompt + req.maxTokens <= maxModelLen,
+      (req.maxTokens >= 1 || (req.maxTokens === 0 && req.promptLogprobs !== null)) && numPrompt + req.maxTokens <= maxModelLen,
       `request ${req.requestId}: ${numPrompt} prompt + ${req.maxTokens} output tokens do not fit maxModelLen ${maxModelLen}`,
     );
     if (this.waiting.length >= maxWaiting) throw new EngineOverloadedError(this.waiting.length, maxWaiting);
@@ -139,7 +141,9 @@ export class Scheduler {
         this.finishInternally(req, 'length'); // its tokens alone outgrow the whole KV cache
         continue;
       }
-      const computed = req.numComputedTokens === 0 ? this.kv.getComputedBlocks(req) : { blockIds: [], numTokens: 0 };
+      // A request that wants prompt logprobs computes every prompt row, so it skips the prefix cache (as vLLM does).
+      const useCache = req.numComputedTokens === 0 && req.promptLogprobs === null;
+      const computed = useCache ? this.kv.getComputedBlocks(req) : { blockIds: [], numTokens: 0 };
       const start = req.numComputedTokens + computed.numTokens;
       const numNewTokens = Math.min(req.numTokens - start, tokenBudget);
       if (this.kv.allocateSlots(req, numNewTokens, computed.blockIds) === null) {
@@ -175,13 +179,22 @@ export class Scheduler {
       assert(req.numComputedTokens === seq.startPosition, `request ${req.requestId} moved between schedule() and update()`);
       req.numComputedTokens += seq.tokenIds.length;
       this.kv.cacheFullBlocks(req);
-      if (!seq.sample) continue;
+      const promptLogprobs = seq.promptLogprobs ? runnerOutput.promptLogprobs?.get(req.requestId) : undefined;
+      assert(!seq.promptLogprobs || promptLogprobs !== undefined, `the runner returned no prompt logprobs for request ${req.requestId}`);
+      const extra = promptLogprobs ? { promptLogprobs } : {};
+      if (!seq.sample) {
+        // max_tokens 0 (scoring): done once the whole prompt is computed, without sampling.
+        const scored = req.maxTokens === 0 && req.numComputedTokens >= req.numTokens;
+        if (scored) this.finish(req, 'length');
+        if (scored || promptLogprobs) updates.push({ requestId: req.requestId, newTokenIds: [], finishReason: scored ? 'length' : null, ...extra });
+        continue;
+      }
       const sample = runnerOutput.samples.get(req.requestId);
       assert(sample !== undefined, `the runner returned no sample for request ${req.requestId}, whose slice had sample = true`);
       req.appendOutputToken(sample.tokenId);
       const finishReason = this.checkFinished(req, sample.tokenId);
       if (finishReason !== null) this.finish(req, finishReason);
-      updates.push({ requestId: req.requestId, newTokenIds: [sample.tokenId], sample, finishReason });
+      updates.push({ requestId: req.requestId, newTokenIds: [sample.tokenId], sample, finishReason, ...extra });
     }
     return updates;
   }
@@ -205,13 +218,20 @@ export class Scheduler {
   }
 
   private slice(req: Request, start: number, numTokens: number): ScheduledSequence {
-    return {
+    const seq: ScheduledSequence = {
       requestId: req.requestId,
       tokenIds: req.allTokenIds.slice(start, start + numTokens),
       startPosition: start,
       blockIds: this.kv.blockIds(req.requestId).slice(),
-      sample: start + numTokens === req.numTokens,
+      sample: start + numTokens === req.numTokens && req.maxTokens > 0,
     };
+    // Row p predicts prompt token p + 1: rows up to the second-to-last prompt token score.
+    const numPrompt = req.promptTokenIds.length;
+    if (req.promptLogprobs !== null && start < numPrompt - 1) {
+      const targets = req.promptTokenIds.slice(start + 1, Math.min(start + numTokens, numPrompt - 1) + 1);
+      seq.promptLogprobs = { numTop: req.promptLogprobs, targets };
+    }
+    return seq;
   }
 
   /** Frees the victim's blocks and puts it at the front of the queue; its outputs so far are kept and

@@ -1,5 +1,5 @@
 // Plain data that crosses the scheduler <-> model runner boundary.
-import type { SampleResult } from '../sampling/params.js';
+import type { SampleResult, TokenChoice } from '../sampling/params.js';
 
 /** One request's slice of a step: compute tokens [startPosition, startPosition + tokenIds.length). */
 export interface ScheduledSequence {
@@ -11,6 +11,13 @@ export interface ScheduledSequence {
   blockIds: number[];
   /** True when this slice ends at the request's last known token, so the runner samples the next one. */
   sample: boolean;
+  /**
+   * Prompt logprobs wanted (the request set prompt_logprobs): row i of this slice (position
+   * startPosition + i) is scored against targets[i], the next prompt token, with numTop alternatives.
+   * targets may be shorter than tokenIds (the last prompt row predicts no prompt token); absent when
+   * no row of the slice scores.
+   */
+  promptLogprobs?: { numTop: number; targets: number[] };
 }
 
 export interface SchedulerOutput {
@@ -26,7 +33,25 @@ export interface SchedulerOutput {
   finishedRequestIds: string[];
 }
 
+/** One prompt token's logprob: log_softmax of the previous row's raw logits at this token. */
+export interface PromptTokenLogprob {
+  tokenId: number;
+  logprob: number;
+  /** 1-based rank among the vocabulary (vLLM's: how many logits are >= this token's). */
+  rank: number;
+  /** The numTop most likely tokens at this position, best first. */
+  top: TokenChoice[];
+}
+
+/** The prompt logprobs one step computed for one request: prompt tokens [firstIndex, firstIndex + entries.length). */
+export interface PromptLogprobsChunk {
+  firstIndex: number;
+  entries: PromptTokenLogprob[];
+}
+
 /** What the runner hands back: a sample for every sequence that had sample = true. */
 export interface RunnerOutput {
   samples: Map<string, SampleResult>;
+  /** For every sequence with promptLogprobs: its scored rows. */
+  promptLogprobs?: Map<string, PromptLogprobsChunk>;
 }

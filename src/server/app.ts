@@ -17,8 +17,11 @@ import { ServerMetrics } from './metrics.js';
 import { chatCompletionsRoute } from './routes/chat.js';
 import { completionsRoute } from './routes/completions.js';
 import { interactiveRoute } from './routes/interactive.js';
-import { encodeRoute, healthRoute, metricsRoute, modelsRoute } from './routes/simple.js';
+import { encodeRoute, healthRoute, metricsRoute, modelRoute, modelsRoute } from './routes/simple.js';
+import { detokenizeRoute, tokenizeRoute } from './routes/tokenize.js';
+import type { ReasoningParserName } from './reasoning/parser.js';
 import { SessionStore } from './sessions.js';
+import { chatAssetRoute, chatPageRoute, landingRoute, statusRoute } from './web.js';
 
 export interface ServerOptions {
   /** The name clients send as `model`; GET /v1/models lists it. */
@@ -34,8 +37,12 @@ export interface ServerOptions {
   /** Interactive sessions unused this long are dropped (default 600). */
   sessionIdleSeconds?: number;
   logLevel?: LogLevel;
+  /** serve --reasoning-parser: split <think>...</think> into reasoning_content (chat completions). */
+  reasoningParser?: ReasoningParserName | null;
   /** Where log lines go (default stderr); tests capture them. */
   logSink?: (line: string) => void;
+  /** The GPU adapters GET /status lists (asked at each request: they are known once the model is loaded). */
+  devices?: () => string[];
 }
 
 export interface AppHandle {
@@ -66,11 +73,15 @@ export function createApp(engine: EngineClient, options: ServerOptions): AppHand
       createLogger('session', { level, sink: options.logSink }),
     ),
     createdAt: nowSeconds(),
+    reasoningParser: options.reasoningParser ?? null,
   };
   const openApi = JSON.stringify(buildOpenApiDocument({ modelName: options.modelName, version: VERSION, authRequired: options.apiKeys.length > 0 }));
 
   const router = new Router();
   router.get('/v1/models', (ctx) => modelsRoute(ctx, deps));
+  router.get('/v1/models/*model', (ctx) => modelRoute(ctx, deps, ctx.params.model ?? '')); // ids may hold '/'
+  router.post('/tokenize', (ctx) => tokenizeRoute(ctx, deps));
+  router.post('/detokenize', (ctx) => detokenizeRoute(ctx, deps));
   router.post('/v1/completions', (ctx) => completionsRoute(ctx, deps));
   router.post('/v1/chat/completions', (ctx) => chatCompletionsRoute(ctx, deps));
   router.post('/v1/chat/interactive', (ctx) => interactiveRoute(ctx, deps));
@@ -84,7 +95,13 @@ export function createApp(engine: EngineClient, options: ServerOptions): AppHand
   router.get('/docs', (ctx) => docsPageRoute(ctx));
   router.get('/docs/', (ctx) => docsPageRoute(ctx));
   router.get('/docs/:asset', (ctx) => docsAssetRoute(ctx, ctx.params.asset ?? ''));
-  router.get('/', (ctx) => ctx.redirect('/docs'));
+  router.get('/status', (ctx) =>
+    statusRoute(ctx, deps, { devices: options.devices ?? (() => []), authRequired: options.apiKeys.length > 0, version: VERSION }),
+  );
+  router.get('/chat', (ctx) => chatPageRoute(ctx));
+  router.get('/chat/', (ctx) => chatPageRoute(ctx));
+  router.get('/chat/:asset', (ctx) => chatAssetRoute(ctx, ctx.params.asset ?? ''));
+  router.get('/', (ctx) => landingRoute(ctx, options.modelName));
 
   const app = new Koa({ proxy: false });
   app.silent = true; // errors are rendered and logged by errorMiddleware
@@ -118,7 +135,8 @@ function requestLog(log: Logger) {
       const fields = { req: requestId, status: ctx.status, seconds: Number(((performance.now() - started) / 1000).toFixed(3)) };
       const line = `${ctx.method} ${ctx.path} ${ctx.status}`;
       if (ctx.status >= 500) log.error(line, fields);
-      else if (ctx.path === '/health' || ctx.path === '/metrics' || ctx.path.startsWith('/docs/')) log.debug(line, fields);
+      else if (ctx.path === '/health' || ctx.path === '/metrics' || ctx.path === '/status' || ctx.path.startsWith('/docs/') || ctx.path.startsWith('/chat/'))
+        log.debug(line, fields);
       else log.info(line, fields);
     }
   };

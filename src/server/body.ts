@@ -1,6 +1,6 @@
-// Reads a JSON request body (whatever the Content-Type says) strictly: a byte limit (413), UTF-8 that must be valid (400), JSON that
-// must parse (400), bounded nesting and no "__proto__" keys (400). koa-body/co-body would replace
-// invalid UTF-8 with U+FFFD silently, so the few lines live here.
+// Reads a JSON request body strictly: a JSON Content-Type (or none; another one is 415), a byte limit
+// (413), UTF-8 that must be valid (400), JSON that must parse (400), bounded nesting and no "__proto__"
+// keys (400). koa-body/co-body would replace invalid UTF-8 with U+FFFD silently, so the few lines live here.
 import type { Context } from 'koa';
 import { ApiError, invalid } from './errors.js';
 
@@ -9,8 +9,7 @@ export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 export const MAX_JSON_DEPTH = 64;
 
 export async function readJsonBody(ctx: Context, maxBytes: number): Promise<unknown> {
-  // The Content-Type is not checked: `curl -d '{...}'` sends form-urlencoded, and vLLM and
-  // LMDeploy parse such bodies as JSON too.
+  checkContentType(ctx);
   const declared = Number(ctx.get('content-length') || 0);
   if (declared > maxBytes) throw tooLarge(maxBytes);
   const bytes = await readBytes(ctx, maxBytes);
@@ -29,6 +28,25 @@ export async function readJsonBody(ctx: Context, maxBytes: number): Promise<unkn
   }
   checkShape(value);
   return value;
+}
+
+/**
+ * application/json, any application/*+json, or no Content-Type at all (read as JSON, as FastAPI does);
+ * anything else, such as the form-urlencoded that `curl -d` sends without -H, is 415 (as in LMDeploy and vLLM).
+ */
+function checkContentType(ctx: Context): void {
+  const header = ctx.get('content-type');
+  if (header === '') return;
+  const mediaType = header.split(';', 1)[0]!.trim().toLowerCase().slice(0, 100);
+  if (mediaType === 'application/json' || /^application\/[\w.+-]+\+json$/.test(mediaType)) return;
+  ctx.req.resume(); // drain the body so the 415 can still be written
+  throw new ApiError(
+    415,
+    'invalid_request_error',
+    `unsupported Content-Type "${mediaType}"; send the body as JSON with "Content-Type: application/json" (curl: -H 'content-type: application/json')`,
+    null,
+    'unsupported_media_type',
+  );
 }
 
 function tooLarge(maxBytes: number): ApiError {

@@ -1,7 +1,7 @@
 // One engine request as the HTTP layer drives it: pull deltas one at a time, and on close abort it
 // if it has not finished (client gone, sibling failed, server draining) and record its metrics.
 // Handlers own a ChoiceStream per choice and close every one of them in `finally`.
-import type { EngineClient, GenerateDelta, GenerateRequest, TokenLogprob, Usage } from '../engine/types.js';
+import type { EngineClient, GenerateDelta, GenerateRequest, PromptTokenLogprob, RequestTiming, TokenLogprob, Usage } from '../engine/types.js';
 import type { FinishReason } from '../common/types.js';
 import type { ServerMetrics } from './metrics.js';
 
@@ -9,7 +9,9 @@ export class ChoiceStream {
   private readonly iterator: AsyncIterator<GenerateDelta>;
   private readonly startedMs = performance.now();
   private firstTokenMs: number | null = null;
+  private lastTokenMs: number | null = null;
   private numOutputTokens = 0;
+  private timing: RequestTiming | undefined;
   private accepted = false;
   private finishReason: FinishReason | null = null;
   private closed = false;
@@ -37,8 +39,14 @@ export class ChoiceStream {
       return null;
     }
     const delta = result.value;
-    if (delta.tokenIds.length > 0 && this.firstTokenMs === null) this.firstTokenMs = performance.now();
+    if (delta.tokenIds.length > 0) {
+      const now = performance.now();
+      this.firstTokenMs ??= now;
+      if (this.lastTokenMs !== null) this.metrics.observeInterToken((now - this.lastTokenMs) / 1000, delta.tokenIds.length);
+      this.lastTokenMs = now;
+    }
     this.numOutputTokens += delta.tokenIds.length;
+    if (delta.timing) this.timing = delta.timing;
     if (delta.finishReason) this.finishReason = delta.finishReason;
     return delta;
   }
@@ -56,8 +64,10 @@ export class ChoiceStream {
     this.metrics.observe({
       ttftSeconds: this.firstTokenMs === null ? null : secondsSince(this.firstTokenMs),
       e2eSeconds: secondsSince(performance.now()),
+      numPromptTokens: this.request.promptTokenIds.length,
       numOutputTokens: this.numOutputTokens,
       finishReason: this.finishReason ?? 'abort',
+      timing: this.timing,
     });
   }
 }
@@ -68,6 +78,10 @@ export interface CollectedChoice {
   tokenIds: number[];
   logprobs: TokenLogprob[];
   finishReason: FinishReason;
+  /** Requests with prompt logprobs: one entry per prompt token (the first null). */
+  promptLogprobs?: (PromptTokenLogprob | null)[];
+  /** vLLM's stop_reason: the stop string or stop token id that ended it; null otherwise. */
+  stopReason: string | number | null;
   usage: Usage;
 }
 
@@ -77,14 +91,19 @@ export async function collect(stream: ChoiceStream): Promise<CollectedChoice> {
     tokenIds: [],
     logprobs: [],
     finishReason: 'abort',
+    stopReason: null,
     usage: { promptTokens: stream.request.promptTokenIds.length, completionTokens: 0, cachedTokens: 0 },
   };
   for (let delta = await stream.next(); delta; delta = await stream.next()) {
     out.text += delta.text;
     out.tokenIds.push(...delta.tokenIds);
     if (delta.logprobs) out.logprobs.push(...delta.logprobs);
+    if (delta.promptLogprobs) out.promptLogprobs = delta.promptLogprobs;
     out.usage = delta.usage;
-    if (delta.finishReason) out.finishReason = delta.finishReason;
+    if (delta.finishReason) {
+      out.finishReason = delta.finishReason;
+      out.stopReason = delta.stopReason ?? null;
+    }
   }
   return out;
 }

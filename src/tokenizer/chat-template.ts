@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
-import type { ChatMessage } from '../common/types.js';
+import type { ChatMessage, ChatTemplateOptions } from '../common/types.js';
 import { InvalidRequestError } from '../common/errors.js';
 
 /**
@@ -23,10 +23,7 @@ export interface ChatTemplateTokens {
   padToken: string | null;
 }
 
-export interface RenderOptions {
-  /** Append the assistant header so the model answers (default true). */
-  addGenerationPrompt?: boolean;
-}
+export type RenderOptions = ChatTemplateOptions;
 
 /** One parsed template; rendering is pure and reentrant. */
 export class ChatTemplate {
@@ -46,6 +43,8 @@ export class ChatTemplate {
 
   render(messages: readonly ChatMessage[], tokens: ChatTemplateTokens, options: RenderOptions = {}): string {
     const context: Record<string, unknown> = {
+      // chat_template_kwargs first, so they can add variables but not replace the ones below (as vLLM).
+      ...options.kwargs,
       // Copies, so a template that mutates its input (namespace tricks) cannot touch the caller's.
       messages: messages.map((m) => ({ ...m })),
       add_generation_prompt: options.addGenerationPrompt ?? true,

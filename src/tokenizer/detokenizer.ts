@@ -21,13 +21,15 @@ export class IncrementalDetokenizer {
   private prefixText: string | null = null;
   private emitted = '';
   private readonly skipSpecialTokens: boolean;
+  private readonly spacesBetweenSpecialTokens: boolean;
 
   constructor(
     private readonly tokenizer: Tokenizer,
     promptTokenIds: readonly number[],
-    options: { skipSpecialTokens: boolean },
+    options: { skipSpecialTokens: boolean; spacesBetweenSpecialTokens?: boolean },
   ) {
     this.skipSpecialTokens = options.skipSpecialTokens;
+    this.spacesBetweenSpecialTokens = options.spacesBetweenSpecialTokens ?? false;
     this.window = this.pickContext(promptTokenIds);
     this.readOffset = this.window.length;
   }
@@ -74,7 +76,7 @@ export class IncrementalDetokenizer {
   }
 
   private decode(ids: readonly number[]): string {
-    return this.tokenizer.decode(ids, { skipSpecialTokens: this.skipSpecialTokens });
+    return this.tokenizer.decode(ids, { skipSpecialTokens: this.skipSpecialTokens, spacesBetweenSpecialTokens: this.spacesBetweenSpecialTokens });
   }
 
   /**

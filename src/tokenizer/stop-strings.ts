@@ -5,6 +5,8 @@ export interface StopPush {
   emit: string;
   /** A stop string matched: generation should end, and later text is dropped. */
   stopped: boolean;
+  /** The stop string that matched (when stopped). */
+  stop?: string;
 }
 
 export class StopStringMatcher {
@@ -14,8 +16,14 @@ export class StopStringMatcher {
   private held = '';
   private stopped = false;
 
-  /** Empty stop strings are ignored (they would match before any text). */
-  constructor(stops: readonly string[]) {
+  /**
+   * Empty stop strings are ignored (they would match before any text). With includeStop, the matched
+   * stop string stays at the end of the emitted text (vLLM's include_stop_str_in_output).
+   */
+  constructor(
+    stops: readonly string[],
+    private readonly includeStop = false,
+  ) {
     this.stops = [...new Set(stops.filter((s) => s.length > 0))];
     this.maxStopLength = Math.max(0, ...this.stops.map((s) => s.length));
   }
@@ -28,11 +36,11 @@ export class StopStringMatcher {
   push(text: string): StopPush {
     if (this.stopped) return { emit: '', stopped: true };
     const buffer = this.held + text;
-    const stopAt = this.earliestStop(buffer);
-    if (stopAt !== null) {
+    const match = this.earliestStop(buffer);
+    if (match !== null) {
       this.stopped = true;
       this.held = '';
-      return { emit: buffer.slice(0, stopAt), stopped: true };
+      return { emit: buffer.slice(0, match.at + (this.includeStop ? match.stop.length : 0)), stopped: true, stop: match.stop };
     }
     const numHeld = this.partialStopLength(buffer);
     this.held = buffer.slice(buffer.length - numHeld);
@@ -51,19 +59,19 @@ export class StopStringMatcher {
    * completion, not by start, so the answer does not depend on how the text was chunked: streamed one
    * character at a time, the first stop to complete is the one that ends generation.
    */
-  private earliestStop(buffer: string): number | null {
+  private earliestStop(buffer: string): { at: number; stop: string } | null {
     let bestEnd = Infinity;
-    let bestStart: number | null = null;
+    let best: { at: number; stop: string } | null = null;
     for (const stop of this.stops) {
       const at = buffer.indexOf(stop);
       if (at < 0) continue;
       const end = at + stop.length;
-      if (end < bestEnd || (end === bestEnd && at < (bestStart ?? Infinity))) {
+      if (end < bestEnd || (end === bestEnd && at < (best?.at ?? Infinity))) {
         bestEnd = end;
-        bestStart = at;
+        best = { at, stop };
       }
     }
-    return bestStart;
+    return best;
   }
 
   /** Length of the longest suffix of buffer that some stop string starts with (shorter than that stop). */

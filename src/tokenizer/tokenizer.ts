@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
-import type { ChatMessage, TextCodec } from '../common/types.js';
+import type { ChatMessage, ChatTemplateOptions, TextCodec } from '../common/types.js';
 import { ChatTemplate, DEFAULT_CHAT_TEMPLATE, findModelChatTemplate, type ChatTemplateField, type ChatTemplateTokens } from './chat-template.js';
 
 /** A special token as tokenizer_config.json spells it: the text, or an AddedToken object. */
@@ -60,6 +60,7 @@ export class Tokenizer implements TextCodec {
   private readonly bosToken: string | null;
   private readonly addBosToken: boolean | undefined;
   private readonly specialTokenIds: ReadonlySet<number>;
+  private readonly addedTokenIds: ReadonlySet<number>;
   private readonly bytesOf: TokenBytesRule;
   private readonly tokenBytesCache = new Map<number, Uint8Array>();
 
@@ -104,7 +105,8 @@ export class Tokenizer implements TextCodec {
     for (const id of this.hf.get_vocab(true).values()) maxId = Math.max(maxId, id);
     this.vocabSize = maxId + 1;
 
-    this.bytesOf = tokenBytesRule(tokenizerJson.decoder ?? null, new Set(addedTokens.map((t) => t.id)));
+    this.addedTokenIds = new Set(addedTokens.map((t) => t.id));
+    this.bytesOf = tokenBytesRule(tokenizerJson.decoder ?? null, this.addedTokenIds);
     this.hasChatTemplate = chatTemplate !== null;
     this.chatTemplate = new ChatTemplate(chatTemplate ?? DEFAULT_CHAT_TEMPLATE, chatTemplate !== null);
     this.templateTokens = {
@@ -131,14 +133,42 @@ export class Tokenizer implements TextCodec {
   }
 
   /** Ids -> text. Ids the tokenizer does not know (padded embedding rows) decode to nothing. */
-  decode(tokenIds: readonly number[], options: { skipSpecialTokens?: boolean } = {}): string {
+  decode(tokenIds: readonly number[], options: { skipSpecialTokens?: boolean; spacesBetweenSpecialTokens?: boolean } = {}): string {
     const known = tokenIds.filter((id) => this.hf.id_to_token(id) !== undefined);
     if (known.length === 0) return '';
-    return this.hf.decode(known, { skip_special_tokens: options.skipSpecialTokens ?? false });
+    const skip = options.skipSpecialTokens ?? false;
+    if (options.spacesBetweenSpecialTokens && known.some((id) => this.addedTokenIds.has(id) && !(skip && this.specialTokenIds.has(id)))) {
+      return this.decodeSpaced(known, skip);
+    }
+    return this.hf.decode(known, { skip_special_tokens: skip });
+  }
+
+  /**
+   * vLLM's (transformers' slow) decode with spaces_between_special_tokens: runs of ordinary tokens are
+   * decoded together, each added token stands as its own text, and the pieces are joined with spaces.
+   */
+  private decodeSpaced(ids: readonly number[], skipSpecialTokens: boolean): string {
+    const pieces: string[] = [];
+    let run: number[] = [];
+    const flush = () => {
+      if (run.length) pieces.push(this.hf.decode(run, { skip_special_tokens: false }));
+      run = [];
+    };
+    for (const id of ids) {
+      if (skipSpecialTokens && this.specialTokenIds.has(id)) continue;
+      if (!this.addedTokenIds.has(id)) {
+        run.push(id);
+        continue;
+      }
+      flush();
+      pieces.push(this.hf.id_to_token(id) ?? '');
+    }
+    flush();
+    return pieces.join(' ');
   }
 
   /** Renders the conversation; ready to encode (special tokens appear as their text). */
-  applyChatTemplate(messages: readonly ChatMessage[], options: { addGenerationPrompt?: boolean } = {}): string {
+  applyChatTemplate(messages: readonly ChatMessage[], options: ChatTemplateOptions = {}): string {
     return this.chatTemplate.render(messages, this.templateTokens, options);
   }
 

@@ -14,12 +14,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, runCli, startServe, type ServeProcess } from '../helpers/cli.js';
 import { STORIES } from '../helpers/engine.js';
+import { skip } from '../helpers/skip.js';
 
 /** The key and origin the docs' `server: secured` examples use. */
 const SECURED_API_KEY = 'sk-example-key';
 const SECURED_ORIGIN = 'http://localhost:8080';
 const MIN_EXAMPLES = 10;
-const COMMANDS = ['devices', 'serve', 'generate', 'chat', 'api_client'];
+const COMMANDS = ['devices', 'serve', 'generate', 'chat', 'api_client', 'webui'];
 
 type ServerName = 'main' | 'secured';
 
@@ -285,6 +286,7 @@ for (const file of DOC_FILES) {
     for (const example of examples) {
       if (example.skip) {
         skipped.push(example);
+        skip(`docs example ${example.where}`, example.skip);
         continue;
       }
       const server = servers.get(example.server);

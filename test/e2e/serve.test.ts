@@ -123,7 +123,9 @@ test('32 concurrent streams with 8 clients disconnecting: the rest complete and 
 
 test('interactive sessions keep history server-side: same text as sending the whole history', async () => {
   const post = async (body: object) =>
-    (await fetch(`${server.url}/v1/chat/interactive`, { method: 'POST', body: JSON.stringify(body) })).json() as Promise<{
+    (
+      await fetch(`${server.url}/v1/chat/interactive`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    ).json() as Promise<{
       text: string;
       history_tokens: number;
       finish_reason: string;

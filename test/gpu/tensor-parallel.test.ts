@@ -49,6 +49,37 @@ test('generated GQA model with more shards than kv heads (kv heads replicated) a
   }
 });
 
+test('qwen3 (q/k norm replicated per shard) with dynamic NTK past max_position_embeddings: tp 2 agrees with tp 1', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'tp-'));
+  try {
+    await writeSyntheticModel(dir, {
+      architecture: 'qwen3',
+      hiddenSize: 48,
+      numLayers: 2,
+      numHeads: 4,
+      numKvHeads: 2,
+      headDim: 16,
+      intermediateSize: 64,
+      maxPositionEmbeddings: 16,
+      ropeScaling: { rope_type: 'dynamic', factor: 2.0 },
+      dtype: 'F32',
+      seed: 4,
+    });
+    // 12 prompt tokens + 8 steps cross max_position_embeddings 16.
+    const prompt = [1, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120];
+    const base = await greedyLogits(dir, 1, prompt, 8);
+    // In-process shards, and worker-process shards (which rebuild the step metadata and the RoPE rows themselves).
+    for (const shardProcesses of [false, true]) {
+      const got = await greedyLogitsOf(dir, { tp: 2, shardProcesses }, prompt, 8);
+      const what = `tp 2${shardProcesses ? ' in workers' : ''}`;
+      assert.equal(got.tokens, base.tokens, `${what} tokens`);
+      got.logits.forEach((l, i) => assert.ok(relativeMaxError(l, base.logits[i]!) < 1e-4, `${what} step ${i}: ${relativeMaxError(l, base.logits[i]!)}`));
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('the engine with devices 0,0 generates the same text as with one device', async () => {
   const one = await openEngine();
   const expected = await collect(one.generate(request([1], { maxTokens: 30 })));

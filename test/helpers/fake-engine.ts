@@ -5,7 +5,8 @@
 // max_tokens cap) as in production. It counts live requests so tests can prove that aborted and
 // disconnected requests are released.
 import type { EngineClient, EngineHealth, EngineStats, GenerateDelta, GenerateRequest, TokenLogprob } from '../../src/engine/types.js';
-import type { ChatMessage, TextCodec } from '../../src/common/types.js';
+import type { ChatMessage, ChatTemplateOptions, TextCodec } from '../../src/common/types.js';
+import type { SamplingParams } from '../../src/sampling/params.js';
 import { EngineOverloadedError, EngineUnavailableError } from '../../src/common/errors.js';
 import { checkRequest } from '../../src/engine/validate.js';
 
@@ -58,9 +59,13 @@ export class ToyCodec implements TextCodec {
     return text;
   }
 
-  applyChatTemplate(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): string {
+  /** Template kwargs, when given, are rendered as "{k=v}" after the generation prompt (so tests can see them). */
+  applyChatTemplate(messages: readonly ChatMessage[], options?: ChatTemplateOptions): string {
     const turns = messages.map((m) => `<|${m.role}|>${m.content}</s>`).join('');
-    return `<s>${turns}${options?.addGenerationPrompt === false ? '' : '<|assistant|>'}`;
+    const kwargs = Object.entries(options?.kwargs ?? {})
+      .map(([k, v]) => `{${k}=${JSON.stringify(v)}}`)
+      .join('');
+    return `<s>${turns}${options?.addGenerationPrompt === false ? '' : '<|assistant|>'}${kwargs}`;
   }
 }
 
@@ -71,12 +76,17 @@ export interface FakeEngineOptions {
   tokenDelayMs?: number;
   /** More live requests than this -> EngineOverloadedError (HTTP 429). */
   maxLive?: number;
+  /** The text generated (default STORY), e.g. a "<think>...</think>" answer for reasoning tests. */
+  story?: string;
 }
 
 export class FakeEngine implements EngineClient {
   readonly modelName: string;
   readonly sessionLen: number;
   readonly codec = new ToyCodec();
+  /** What generation_config.json would give (serve --generation-config auto). */
+  generationDefaults: Partial<SamplingParams> = {};
+  readonly story: string;
   tokenDelayMs: number;
   maxLive: number;
   /** Every request generate() was given, in order (tests inspect seeds, caps, prompts). */
@@ -99,6 +109,7 @@ export class FakeEngine implements EngineClient {
     this.sessionLen = options.sessionLen ?? 256;
     this.tokenDelayMs = options.tokenDelayMs ?? 1;
     this.maxLive = options.maxLive ?? Infinity;
+    this.story = options.story ?? STORY;
   }
 
   /** Requests generating right now; 0 after every test proves nothing leaked. */
@@ -164,33 +175,46 @@ export class FakeEngine implements EngineClient {
     const prompt = request.promptTokenIds;
     const cachedTokens = this.lookupPrefix(prompt);
     const usage = { promptTokens: prompt.length, completionTokens: 0, cachedTokens };
-    const offset = request.sampling.temperature === 0 ? 0 : Math.abs(request.sampling.seed) % STORY.length;
+    const story = this.story;
+    const offset = request.sampling.temperature === 0 ? 0 : Math.abs(request.sampling.seed) % story.length;
     const stopIds = new Set(request.stopTokenIds);
+    // The engine's phases (GenerateDelta.timing): scheduled at once, the first token after one delay.
+    const scheduledMs = performance.now();
+    let firstTokenMs: number | null = null;
+    const timing = () => ({
+      queueSeconds: 0,
+      prefillSeconds: firstTokenMs === null ? null : (firstTokenMs - scheduledMs) / 1000,
+      decodeSeconds: firstTokenMs === null ? null : (performance.now() - firstTokenMs) / 1000,
+    });
     let pending = '';
     for (let step = 0; ; step++) {
       await sleep(this.tokenDelayMs);
       if (signal?.aborted || this.aborted.has(requestId)) {
         this.aborted.delete(requestId);
-        yield { requestId, text: '', tokenIds: [], finishReason: 'abort', usage: { ...usage } };
+        yield { requestId, text: '', tokenIds: [], finishReason: 'abort', usage: { ...usage }, timing: timing() };
         return;
       }
+      firstTokenMs ??= performance.now();
       if (step === 3 && this.failMidStream) throw this.failMidStream;
       const position = offset + step;
-      const atStoryEnd = position >= STORY.length && position % STORY.length === 0 && !request.ignoreEos;
-      const tokenId = atStoryEnd ? EOS_ID : STORY.codePointAt(position % STORY.length)! + CHAR_OFFSET;
+      const atStoryEnd = position >= story.length && position % story.length === 0 && !request.ignoreEos;
+      const tokenId = atStoryEnd ? EOS_ID : story.codePointAt(position % story.length)! + CHAR_OFFSET;
       usage.completionTokens++;
       this.totals.generationTokens++;
       const logprobs = request.sampling.logprobs === null ? undefined : [this.logprobFor(tokenId, step, request.sampling.logprobs)];
       let finishReason: GenerateDelta['finishReason'] = null;
+      let stopReason: string | number | null = null;
       let text = '';
       if (tokenId === EOS_ID || stopIds.has(tokenId)) {
         finishReason = 'stop';
+        if (tokenId !== EOS_ID) stopReason = tokenId;
         text = pending;
       } else {
         pending += this.codec.decode([tokenId], { skipSpecialTokens: request.skipSpecialTokens });
-        const held = splitAtStop(pending, request.stop);
+        const held = splitAtStop(pending, request.stop, request.includeStopStrInOutput ?? false);
         if (held.stopped) {
           finishReason = 'stop';
+          stopReason = held.stop ?? null;
           text = held.emit;
         } else if (usage.completionTokens >= maxTokens) {
           finishReason = 'length';
@@ -204,7 +228,16 @@ export class FakeEngine implements EngineClient {
         this.totals.finished++;
         this.live.delete(requestId);
       }
-      yield { requestId, text, tokenIds: [tokenId], logprobs, finishReason, usage: { ...usage } };
+      yield {
+        requestId,
+        text,
+        tokenIds: [tokenId],
+        logprobs,
+        finishReason,
+        ...(finishReason ? { stopReason } : {}),
+        usage: { ...usage },
+        ...(finishReason ? { timing: timing() } : {}),
+      };
       if (finishReason) return;
     }
   }
@@ -237,10 +270,10 @@ export class FakeEngine implements EngineClient {
 }
 
 /** Emit what cannot be the start of a stop string; keep the rest until the next token decides. */
-function splitAtStop(pending: string, stops: readonly string[]): { stopped: boolean; emit: string; keep: string } {
+function splitAtStop(pending: string, stops: readonly string[], includeStop: boolean): { stopped: boolean; stop?: string; emit: string; keep: string } {
   for (const stop of stops) {
     const at = pending.indexOf(stop);
-    if (at >= 0) return { stopped: true, emit: pending.slice(0, at), keep: '' };
+    if (at >= 0) return { stopped: true, stop, emit: pending.slice(0, at + (includeStop ? stop.length : 0)), keep: '' };
   }
   let keepFrom = pending.length;
   for (const stop of stops) {

@@ -1,7 +1,11 @@
 // A plain-TypeScript float32 forward pass of the supported architectures, written independently of the GPU
 // kernels (it shares only config, rope and the weight loader): the oracle GPU model tests compare against.
 // Standard HF Llama: pre-norm RMSNorm, rotate_half RoPE, grouped-query attention with a KV cache, SwiGLU,
-// final norm, lm_head or tied embeddings; Qwen2/InternLM2 biases; Mistral/Qwen2 sliding window.
+// final norm, lm_head or tied embeddings; Qwen2/InternLM2 biases; Mistral/Qwen2 sliding window; Qwen3's
+// q_norm/k_norm (modeling_qwen3.py: RMSNorm over each head of q and k, after the projections, before RoPE);
+// dynamic NTK RoPE as transformers' `dynamic_rope_update` does it (written here from the formula, not
+// taken from src/checkpoint/rope.ts): each forward call rotates its tokens with the frequencies for
+// seq_len = max(position) + 1, the default ones while seq_len <= max_position_embeddings.
 // Weights and activations are stored as f32; dot products accumulate in f64.
 import { strict as assert } from 'node:assert';
 import { loadModelConfig, type ModelConfig } from '../../src/checkpoint/config.js';
@@ -17,14 +21,14 @@ interface LayerCache {
 export class ReferenceModel {
   private layerCaches: LayerCache[] = [];
   private numCachedTokens = 0;
-  private readonly invFreq: Float32Array;
+  private invFreq: Float32Array;
   private readonly attentionScaling: number;
 
   private constructor(
     readonly config: ModelConfig,
     private readonly weights: ReadonlyMap<string, Float32Array>,
   ) {
-    const rope = ropeInvFreq(config.rope, config.maxPositionEmbeddings);
+    const rope = ropeInvFreq(config.rope);
     this.invFreq = rope.invFreq;
     this.attentionScaling = rope.attentionScaling;
     this.reset();
@@ -72,6 +76,7 @@ export class ReferenceModel {
     const x = new Float32Array(numNew * h);
     tokenIds.forEach((id, t) => x.set(embed.subarray(id * h, (id + 1) * h), t * h));
     this.growCaches(this.numCachedTokens + numNew);
+    if (cfg.rope.scaling?.type === 'dynamic') this.invFreq = dynamicNtkInvFreq(cfg, this.numCachedTokens + numNew);
 
     for (let layer = 0; layer < cfg.numLayers; layer++) {
       const w = (name: string) => this.weight(`layers.${layer}.${name}`);
@@ -99,6 +104,13 @@ export class ReferenceModel {
     const k = linear(xNorm, this.weight(`${prefix}k`), numNew, this.optionalWeight(`${prefix}k_bias`));
     const v = linear(xNorm, this.weight(`${prefix}v`), numNew, this.optionalWeight(`${prefix}v_bias`));
     const start = this.numCachedTokens;
+    const qNorm = this.optionalWeight(`${prefix}q_norm`);
+    const kNorm = this.optionalWeight(`${prefix}k_norm`);
+    if (cfg.qkNorm) {
+      assert.ok(qNorm && kNorm, 'qwen3 needs q_norm and k_norm');
+      q.set(rmsNorm(q, qNorm, numNew * numHeads, cfg.rmsNormEps));
+      k.set(rmsNorm(k, kNorm, numNew * numKvHeads, cfg.rmsNormEps));
+    }
     for (let t = 0; t < numNew; t++) {
       for (let hq = 0; hq < numHeads; hq++) this.rotate(q, (t * numHeads + hq) * headDim, start + t);
       for (let hk = 0; hk < numKvHeads; hk++) this.rotate(k, (t * numKvHeads + hk) * headDim, start + t);
@@ -174,6 +186,24 @@ export class ReferenceModel {
   private optionalWeight(name: string): Float32Array | undefined {
     return this.weights.get(name);
   }
+}
+
+/**
+ * transformers' `_compute_dynamic_ntk_parameters(config, device, seq_len)` as `dynamic_rope_update` applies it:
+ * base = rope_theta * ((factor * seq_len / max_position_embeddings) - (factor - 1)) ** (dim / (dim - 2)) when
+ * seq_len > max_position_embeddings (the original one, before scaling), else rope_theta;
+ * inv_freq[i] = 1 / base ** (2i / dim).
+ */
+function dynamicNtkInvFreq(cfg: ModelConfig, seqLen: number): Float32Array {
+  const scaling = cfg.rope.scaling;
+  assert.ok(scaling?.type === 'dynamic');
+  const dim = cfg.rope.rotaryDim;
+  const maxPositions = scaling.originalMaxPositionEmbeddings;
+  let base = cfg.rope.theta;
+  if (seqLen > maxPositions) base = base * ((scaling.factor * seqLen) / maxPositions - (scaling.factor - 1)) ** (dim / (dim - 2));
+  const out = new Float32Array(dim / 2);
+  for (let j = 0; j < dim; j += 2) out[j / 2] = 1 / base ** (j / dim);
+  return out;
 }
 
 function rmsNorm(x: Float32Array, weight: Float32Array, rows: number, eps: number): Float32Array {

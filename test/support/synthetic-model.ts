@@ -21,7 +21,10 @@ export interface SyntheticModelOptions {
   headDim?: number;
   tieWordEmbeddings?: boolean;
   slidingWindow?: number | null;
-  /** Llama: attention_bias (q/k/v and o); InternLM2: bias (wqkv and wo); Qwen2 always has q/k/v biases. */
+  /**
+   * Llama, Qwen3: attention_bias (q/k/v and o); InternLM2: bias (wqkv and wo); InternLM3: qkv_bias (q/k/v);
+   * Qwen2 always has q/k/v biases.
+   */
   qkvBias?: boolean;
   /** Written verbatim as config.json rope_scaling. */
   ropeScaling?: object;
@@ -38,7 +41,9 @@ const HF_ARCHITECTURE: Record<Architecture, string> = {
   llama: 'LlamaForCausalLM',
   mistral: 'MistralForCausalLM',
   qwen2: 'Qwen2ForCausalLM',
+  qwen3: 'Qwen3ForCausalLM',
   internlm2: 'InternLM2ForCausalLM',
+  internlm3: 'InternLM3ForCausalLM',
 };
 
 const TORCH_DTYPE: Record<SafetensorsDtype, string> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
@@ -78,6 +83,8 @@ function hfConfig(o: SyntheticModelOptions & { vocabSize: number; dtype: Safeten
     torch_dtype: TORCH_DTYPE[o.dtype],
   };
   if (o.headDim !== undefined) config.head_dim = o.headDim;
+  // Qwen3Config's head_dim default is 128, not hidden/heads: always write it, as the real configs do.
+  if (o.architecture === 'qwen3') config.head_dim = o.headDim ?? o.hiddenSize / o.numHeads;
   switch (o.architecture) {
     case 'llama':
       config.attention_bias = o.qkvBias ?? false;
@@ -90,9 +97,20 @@ function hfConfig(o: SyntheticModelOptions & { vocabSize: number; dtype: Safeten
       config.sliding_window = o.slidingWindow ?? 4096;
       config.max_window_layers = o.slidingWindow != null ? 0 : o.numLayers;
       break;
+    case 'qwen3':
+      config.attention_bias = o.qkvBias ?? false;
+      config.use_sliding_window = false;
+      config.sliding_window = null;
+      config.max_window_layers = o.numLayers;
+      break;
     case 'internlm2':
       config.bias = o.qkvBias ?? false;
       config.auto_map = { AutoConfig: 'configuration_internlm2.InternLM2Config', AutoModelForCausalLM: 'modeling_internlm2.InternLM2ForCausalLM' };
+      break;
+    case 'internlm3':
+      config.qkv_bias = o.qkvBias ?? false;
+      config.bias = false;
+      config.auto_map = { AutoConfig: 'configuration_internlm3.InternLM3Config', AutoModelForCausalLM: 'modeling_internlm3.InternLM3ForCausalLM' };
       break;
   }
   if (o.architecture !== 'mistral' && o.architecture !== 'qwen2' && o.slidingWindow != null) {
@@ -117,7 +135,7 @@ export function syntheticTensorSpecs(o: SyntheticModelOptions & { vocabSize: num
   const add = (name: string, shape: number[], init: Init) => specs.push({ name, shape, dtype: o.dtype, init });
   const internlm = o.architecture === 'internlm2';
   const qkvBias = o.architecture === 'qwen2' || (o.qkvBias ?? false);
-  const oBias = o.architecture !== 'qwen2' && o.architecture !== 'mistral' && (o.qkvBias ?? false);
+  const oBias = (o.architecture === 'llama' || o.architecture === 'qwen3' || o.architecture === 'internlm2') && (o.qkvBias ?? false);
   add(internlm ? 'model.tok_embeddings.weight' : 'model.embed_tokens.weight', [o.vocabSize, h], 'matrix');
   for (let i = 0; i < o.numLayers; i++) {
     const p = `model.layers.${i}.`;
@@ -142,6 +160,10 @@ export function syntheticTensorSpecs(o: SyntheticModelOptions & { vocabSize: num
       add(`${p}self_attn.v_proj.bias`, [kvDim], 'bias');
     }
     add(`${p}self_attn.o_proj.weight`, [h, qDim], 'matrix');
+    if (o.architecture === 'qwen3') {
+      add(`${p}self_attn.q_norm.weight`, [headDim], 'norm');
+      add(`${p}self_attn.k_norm.weight`, [headDim], 'norm');
+    }
     if (oBias) add(`${p}self_attn.o_proj.bias`, [h], 'bias');
     add(`${p}mlp.gate_proj.weight`, [ffn, h], 'matrix');
     add(`${p}mlp.up_proj.weight`, [ffn, h], 'matrix');

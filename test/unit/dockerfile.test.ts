@@ -129,6 +129,19 @@ test('two stages on node:<NODE_VERSION>-bookworm-slim: build (npm ci, build, pru
   assert.not.ok(runOf(runtime!).join(' ').includes('npm '), 'the runtime stage installs no npm packages');
 });
 
+test('the build stage copies what `npm run build` reads (src, tsconfig, and web/ with scripts/build-web.mjs) before it', () => {
+  const script = (JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> }).scripts.build!;
+  const needed = ['package.json', 'package-lock.json', 'tsconfig.json', 'src'];
+  for (const m of script.matchAll(/\bnode (scripts\/\S+\.m?js)\b/g)) needed.push(m[1]!);
+  if (script.includes('scripts/build-web.mjs')) needed.push('web');
+  const runAt = build!.body.findIndex((i) => i.keyword === 'RUN' && i.args.includes('npm run build'));
+  const copied = build!.body
+    .slice(0, runAt)
+    .filter((i) => i.keyword === 'COPY' && !i.args.startsWith('--from='))
+    .flatMap((i) => i.args.split(/\s+/).slice(0, -1));
+  for (const path of needed) assert.ok(copied.includes(path), `${path} is copied into the build stage before npm run build`);
+});
+
 test('the Node version is one ARG, NODE_VERSION, used by both FROMs, and a current LTS major (>= 24)', () => {
   const args = instructions.filter((i) => i.keyword === 'ARG' && /^NODE_VERSION\b/.test(i.args));
   assert.is(args.length, 1, 'one ARG NODE_VERSION');
@@ -195,7 +208,8 @@ test('every COPY source exists and is in the build context; the rest stays out',
     assert.ok(existsSync(source), `${source} exists`);
     assert.not.ok(isIgnored(source, ignorePatterns), `${source} is not excluded by .dockerignore`);
   }
-  for (const inside of ['src/cli.ts', 'shaders/matmul.wgsl']) assert.not.ok(isIgnored(inside, ignorePatterns), inside);
+  for (const inside of ['src/cli.ts', 'shaders/matmul.wgsl', 'web/src/main.ts', 'scripts/build-web.mjs'])
+    assert.not.ok(isIgnored(inside, ignorePatterns), inside);
   for (const outside of ['node_modules/ajv/package.json', 'dist/cli.js', '.git/HEAD', 'test/unit/hub.test.ts', 'scripts/setup.sh', 'k8s/deployment.yaml']) {
     assert.ok(isIgnored(outside, ignorePatterns), `${outside} is excluded`);
   }

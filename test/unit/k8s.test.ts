@@ -23,6 +23,7 @@ const KINDS: Record<string, string> = {
   'v1 Service': 'io.k8s.api.core.v1.Service',
   'v1 PersistentVolumeClaim': 'io.k8s.api.core.v1.PersistentVolumeClaim',
   'autoscaling/v2 HorizontalPodAutoscaler': 'io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler',
+  'networking.k8s.io/v1 Ingress': 'io.k8s.api.networking.v1.Ingress',
 };
 
 /** Schema errors of one document, as readable lines; [] when it is valid. */
@@ -50,6 +51,7 @@ const sed = (text: string, from: string, to: string) =>
     .join('\n');
 const deploymentDocs = parseYaml(sed(rawDeployment, '{{HUGGING_FACE_HUB_TOKEN}}', TOKEN));
 const serviceDocs = parseYaml(readFileSync('k8s/service.yaml', 'utf8'));
+const ingressDocs = parseYaml(readFileSync('k8s/ingress.yaml', 'utf8'));
 const secret = deploymentDocs.find((d) => d.kind === 'Secret')!;
 const deployment = deploymentDocs.find((d) => d.kind === 'Deployment')!;
 const service = serviceDocs[0]!;
@@ -92,7 +94,7 @@ test('deployment.yaml: the token placeholder appears once, and only in the Secre
 });
 
 test('every document validates against the Kubernetes schemas (strict: unknown fields fail)', () => {
-  for (const doc of [...deploymentDocs, ...serviceDocs]) assert.equal(schemaErrors(doc), [], `${doc.kind} ${doc.metadata?.name}`);
+  for (const doc of [...deploymentDocs, ...serviceDocs, ...ingressDocs]) assert.equal(schemaErrors(doc), [], `${doc.kind} ${doc.metadata?.name}`);
 });
 
 test('the schemas do catch mistakes: a misspelled field, a bad quantity, a wrong apiVersion', () => {
@@ -159,7 +161,7 @@ test('the pod: serve on 0.0.0.0:23333, model under /models from a hostPath, Prom
     [annotations['prometheus.io/scrape'], annotations['prometheus.io/port'], annotations['prometheus.io/path']],
     ['true', String(containerPort('http')), '/metrics'],
   );
-  // The image's `USER node` is uid 1000 in node:20-bookworm-slim.
+  // The image's `USER node` is uid 1000 in node:24-bookworm-slim.
   assert.is(pod.securityContext.runAsUser, 1000);
   assert.match(readFileSync('Dockerfile', 'utf8'), /\nUSER node\n/);
 });
@@ -171,6 +173,54 @@ test('service.yaml selects the pods and forwards 23333 to their http port', () =
   assert.is(service.spec.type, 'ClusterIP');
   assert.is(service.spec.ports[0].port, 23333);
   assert.is(containerPort(service.spec.ports[0].targetPort), 23333);
+});
+
+test('ingress.yaml: interactive sessions are routed by X-Session-Id to one replica, the rest round-robin', () => {
+  assert.equal(
+    ingressDocs.map((d) => `${d.kind} ${d.metadata.name}`),
+    ['Service webgpu-llm-sessions', 'Ingress webgpu-llm-sessions', 'Ingress webgpu-llm'],
+  );
+  const services = new Map([...serviceDocs, ...ingressDocs].filter((d) => d.kind === 'Service').map((d) => [d.metadata.name as string, d]));
+  const labels = deployment.spec.template.metadata.labels;
+  const backends = (ingress: Json) =>
+    (ingress.spec.rules as Json[]).flatMap((rule) =>
+      (rule.http.paths as Json[]).map((p) => ({ path: p.path as string, pathType: p.pathType as string, service: p.backend.service as Json })),
+    );
+  for (const ingress of ingressDocs.filter((d) => d.kind === 'Ingress')) {
+    assert.is(ingress.spec.ingressClassName, 'nginx', 'the annotations are ingress-nginx ones');
+    const annotations = ingress.metadata.annotations as Record<string, string>;
+    assert.is(annotations['nginx.ingress.kubernetes.io/proxy-buffering'], 'off', 'streams are not buffered');
+    assert.ok(Number(annotations['nginx.ingress.kubernetes.io/proxy-read-timeout']) >= 600, 'long generations are not cut');
+    for (const { service: ref } of backends(ingress)) {
+      const service = services.get(ref.name);
+      assert.ok(service, `the Service ${ref.name} is defined in k8s/`);
+      for (const [k, v] of Object.entries(service!.spec.selector)) assert.is(labels[k], v, `${ref.name} selects the pods (${k})`);
+      const port = (service!.spec.ports as Json[]).find((p) => p.name === ref.port.name || p.port === ref.port.number);
+      assert.ok(port, `${ref.name} has the port the Ingress names`);
+      assert.is(containerPort(port!.targetPort), 23333);
+    }
+  }
+  const sessions = ingressDocs.find((d) => d.kind === 'Ingress' && d.metadata.name === 'webgpu-llm-sessions')!;
+  // ingress-nginx's nginx variable for the request header X-Session-Id, which the server reads.
+  assert.is(sessions.metadata.annotations['nginx.ingress.kubernetes.io/upstream-hash-by'], '$http_x_session_id');
+  assert.equal(
+    backends(sessions).map((b) => [b.path, b.pathType, b.service.name]),
+    [['/v1/chat/interactive', 'Exact', 'webgpu-llm-sessions']],
+  );
+  assert.match(readFileSync('src/server/routes/interactive.ts', 'utf8'), /ctx\.get\('x-session-id'\)/);
+  // The hashed upstream must be its own Service: ingress-nginx keeps one load-balancing setting per upstream.
+  const rest = ingressDocs.find((d) => d.kind === 'Ingress' && d.metadata.name === 'webgpu-llm')!;
+  assert.is(rest.metadata.annotations['nginx.ingress.kubernetes.io/upstream-hash-by'], undefined);
+  assert.equal(
+    backends(rest).map((b) => [b.path, b.pathType, b.service.name]),
+    [['/', 'Prefix', service.metadata.name]],
+  );
+  // The schema knows networking.k8s.io/v1: the old extensions/v1beta1 backend fields fail.
+  const old = structuredClone(sessions);
+  old.spec.rules[0].http.paths[0].backend = { serviceName: 'webgpu-llm-sessions', servicePort: 23333 };
+  assert.match(schemaErrors(old).join('\n'), /must NOT have additional properties.*serviceName/);
+  const bodyLimit = sessions.metadata.annotations['nginx.ingress.kubernetes.io/proxy-body-size'];
+  assert.ok(quantity(bodyLimit.replace(/m$/, 'Mi')) >= 2 ** 20, 'the proxy accepts the server default 1 MiB body');
 });
 
 test('docs/deployment.md: every Kubernetes YAML example validates too', () => {

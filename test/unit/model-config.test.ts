@@ -34,6 +34,7 @@ test('stories260K config.json + generation_config.json', async () => {
     slidingWindow: null,
     qkvBias: false,
     oBias: false,
+    qkNorm: false,
     bosTokenId: 1,
     eosTokenIds: [2],
     torchDtype: 'float32',
@@ -104,6 +105,151 @@ test('internlm2: bias applies to wqkv and wo, default true', () => {
   assert.is(noBias.maxPositionEmbeddings, 2048, 'dynamic NTK serves original * factor, like vLLM');
 });
 
+test('internlm2.5-7b-chat: dynamic NTK factor 2 over 32768 positions', () => {
+  const c = parseModelConfig({
+    architectures: ['InternLM2ForCausalLM'],
+    model_type: 'internlm2',
+    hidden_size: 4096,
+    intermediate_size: 14336,
+    num_hidden_layers: 32,
+    num_attention_heads: 32,
+    num_key_value_heads: 8,
+    vocab_size: 92544,
+    bias: false,
+    max_position_embeddings: 32768,
+    rope_theta: 1000000,
+    rope_scaling: { type: 'dynamic', factor: 2.0 },
+    rms_norm_eps: 1e-5,
+    torch_dtype: 'bfloat16',
+  });
+  assert.equal(c.rope, { theta: 1000000, rotaryDim: 128, scaling: { type: 'dynamic', factor: 2, originalMaxPositionEmbeddings: 32768 } });
+  assert.is(c.maxPositionEmbeddings, 65536);
+});
+
+test('qwen3 (Qwen3-0.6B config): q/k norm, explicit head_dim != hidden/heads, no biases, tied, sliding window unused', () => {
+  const qwen3 = {
+    architectures: ['Qwen3ForCausalLM'],
+    model_type: 'qwen3',
+    attention_bias: false,
+    attention_dropout: 0.0,
+    bos_token_id: 151643,
+    eos_token_id: 151645,
+    head_dim: 128,
+    hidden_act: 'silu',
+    hidden_size: 1024,
+    intermediate_size: 3072,
+    max_position_embeddings: 40960,
+    max_window_layers: 28,
+    num_attention_heads: 16,
+    num_hidden_layers: 28,
+    num_key_value_heads: 8,
+    rms_norm_eps: 1e-6,
+    rope_scaling: null,
+    rope_theta: 1000000,
+    sliding_window: null,
+    tie_word_embeddings: true,
+    torch_dtype: 'bfloat16',
+    use_sliding_window: false,
+    vocab_size: 151936,
+  };
+  const c = parseModelConfig(qwen3);
+  assert.is(c.architecture, 'qwen3');
+  assert.is(c.hfArchitecture, 'Qwen3ForCausalLM');
+  assert.is(c.headDim, 128);
+  assert.is(c.rope.rotaryDim, 128);
+  assert.is(c.qkNorm, true);
+  assert.equal([c.qkvBias, c.oBias], [false, false]);
+  assert.is(c.tieWordEmbeddings, true);
+  assert.is(c.slidingWindow, null);
+  assert.is(c.maxPositionEmbeddings, 40960);
+  assert.equal(c.eosTokenIds, [151645]);
+  // attention_bias covers q/k/v and o; head_dim defaults to 128 (Qwen3Config), not hidden/heads; untied by default.
+  const other = parseModelConfig({ ...qwen3, attention_bias: true, head_dim: undefined, tie_word_embeddings: undefined, sliding_window: 4096 });
+  assert.equal([other.qkvBias, other.oBias, other.headDim, other.tieWordEmbeddings, other.slidingWindow], [true, true, 128, false, null]);
+  assert.is(parseModelConfig({ ...qwen3, use_sliding_window: true, sliding_window: 4096, max_window_layers: 0 }).slidingWindow, 4096);
+  assert.is(parseModelConfig({ ...llamaBase }).qkNorm, false);
+});
+
+test('internlm3 (InternLM3-8B-Instruct config): Llama layout, qkv_bias, head_dim, dynamic NTK', () => {
+  const internlm3 = {
+    architectures: ['InternLM3ForCausalLM'],
+    auto_map: { AutoConfig: 'configuration_internlm3.InternLM3Config', AutoModelForCausalLM: 'modeling_internlm3.InternLM3ForCausalLM' },
+    bias: false,
+    bos_token_id: 1,
+    eos_token_id: 2,
+    head_dim: 128,
+    hidden_act: 'silu',
+    hidden_size: 4096,
+    intermediate_size: 10240,
+    max_position_embeddings: 32768,
+    model_type: 'internlm3',
+    num_attention_heads: 32,
+    num_hidden_layers: 48,
+    num_key_value_heads: 2,
+    qkv_bias: false,
+    rms_norm_eps: 1e-5,
+    rope_scaling: { factor: 6.0, rope_type: 'dynamic' },
+    rope_theta: 50000000,
+    tie_word_embeddings: false,
+    torch_dtype: 'bfloat16',
+    vocab_size: 128512,
+  };
+  const c = parseModelConfig(internlm3);
+  assert.is(c.architecture, 'internlm3');
+  assert.is(c.hfArchitecture, 'InternLM3ForCausalLM');
+  assert.equal([c.numHeads, c.numKvHeads, c.headDim], [32, 2, 128]);
+  assert.equal([c.qkvBias, c.oBias, c.qkNorm], [false, false, false]);
+  assert.equal(c.rope, { theta: 50000000, rotaryDim: 128, scaling: { type: 'dynamic', factor: 6, originalMaxPositionEmbeddings: 32768 } });
+  assert.is(c.maxPositionEmbeddings, 196608);
+  assert.equal(parseModelConfig({ ...internlm3, qkv_bias: true }).qkvBias, true);
+  assert.equal(parseModelConfig({ ...internlm3, head_dim: undefined }).headDim, 128);
+  assert.throws(() => parseModelConfig({ ...internlm3, bias: true }), /InternLM3 with bias=true/);
+});
+
+test('llama 3.1 / 3.2 configs: llama3 rope_type, eos list, tied 1B', () => {
+  const llama32 = {
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    attention_bias: false,
+    bos_token_id: 128000,
+    eos_token_id: [128001, 128008, 128009],
+    head_dim: 64,
+    hidden_size: 2048,
+    intermediate_size: 8192,
+    max_position_embeddings: 131072,
+    mlp_bias: false,
+    num_attention_heads: 32,
+    num_hidden_layers: 16,
+    num_key_value_heads: 8,
+    rms_norm_eps: 1e-5,
+    rope_scaling: { factor: 32.0, high_freq_factor: 4.0, low_freq_factor: 1.0, original_max_position_embeddings: 8192, rope_type: 'llama3' },
+    rope_theta: 500000.0,
+    tie_word_embeddings: true,
+    torch_dtype: 'bfloat16',
+    vocab_size: 128256,
+  };
+  const c = parseModelConfig(llama32, { bos_token_id: 128000, eos_token_id: [128001, 128008, 128009] });
+  assert.is(c.architecture, 'llama');
+  assert.equal([c.headDim, c.numKvHeads, c.tieWordEmbeddings, c.maxPositionEmbeddings], [64, 8, true, 131072]);
+  assert.equal(c.rope, {
+    theta: 500000,
+    rotaryDim: 64,
+    scaling: { type: 'llama3', factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 },
+  });
+  assert.equal(c.eosTokenIds, [128001, 128008, 128009]);
+  // Llama 3.1 8B: factor 8, untied, hidden/heads = 128.
+  const l31 = parseModelConfig({
+    ...llama32,
+    head_dim: undefined,
+    hidden_size: 4096,
+    num_hidden_layers: 32,
+    tie_word_embeddings: false,
+    rope_scaling: { ...llama32.rope_scaling, factor: 8.0 },
+  });
+  assert.equal([l31.headDim, l31.tieWordEmbeddings, l31.qkNorm], [128, false, false]);
+  assert.is(l31.rope.scaling?.type === 'llama3' && l31.rope.scaling.factor, 8);
+});
+
 test('rope_scaling variants (type and rope_type keys)', () => {
   const parse = (rope_scaling: unknown) => parseModelConfig({ ...llamaBase, max_position_embeddings: 4096, rope_scaling }).rope.scaling;
   assert.is(parse(null), null);
@@ -159,7 +305,8 @@ test('unsupported architecture lists the supported HF names', () => {
   } catch (err) {
     const msg = (err as Error).message;
     assert.match(msg, /GPT2LMHeadModel/);
-    for (const name of ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM', 'InternLM2ForCausalLM']) assert.ok(msg.includes(name), name);
+    for (const name of ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM', 'Qwen3ForCausalLM', 'InternLM2ForCausalLM', 'InternLM3ForCausalLM'])
+      assert.ok(msg.includes(name), name);
   }
   assert.throws(() => parseModelConfig({ ...llamaBase, architectures: undefined }), /supported: LlamaForCausalLM/);
 });

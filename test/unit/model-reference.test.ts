@@ -222,4 +222,26 @@ test('Qwen2 q/k/v biases: equal a Llama with the same biases and a zero o bias; 
   assert.ok(maxAbsDiff(a, noBias.forward(ids)) > 1e-4);
 });
 
+test('dynamic NTK (transformers): the plain theta up to max_position_embeddings, past it a model whose theta is the grown base', async () => {
+  const small = { architecture: 'llama' as const, hiddenSize: 32, numLayers: 2, numHeads: 4, numKvHeads: 2, intermediateSize: 40, vocabSize: 64, seed: 3 };
+  const dynamic = await ReferenceModel.load(
+    await writeSyntheticModel(join(root, 'dyn'), { ...small, maxPositionEmbeddings: 8, ropeScaling: { type: 'dynamic', factor: 2.0 } }),
+  );
+  // head_dim 8: base(len) = 10000 * (2 * len / 8 - 1) ^ (8 / 6).
+  const grownTheta = 10000 * ((2 * 12) / 8 - 1) ** (8 / 6);
+  const plain = await ReferenceModel.load(await writeSyntheticModel(join(root, 'dyn-plain'), { ...small, maxPositionEmbeddings: 8 }));
+  const grown = await ReferenceModel.load(await writeSyntheticModel(join(root, 'dyn-grown'), { ...small, maxPositionEmbeddings: 8, ropeTheta: grownTheta }));
+  const ids = [1, 9, 17, 3, 44, 60, 2, 31, 8, 12, 50, 7];
+  assert.ok(maxAbsDiff(dynamic.forward(ids.slice(0, 8)), plain.forward(ids.slice(0, 8))) === 0, 'within 8 positions: the plain frequencies');
+  dynamic.reset();
+  const all = dynamic.forward(ids);
+  assert.ok(maxAbsDiff(all, grown.forward(ids)) === 0, '12 tokens in one forward: every token with base(12)');
+  assert.ok(maxAbsDiff(all, plain.forward(ids)) > 1e-3, 'and that differs from the plain frequencies');
+  // 8 tokens, then 4 more: the first 8 keys keep the plain rotation they were cached with.
+  dynamic.reset();
+  dynamic.forward(ids.slice(0, 8));
+  const chunked = dynamic.forward(ids.slice(8));
+  assert.ok(maxAbsDiff(chunked, all.subarray(8 * 64)) > 1e-4, 'cached keys are not re-rotated');
+});
+
 test.run();

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { RopeConfig, RopeScaling } from '../../src/checkpoint/config.js';
-import { ropeInvFreq } from '../../src/checkpoint/rope.js';
+import { dynamicNtkRows, ropeInvFreq } from '../../src/checkpoint/rope.js';
 
 // Expected values are worked out by hand for theta = 10000, rotary dim 8, so the default frequencies are
 // 10000^(-i/8) for i = 0, 2, 4, 6 = [1, 0.1, 0.01, 0.001] with wavelengths 2*pi/f = [6.28, 62.8, 628, 6283].
@@ -24,7 +24,7 @@ test('linear: every frequency divided by factor', () => {
   close(ropeInvFreq(rope({ type: 'linear', factor: 4 }), 2048).invFreq, [0.25, 0.025, 0.0025, 0.00025], 'linear');
 });
 
-test('dynamic NTK at the served length: base * (factor*len/orig - (factor-1))^(d/(d-2))', () => {
+test('dynamic NTK for a sequence of len tokens: base * (factor*len/orig - (factor-1))^(d/(d-2))', () => {
   // factor 2, orig 512, len 1024: base = 10000 * 3^(4/3), so f_i = 10000^(-i/8) * 3^(-i/6):
   // [1, 0.1 * 3^(-1/3), 0.01 * 3^(-2/3), 0.001 / 3]
   const scaling: RopeScaling = { type: 'dynamic', factor: 2, originalMaxPositionEmbeddings: 512 };
@@ -32,6 +32,27 @@ test('dynamic NTK at the served length: base * (factor*len/orig - (factor-1))^(d
   // At (or below) the original length the formula reduces to the default frequencies.
   close(ropeInvFreq(rope(scaling), 512).invFreq, [1, 0.1, 0.01, 0.001], 'dynamic at original length');
   close(ropeInvFreq(rope(scaling), 100).invFreq, [1, 0.1, 0.01, 0.001], 'dynamic below original length');
+  // No length (what the runner uploads for sequences within the trained length): the default frequencies.
+  close(ropeInvFreq(rope(scaling)).invFreq, [1, 0.1, 0.01, 0.001], 'dynamic without a length');
+  // factor 2, orig 32, len 48: base = 10000 * (2*48/32 - 1)^(4/3) = 10000 * 2^(4/3), so
+  // f_i = 10000^(-i/8) * 2^(-i/6) = [1, 0.1 * 2^(-1/3), 0.01 * 2^(-2/3), 0.001 / 2].
+  const small: RopeScaling = { type: 'dynamic', factor: 2, originalMaxPositionEmbeddings: 32 };
+  const at48 = [1, 0.0793700526, 0.00629960525, 0.0005];
+  close(ropeInvFreq(rope(small), 48).invFreq, at48, 'dynamic past a small original length');
+  close(ropeInvFreq(rope(small), 33).invFreq, [1, 0.1 * (34 / 32) ** -(1 / 3), 0.01 * (34 / 32) ** -(2 / 3), 0.001 / (34 / 32)], 'one past');
+});
+
+test('dynamicNtkRows: one row per sequence, bit-identical to ropeInvFreq, default rows within the original length', () => {
+  const scaling: RopeScaling = { type: 'dynamic', factor: 2, originalMaxPositionEmbeddings: 32 };
+  const base = ropeInvFreq(rope(scaling)).invFreq;
+  const lens = [1, 48, 32, 33, 100000];
+  const rows = new Float32Array(lens.length * 4);
+  dynamicNtkRows(rope(scaling), base, lens, rows);
+  lens.forEach((len, s) => assert.equal(Array.from(rows.subarray(s * 4, s * 4 + 4)), Array.from(ropeInvFreq(rope(scaling), len).invFreq), `row ${s}`));
+  close(rows.subarray(0, 4), [1, 0.1, 0.01, 0.001], 'row 0 (1 token)');
+  close(rows.subarray(8, 12), [1, 0.1, 0.01, 0.001], 'row 2 (32 tokens = original)');
+  close(rows.subarray(4, 8), [1, 0.0793700526, 0.00629960525, 0.0005], 'row 1 (48 tokens)');
+  assert.throws(() => dynamicNtkRows(rope(null), base, [1], new Float32Array(4)), /dynamic NTK/);
 });
 
 test('llama3: high frequencies kept, low divided by factor, medium smoothed', () => {

@@ -81,6 +81,36 @@ test('canonical names: order, tied lm_head omitted, biases per architecture', as
   assert.is(qwen[qwen.length - 1], 'lm_head');
   const internlm = canonicalTensorNames(parseModelConfig({ ...base, architectures: ['InternLM2ForCausalLM'], bias: true }));
   assert.ok(internlm.includes('layers.1.o_bias') && internlm.includes('layers.1.v_bias'));
+  const qwen3 = canonicalTensorNames(parseModelConfig({ ...base, architectures: ['Qwen3ForCausalLM'], head_dim: 16, tie_word_embeddings: true }));
+  assert.equal(qwen3.slice(1, 9), [
+    'layers.0.input_norm',
+    'layers.0.q',
+    'layers.0.k',
+    'layers.0.v',
+    'layers.0.q_norm',
+    'layers.0.k_norm',
+    'layers.0.o',
+    'layers.0.post_norm',
+  ]);
+  assert.is(qwen3[qwen3.length - 1], 'norm');
+  const internlm3 = canonicalTensorNames(parseModelConfig({ ...base, architectures: ['InternLM3ForCausalLM'], qkv_bias: true }));
+  assert.ok(internlm3.includes('layers.1.q_bias') && !internlm3.includes('layers.1.o_bias') && internlm3.includes('lm_head'));
+});
+
+test('qwen3 and internlm3 synthetic checkpoints load under their HF names, q_norm/k_norm of shape [head_dim]', async () => {
+  const small = { hiddenSize: 32, numLayers: 1, numHeads: 4, numKvHeads: 2, intermediateSize: 40, vocabSize: 64 };
+  const qwen3 = await loadAll(await writeSyntheticModel(join(root, 'qwen3'), { architecture: 'qwen3', ...small, headDim: 12 }));
+  const q3 = new Map(qwen3.map((t) => [t.name, t]));
+  assert.equal(q3.get('layers.0.q_norm')!.shape, [12]);
+  assert.equal(q3.get('layers.0.k_norm')!.shape, [12]);
+  assert.equal(q3.get('layers.0.q')!.shape, [48, 32]);
+  assert.equal(q3.get('layers.0.o')!.shape, [32, 48]);
+  const internlm3 = await loadAll(await writeSyntheticModel(join(root, 'internlm3'), { architecture: 'internlm3', ...small, qkvBias: true }));
+  assert.equal(
+    internlm3.map((t) => t.name),
+    canonicalTensorNames(await loadModelConfig(join(root, 'internlm3'))),
+  );
+  assert.ok(internlm3.some((t) => t.name === 'layers.0.k_bias'));
 });
 
 test('stories260K: shapes, values equal the HF tensors, tied lm_head not sent', async () => {

@@ -83,7 +83,7 @@ test('400: invalid JSON, invalid UTF-8, wrong types, out of range, empty body, b
     ['[1,2]', /must be a JSON object/, null],
     [{ prompt: 5 }, /prompt must be a string.*(got 5)/, 'prompt'],
     [{ prompt: 'x', max_tokens: 'ten' }, /max_tokens must be an integer or null \(got "ten"\)/, 'max_tokens'],
-    [{ prompt: 'x', max_tokens: 0 }, /max_tokens must be >= 1/, 'max_tokens'],
+    [{ prompt: 'x', max_tokens: 0 }, /max_tokens must be at least 1, got 0 \(0 only scores the prompt/, 'max_tokens'],
     [{ prompt: 'x', temperature: 2.5 }, /temperature must be <= 2 \(got 2.5\)/, 'temperature'],
     [{ prompt: 'x', top_p: 0 }, /top_p must be > 0/, 'top_p'],
     [{ prompt: 'x', logprobs: 21 }, /logprobs must be <= 20/, 'logprobs'],
@@ -91,7 +91,8 @@ test('400: invalid JSON, invalid UTF-8, wrong types, out of range, empty body, b
     [{ prompt: 'x', seed: 1e300 }, /seed must be <=/, 'seed'],
     [{ prompt: 'x', stop: ['a', 3] }, /stop/, 'stop[1]'],
     [{ prompt: [] }, /prompt/, 'prompt'],
-    [{ prompt: 'x', echo: true, logprobs: 1 }, /echo/, 'echo'],
+    [{ prompt: 'x', prompt_logprobs: 1, stream: true }, /prompt_logprobs is not available with stream/, 'prompt_logprobs'],
+    [{ prompt: 'x', prompt_logprobs: 21 }, /prompt_logprobs must be <= 20/, 'prompt_logprobs'],
     [{ prompt: ['a', 'b', 'c', 'd', 'e'], n: 16, max_tokens: 1 }, /5 prompts x n=16 is more than 64 choices/, 'n'],
   ];
   for (const [body, message, param] of cases) {
@@ -256,10 +257,11 @@ test('/metrics: vLLM names labelled with model_name, and counters move', async (
     'vllm:request_success_total',
     'lmdeploy:num_requests_running',
   ])
-    assert.ok(before.text.includes(`${name}{model_name="fake-model"`), `${name} labelled`);
+    assert.match(before.text, new RegExp(`^${name}\\{(.+,)?model_name="fake-model"`, 'm'), `${name} labelled`);
   assert.match(before.text, /# TYPE vllm:time_to_first_token_seconds histogram/);
-  assert.match(before.text, /vllm:time_to_first_token_seconds_bucket\{model_name="fake-model",le="0.001"\}/);
-  const lengthSample = 'vllm:request_success_total{model_name="fake-model",finished_reason="length"}';
+  // prom-client writes a series' own labels (le, finished_reason) before the app-wide model_name.
+  assert.match(before.text, /vllm:time_to_first_token_seconds_bucket\{le="0.001",model_name="fake-model"\}/);
+  const lengthSample = 'vllm:request_success_total{finished_reason="length",model_name="fake-model"}';
   await post('/v1/completions', { prompt: 'abc', max_tokens: 3, temperature: 0 });
   const after = await scrape();
   assert.is(after.value('vllm:prompt_tokens_total') - before.value('vllm:prompt_tokens_total'), 4);

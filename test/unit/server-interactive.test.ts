@@ -158,7 +158,9 @@ test('idle sessions are reaped', async () => {
   const quick = await startFakeServer({}, { sessionIdleSeconds: 1 });
   try {
     const post = (body: Record<string, unknown>) =>
-      fetch(`${quick.url}/v1/chat/interactive`, { method: 'POST', body: JSON.stringify(body) }).then((r) => r.json() as Promise<Reply>);
+      fetch(`${quick.url}/v1/chat/interactive`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then(
+        (r) => r.json() as Promise<Reply>,
+      );
     await post(clientPayload('a', 5, { request_output_len: 1 }));
     assert.ok((await post(clientPayload('b', 5, { request_output_len: 1 }))).history_tokens > 0);
     await new Promise((r) => setTimeout(r, 2300));

@@ -9,6 +9,7 @@ test('close() waits for an in-flight stream, which completes intact; new connect
   const server = await startFakeServer({ tokenDelayMs: 10 });
   const res = await fetch(`${server.url}/v1/completions`, {
     method: 'POST',
+    headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ prompt: 'x', max_tokens: 30, temperature: 0, stream: true }),
   });
   const body = res.text();
@@ -41,6 +42,7 @@ test('n = 3 chat stream: each choice opens with role, deltas interleave, seeds a
   try {
     const res = await fetch(`${server.url}/v1/chat/completions`, {
       method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ messages: [{ role: 'user', content: 'x' }], n: 3, seed: 10, max_tokens: 6, stream: true, stop_token_ids: [] }),
     });
     const frames = (await res.text()).split('\n\n').filter((f) => f.startsWith('data: {'));
@@ -74,6 +76,7 @@ test('stop_token_ids end generation on that token', async () => {
     const stopId = 'u'.codePointAt(0)! + 3; // the toy codec's id for 'u' ("Once upon")
     const res = await fetch(`${server.url}/v1/completions`, {
       method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ prompt: 'x', max_tokens: 30, temperature: 0, stop_token_ids: [stopId] }),
     });
     const body = (await res.json()) as { choices: Array<{ text: string; finish_reason: string }> };
@@ -91,6 +94,7 @@ test('an engine failure mid-stream is reported in-band, then [DONE]; the HTTP st
     const res = await fetch(`${server.url}/v1/chat/completions`, {
       // Greedy: a random seed could start the fake story near its end and finish before the failure.
       method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ messages: [{ role: 'user', content: 'x' }], max_tokens: 10, stream: true, temperature: 0 }),
     });
     assert.is(res.status, 200);
@@ -111,6 +115,7 @@ test('a non-streaming client that disconnects aborts its engine requests', async
     const controller = new AbortController();
     const pending = fetch(`${server.url}/v1/completions`, {
       method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ prompt: 'x', n: 2, max_tokens: 200, ignore_eos: true }),
       signal: controller.signal,
     }).catch(() => null);

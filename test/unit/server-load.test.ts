@@ -181,7 +181,11 @@ test('200 malformed or hostile bodies each get a 4xx, and the server keeps servi
   assert.ok((statuses.get(400) ?? 0) > 150, `mostly 400s: ${JSON.stringify([...statuses])}`);
   assert.is(({} as Record<string, unknown>).polluted, undefined, 'Object.prototype untouched');
   assert.is(server.engine.numLive, 0);
-  const ok = await fetch(`${server.url}/v1/completions`, { method: 'POST', body: JSON.stringify({ prompt: 'still here', max_tokens: 3, temperature: 0 }) });
+  const ok = await fetch(`${server.url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ prompt: 'still here', max_tokens: 3, temperature: 0 }),
+  });
   assert.is(ok.status, 200);
   assert.is(((await ok.json()) as { choices: Array<{ text: string }> }).choices[0]!.text, STORY.slice(0, 3));
 });

@@ -58,7 +58,7 @@ test('held text is returned by flush at the end of generation', () => {
 
 test('a stop at the very start emits nothing, and nothing after it', () => {
   const matcher = new StopStringMatcher(['STOP']);
-  assert.equal(matcher.push('STOP and more'), { emit: '', stopped: true });
+  assert.equal(matcher.push('STOP and more'), { emit: '', stopped: true, stop: 'STOP' });
   assert.equal(matcher.push('later text'), { emit: '', stopped: true });
   assert.is(matcher.flush(), '');
   assert.equal(run(['STOP'], ['ST', 'OP', 'x']).emits, ['', '']);

@@ -10,6 +10,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { childEntry } from '../../common/child-entry.js';
 import type { ShardPlacement } from './placement.js';
 import type { SampleResult, SamplingRow } from '../../sampling/params.js';
+import type { ScoredToken } from '../../kernels/prompt-logprobs.js';
 import type { ModelConfig } from '../../checkpoint/config.js';
 import type { MemoryPlan } from '../memory.js';
 import type { RunnerOptions } from '../options.js';
@@ -122,6 +123,12 @@ export class RemoteShard implements ShardHandle {
     // The worker samples the rows it rebuilt for the step; other rows would need a step of their own.
     if (rows !== this.stepRows) return Promise.reject(new Error(`${this.placement.label}: sample() takes the rows of the uploaded step`));
     return this.request({ op: 'sample', fullLogits }) as Promise<SampleResult[]>;
+  }
+  encodeScoreLogits(rows: Uint32Array): void {
+    this.ops.push({ op: 'scoreLogits', rows: rows.slice() });
+  }
+  scorePrompt(targets: Uint32Array, numTop: number, fullLogits: Float32Array | null): Promise<ScoredToken[]> {
+    return this.request({ op: 'score', targets, numTop, fullLogits }) as Promise<ScoredToken[]>;
   }
   throwIfFailed(): void {
     if (this.failure) throw this.failure;

@@ -67,7 +67,11 @@ export type ShardOp =
   | { op: 'write'; name: ExchangeBufferName; data: Float32Array }
   | { op: 'read'; id: number; name: ExchangeBufferName; count: number }
   /** Samples the rows of the last step. */
-  | { op: 'sample'; id: number; fullLogits: Float32Array | null };
+  | { op: 'sample'; id: number; fullLogits: Float32Array | null }
+  /** lm_head over rows of the last step's final hidden states (prompt logprobs). */
+  | { op: 'scoreLogits'; rows: Uint32Array }
+  /** Prompt logprobs of the rows scoreLogits computed (rank 0). */
+  | { op: 'score'; id: number; targets: Uint32Array; numTop: number; fullLogits: Float32Array | null };
 
 export type HostMessage = { type: 'ops'; ops: ShardOp[] };
 

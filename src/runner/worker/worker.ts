@@ -83,6 +83,10 @@ async function run(op: ShardOp): Promise<unknown> {
       return need(shard, 'read').read(op.name, op.count);
     case 'sample':
       return need(shard, 'sample').sample(stepRows, op.fullLogits);
+    case 'scoreLogits':
+      return need(shard, 'scoreLogits').encodeScoreLogits(op.rows);
+    case 'score':
+      return need(shard, 'score').scorePrompt(op.targets, op.numTop, op.fullLogits);
     case 'begin':
       return need(shard, 'begin').begin();
     case 'embedding':
@@ -114,7 +118,7 @@ async function handle(msg: HostMessage): Promise<void> {
       if (id !== null) send({ type: 'result', id, value });
     } catch (err) {
       const message = (err as Error).message;
-      if (id !== null && (op.op === 'open' || op.op === 'load' || op.op === 'read' || op.op === 'sample')) {
+      if (id !== null && (op.op === 'open' || op.op === 'load' || op.op === 'read' || op.op === 'sample' || op.op === 'score')) {
         // A failed request poisons the shard too: its GPU state is unknown from here on.
         failure = message;
         send({ type: 'error', id, message });

@@ -1,5 +1,6 @@
 // POST /v1/chat/completions: the chat template renders the messages, n choices are generated, and
 // the answer is one JSON body or SSE chunks (each choice's first chunk carries role: 'assistant').
+// With serve --reasoning-parser, "<think>...</think>" becomes reasoning_content (see reasoning/parser.ts).
 import { chatPromptTokenIds, randomSeed } from '../../engine/prompt.js';
 import type { Context } from 'koa';
 import type { GenerateRequest } from '../../engine/types.js';
@@ -14,8 +15,20 @@ import {
 import { readJsonBody } from '../body.js';
 import { collect, merge, prime, type ChoiceStream } from '../choice-stream.js';
 import { invalid, toApiError } from '../errors.js';
-import { checkModel, newResponseId, nowSeconds, samplingFrom, startChoices, stopList, toChatMessages, wireUsage, type ServerDeps } from '../generation.js';
-import { chatLogprobs } from '../logprobs.js';
+import {
+  chatTemplateOptions,
+  checkModel,
+  newResponseId,
+  nowSeconds,
+  outputOptions,
+  samplingFrom,
+  startChoices,
+  toChatMessages,
+  wireUsage,
+  type ServerDeps,
+} from '../generation.js';
+import { chatLogprobs, wirePromptLogprobs } from '../logprobs.js';
+import { reasoningParserFor, splitReasoning } from '../reasoning/parser.js';
 import { disconnectSignal, openEventStream } from '../sse.js';
 
 export async function chatCompletionsRoute(ctx: Context, deps: ServerDeps): Promise<void> {
@@ -24,21 +37,23 @@ export async function chatCompletionsRoute(ctx: Context, deps: ServerDeps): Prom
   const body = checked.value;
   checkModel(deps, body.model);
   const numTop = topLogprobs(body);
+  const promptLogprobs = body.prompt_logprobs ?? null;
+  // As in vLLM: prompt logprobs come whole, in the response, so not with streaming.
+  if (promptLogprobs !== null && body.stream) throw invalid('prompt_logprobs is not available with stream: true', 'prompt_logprobs');
   const { codec } = deps.engine;
-  const promptTokenIds = chatPromptTokenIds(codec, toChatMessages(body.messages));
+  const promptTokenIds = chatPromptTokenIds(codec, toChatMessages(body.messages), chatTemplateOptions(body));
   const n = body.n ?? 1;
   const id = newResponseId('chatcmpl');
   const baseSeed = body.seed ?? randomSeed();
+  const defaults = deps.engine.generationDefaults;
   const requests = Array.from({ length: n }, (_, i): GenerateRequest & { requestId: string } => ({
     requestId: `${id}-${i}`,
     promptTokenIds,
     promptParam: 'messages',
-    sampling: samplingFrom(body, baseSeed + i, numTop),
+    sampling: samplingFrom(body, baseSeed + i, numTop, defaults),
     maxTokens: body.max_completion_tokens ?? body.max_tokens ?? null,
-    stop: stopList(body.stop),
-    stopTokenIds: body.stop_token_ids ?? [],
-    ignoreEos: body.ignore_eos ?? false,
-    skipSpecialTokens: body.skip_special_tokens ?? true,
+    ...outputOptions(body),
+    promptLogprobs,
   }));
   const streams = startChoices(deps, requests, disconnectSignal(ctx));
   try {
@@ -65,15 +80,24 @@ async function wholeChat(
   streams: ChoiceStream[],
 ): Promise<ChatCompletionResponse> {
   const results = await Promise.all(streams.map(collect));
-  const choices = results.map(
-    (r, index): ChatCompletionChoice => ({
+  const choices = results.map((r, index): ChatCompletionChoice => {
+    const parser = reasoningParserFor(deps.reasoningParser, body.chat_template_kwargs);
+    // Like vLLM: with a parser, reasoning_content is null when there was none and content null when empty.
+    const message: ChatCompletionChoice['message'] = parser
+      ? (() => {
+          const split = splitReasoning(parser, r.text);
+          return { role: 'assistant', content: split.content || null, reasoning_content: split.reasoning || null, refusal: null };
+        })()
+      : { role: 'assistant', content: r.text, refusal: null };
+    return {
       index,
-      message: { role: 'assistant', content: r.text, refusal: null },
+      message,
       logprobs: numTop === null ? null : { content: chatLogprobs(r.logprobs, numTop) },
       finish_reason: r.finishReason,
+      stop_reason: r.stopReason,
       ...(body.return_token_ids ? { token_ids: r.tokenIds } : {}),
-    }),
-  );
+    };
+  });
   const completionTokens = results.reduce((sum, r) => sum + r.usage.completionTokens, 0);
   return {
     id,
@@ -83,6 +107,10 @@ async function wholeChat(
     choices,
     usage: wireUsage(promptTokenIds.length, completionTokens, results[0]?.usage.cachedTokens ?? 0),
     ...(body.return_token_ids ? { prompt_token_ids: promptTokenIds } : {}),
+    // vLLM puts them on the response (one prompt for every choice).
+    ...(body.prompt_logprobs !== null && body.prompt_logprobs !== undefined && results[0]?.promptLogprobs
+      ? { prompt_logprobs: wirePromptLogprobs(results[0].promptLogprobs, body.prompt_logprobs) }
+      : {}),
   };
 }
 
@@ -99,6 +127,7 @@ async function streamChat(
   const writer = openEventStream(ctx, 'sse');
   const created = nowSeconds();
   const includeUsage = body.stream_options?.include_usage === true;
+  const parsers = streams.map(() => reasoningParserFor(deps.reasoningParser, body.chat_template_kwargs));
   const chunk = (choices: ChatCompletionChunkChoice[], extra: Partial<ChatCompletionChunk> = {}): ChatCompletionChunk => ({
     id,
     object: 'chat.completion.chunk',
@@ -122,14 +151,27 @@ async function streamChat(
         if (index === 0) cachedTokens = delta.usage.cachedTokens;
       }
       const logprobs = numTop !== null && delta.logprobs ? { content: chatLogprobs(delta.logprobs, numTop) } : null;
-      if (!delta.text && !delta.finishReason && !logprobs && !body.return_token_ids) continue;
+      const parser = parsers[index];
+      let wireDelta: ChatCompletionChunkChoice['delta'] = delta.text ? { content: delta.text } : {};
+      if (parser) {
+        const split = parser.push(delta.text);
+        if (delta.finishReason) {
+          const rest = parser.flush();
+          split.reasoning += rest.reasoning;
+          split.content += rest.content;
+        }
+        wireDelta = { ...(split.reasoning ? { reasoning_content: split.reasoning } : {}), ...(split.content ? { content: split.content } : {}) };
+      }
+      const hasText = wireDelta.content !== undefined || wireDelta.reasoning_content !== undefined;
+      if (!hasText && !delta.finishReason && !logprobs && !body.return_token_ids) continue;
       await writer.send(
         chunk([
           {
             index,
-            delta: delta.text ? { content: delta.text } : {},
+            delta: wireDelta,
             logprobs,
             finish_reason: delta.finishReason,
+            ...(delta.finishReason ? { stop_reason: delta.stopReason ?? null } : {}),
             ...(body.return_token_ids ? { token_ids: delta.tokenIds } : {}),
           },
         ]),

@@ -2,19 +2,20 @@
 // or returned whole. Choice index = promptIndex * n + i, as OpenAI orders them.
 import { randomSeed } from '../../engine/prompt.js';
 import type { Context } from 'koa';
-import type { GenerateRequest } from '../../engine/types.js';
+import type { GenerateRequest, PromptTokenLogprob, TokenLogprob } from '../../engine/types.js';
 import {
   validateCompletionRequest,
   type CompletionChoice,
   type CompletionChunk,
+  type CompletionLogprobs,
   type CompletionRequest,
   type CompletionResponse,
 } from '../../protocol/index.js';
 import { readJsonBody } from '../body.js';
 import { collect, merge, prime, type ChoiceStream } from '../choice-stream.js';
 import { invalid, toApiError } from '../errors.js';
-import { checkModel, newResponseId, nowSeconds, samplingFrom, startChoices, stopList, wireUsage, type ServerDeps } from '../generation.js';
-import { completionLogprobs, logprobTextLength } from '../logprobs.js';
+import { checkModel, newResponseId, nowSeconds, outputOptions, samplingFrom, startChoices, wireUsage, type ServerDeps } from '../generation.js';
+import { completionLogprobs, echoedPromptLogprobs, joinCompletionLogprobs, TextOffsets, wirePromptLogprobs } from '../logprobs.js';
 import { disconnectSignal, openEventStream } from '../sse.js';
 
 const DEFAULT_MAX_TOKENS = 16; // OpenAI's and vLLM's default for completions
@@ -29,9 +30,7 @@ export async function completionsRoute(ctx: Context, deps: ServerDeps): Promise<
   if (!checked.ok) throw invalid(checked.error.message, checked.error.param);
   const body = checked.value;
   checkModel(deps, body.model);
-  if (body.echo && body.logprobs !== null && body.logprobs !== undefined) {
-    throw invalid('echo with logprobs needs prompt logprobs, which this server does not compute; drop echo or logprobs', 'echo');
-  }
+  const promptLogprobs = completionPromptLogprobs(body);
   const prompts = preparePrompts(deps, body.prompt);
   const n = body.n ?? 1;
   if (prompts.length * n > 64) throw invalid(`${prompts.length} prompts x n=${n} is more than 64 choices; send fewer at once`, 'n');
@@ -43,12 +42,10 @@ export async function completionsRoute(ctx: Context, deps: ServerDeps): Promise<
       requestId: `${id}-${p * n + i}`,
       promptTokenIds: prompt.tokenIds,
       promptParam: 'prompt',
-      sampling: samplingFrom(body, baseSeed + i, body.logprobs ?? null),
+      sampling: samplingFrom(body, baseSeed + i, body.logprobs ?? null, deps.engine.generationDefaults),
       maxTokens: body.max_tokens ?? DEFAULT_MAX_TOKENS,
-      stop: stopList(body.stop),
-      stopTokenIds: body.stop_token_ids ?? [],
-      ignoreEos: body.ignore_eos ?? false,
-      skipSpecialTokens: body.skip_special_tokens ?? true,
+      ...outputOptions(body),
+      promptLogprobs,
     })),
   );
   const signal = disconnectSignal(ctx);
@@ -59,6 +56,35 @@ export async function completionsRoute(ctx: Context, deps: ServerDeps): Promise<
   } finally {
     for (const s of streams) s.close();
   }
+}
+
+/**
+ * How many alternatives the engine computes per prompt token, or null for no prompt logprobs:
+ * prompt_logprobs (vLLM), and echo with logprobs (OpenAI's legacy scoring: the prompt tokens' logprobs
+ * lead choices[].logprobs). Like vLLM, prompt_logprobs cannot stream.
+ */
+function completionPromptLogprobs(body: CompletionRequest): number | null {
+  const wanted = body.prompt_logprobs ?? null;
+  if (wanted !== null && body.stream) throw invalid('prompt_logprobs is not available with stream: true', 'prompt_logprobs');
+  const echoed = body.echo && body.logprobs !== null && body.logprobs !== undefined ? body.logprobs : null;
+  if (wanted === null) return echoed;
+  return echoed === null ? wanted : Math.max(wanted, echoed);
+}
+
+/** choices[].logprobs: with echo, the prompt tokens' entries first (text_offset from 0), then the generated ones. */
+function choiceLogprobs(
+  deps: ServerDeps,
+  body: CompletionRequest,
+  prompt: PreparedPrompt,
+  promptLogprobs: readonly (PromptTokenLogprob | null)[] | undefined,
+  generated: readonly TokenLogprob[],
+  offsets: TextOffsets | number,
+): CompletionLogprobs | null {
+  if (body.logprobs === null || body.logprobs === undefined) return null;
+  const tail = completionLogprobs(generated, body.logprobs, offsets);
+  if (!body.echo || !promptLogprobs) return tail;
+  const first = deps.engine.codec.decode(prompt.tokenIds.slice(0, 1), { skipSpecialTokens: false });
+  return joinCompletionLogprobs(echoedPromptLogprobs(first, promptLogprobs, body.logprobs), tail);
 }
 
 function preparePrompts(deps: ServerDeps, prompt: CompletionRequest['prompt']): PreparedPrompt[] {
@@ -96,8 +122,12 @@ async function wholeCompletion(
     return {
       index,
       text: echoed + r.text,
-      logprobs: body.logprobs === null || body.logprobs === undefined ? null : completionLogprobs(r.logprobs, body.logprobs, echoed.length),
+      logprobs: choiceLogprobs(deps, body, prompt, r.promptLogprobs, r.logprobs, echoed.length),
+      ...(body.prompt_logprobs !== null && body.prompt_logprobs !== undefined && r.promptLogprobs
+        ? { prompt_logprobs: wirePromptLogprobs(r.promptLogprobs, body.prompt_logprobs) }
+        : {}),
       finish_reason: r.finishReason,
+      stop_reason: r.stopReason,
       ...(body.return_token_ids ? { token_ids: r.tokenIds, prompt_token_ids: prompt.tokenIds } : {}),
     };
   });
@@ -127,7 +157,8 @@ async function streamCompletion(
   const created = nowSeconds();
   const includeUsage = body.stream_options?.include_usage === true;
   const echoPending = streams.map(() => body.echo === true);
-  const textOffsets = streams.map(() => 0);
+  // Generated tokens' text_offset counts from the end of the echoed prompt.
+  const textOffsets = streams.map((_, i) => new TextOffsets(body.echo ? prompts[Math.floor(i / n)]!.text.length : 0));
   const chunk = (choices: CompletionChoice[], extra: Partial<CompletionChunk> = {}): CompletionChunk => ({
     id,
     object: 'text_completion',
@@ -153,10 +184,10 @@ async function streamCompletion(
         completionTokens += delta.usage.completionTokens;
         if (index % n === 0) cachedTokens += delta.usage.cachedTokens;
       }
-      const hasLogprobs = body.logprobs !== null && body.logprobs !== undefined && delta.logprobs !== undefined;
+      const hasLogprobs = body.logprobs !== null && body.logprobs !== undefined && (delta.logprobs !== undefined || delta.promptLogprobs !== undefined);
       if (!text && !delta.finishReason && !hasLogprobs && !body.return_token_ids) continue;
-      const logprobs = hasLogprobs ? completionLogprobs(delta.logprobs!, body.logprobs!, textOffsets[index]!) : null;
-      if (hasLogprobs) textOffsets[index]! += logprobTextLength(delta.logprobs!);
+      // With echo, the first delta carries the prompt's logprobs: they lead this choice's first chunk.
+      const logprobs = hasLogprobs ? choiceLogprobs(deps, body, prompt, delta.promptLogprobs, delta.logprobs ?? [], textOffsets[index]!) : null;
       await writer.send(
         chunk([
           {
@@ -164,6 +195,7 @@ async function streamCompletion(
             text,
             logprobs,
             finish_reason: delta.finishReason,
+            ...(delta.finishReason ? { stop_reason: delta.stopReason ?? null } : {}),
             ...(body.return_token_ids ? { token_ids: delta.tokenIds } : {}),
           },
         ]),

@@ -20,7 +20,7 @@ export async function interactiveRoute(ctx: Context, deps: ServerDeps): Promise<
   const checked = validateInteractiveRequest(await readJsonBody(ctx, deps.maxBodyBytes));
   if (!checked.ok) throw invalid(checked.error.message, checked.error.param);
   const body = checked.value;
-  const requestedId = body.session_id ?? -1;
+  const requestedId = sessionIdOf(ctx, body.session_id);
   if (body.cancel) {
     if (requestedId === -1) throw invalid('cancel needs the session_id of the turn to cancel', 'session_id');
     deps.sessions.get(requestedId)?.running?.controller.abort(new Error('cancelled by the client'));
@@ -60,6 +60,35 @@ export async function interactiveRoute(ctx: Context, deps: ServerDeps): Promise<
     finishTurn();
     if (!interactive) deps.sessions.end(sessionId);
   }
+}
+
+/**
+ * The session id from the body or, when the body has none, from the X-Session-Id header (what a load
+ * balancer hashes on to keep a session on one replica); both given and different is a 400. -1: none.
+ */
+function sessionIdOf(ctx: Context, fromBody: number | null | undefined): number {
+  const header = ctx.get('x-session-id').trim();
+  if (header === '') return fromBody ?? -1;
+  const fromHeader = /^-?\d{1,16}$/.test(header) ? Number(header) : Number.NaN;
+  if (!Number.isSafeInteger(fromHeader) || fromHeader < -1) {
+    throw new ApiError(
+      400,
+      'invalid_request_error',
+      `the X-Session-Id header must be an integer from -1 to 2^53 - 1, got "${header.slice(0, 32)}"`,
+      'session_id',
+      'invalid_session_id',
+    );
+  }
+  if (fromBody !== null && fromBody !== undefined && fromBody !== fromHeader) {
+    throw new ApiError(
+      400,
+      'invalid_request_error',
+      `session_id ${fromBody} in the body differs from the X-Session-Id header ${fromHeader}; send one, or the same id in both`,
+      'session_id',
+      'session_id_mismatch',
+    );
+  }
+  return fromHeader;
 }
 
 function busy(sessionId: number): ApiError {

@@ -1,26 +1,32 @@
-// The small routes: GET /v1/models, POST /v1/encode, GET /health, GET /metrics.
+// The small routes: GET /v1/models, GET /v1/models/{id}, POST /v1/encode, GET /health, GET /metrics.
 import type { Context } from 'koa';
-import { validateEncodeRequest, type EncodeResponse, type ModelList } from '../../protocol/index.js';
+import { validateEncodeRequest, type EncodeResponse, type ModelCard, type ModelList } from '../../protocol/index.js';
 import { readJsonBody } from '../body.js';
 import { invalid } from '../errors.js';
-import type { ServerDeps } from '../generation.js';
+import { checkModel, type ServerDeps } from '../generation.js';
+import { METRICS_CONTENT_TYPE } from '../metrics.js';
+
+function modelCard(deps: ServerDeps): ModelCard {
+  return {
+    id: deps.modelName,
+    object: 'model',
+    created: deps.createdAt,
+    owned_by: 'webgpu-llm',
+    root: deps.modelName,
+    parent: null,
+    max_model_len: deps.engine.sessionLen,
+  };
+}
 
 export function modelsRoute(ctx: Context, deps: ServerDeps): void {
-  const body: ModelList = {
-    object: 'list',
-    data: [
-      {
-        id: deps.modelName,
-        object: 'model',
-        created: deps.createdAt,
-        owned_by: 'webgpu-llm',
-        root: deps.modelName,
-        parent: null,
-        max_model_len: deps.engine.sessionLen,
-      },
-    ],
-  };
+  const body: ModelList = { object: 'list', data: [modelCard(deps)] };
   ctx.body = body;
+}
+
+/** GET /v1/models/{id} (the openai SDK's models.retrieve): the card, or OpenAI's 404 model_not_found. */
+export function modelRoute(ctx: Context, deps: ServerDeps, id: string): void {
+  checkModel(deps, id);
+  ctx.body = modelCard(deps);
 }
 
 export async function encodeRoute(ctx: Context, deps: ServerDeps): Promise<void> {
@@ -47,7 +53,8 @@ export function healthRoute(ctx: Context, deps: ServerDeps): void {
   ctx.body = health.ready ? { status: 'ok' } : { status: 'unavailable', reason: health.reason ?? 'not ready' };
 }
 
-export function metricsRoute(ctx: Context, deps: ServerDeps): void {
-  ctx.type = 'text/plain; version=0.0.4; charset=utf-8';
-  ctx.body = deps.metrics.render(deps.engine.stats());
+export async function metricsRoute(ctx: Context, deps: ServerDeps): Promise<void> {
+  const body = await deps.metrics.render(deps.engine.stats());
+  ctx.type = METRICS_CONTENT_TYPE;
+  ctx.body = body;
 }
