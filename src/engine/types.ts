@@ -28,7 +28,25 @@ export interface GenerateRequest {
    * cache, and may set maxTokens 0 to score the prompt without generating (finish reason 'length').
    */
   promptLogprobs?: number | null;
+  /**
+   * Grammar-constrained decoding (response_format, vLLM's guided_* fields, tool_choice required or
+   * named): every sampled token keeps the output a prefix of the grammar's language, and EOS is
+   * allowed only where the grammar can end. Absent: unconstrained.
+   */
+  guided?: GuidedDecoding | null;
+  /** Token id -> bias added to its logit before sampling and logprobs (OpenAI's logit_bias, -100..100). */
+  logitBias?: ReadonlyMap<number, number> | null;
+  /** EOS and stop token ids are masked until this many tokens were generated (vLLM's min_tokens). */
+  minTokens?: number;
 }
+
+/** What a guided request's output must match. */
+export type GuidedDecoding =
+  | { type: 'json_object' }
+  | { type: 'json_schema'; schema: Record<string, unknown> }
+  | { type: 'regex'; pattern: string }
+  | { type: 'choice'; choices: string[] }
+  | { type: 'grammar'; ebnf: string };
 
 export interface TopLogprob {
   tokenId: number;
