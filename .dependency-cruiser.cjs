@@ -14,9 +14,11 @@ const LAYERS = {
   kernels: ['gpu', 'sampling', 'common'],
   scheduler: ['kv', 'sampling', 'common'],
   runner: ['kernels', 'gpu', 'checkpoint', 'sampling', 'common', 'scheduler/types.ts'],
-  engine: ['runner', 'scheduler', 'kv', 'tokenizer', 'checkpoint', 'sampling', 'gpu', 'common'],
+  // Grammar-constrained decoding (xgrammar in a worker thread); reads tokenizer.json itself.
+  structured: ['common'],
+  engine: ['runner', 'scheduler', 'kv', 'tokenizer', 'checkpoint', 'sampling', 'gpu', 'structured', 'common'],
   // The server sees the engine only through its interface (types.ts) and the shared prompt builder.
-  server: ['engine/types.ts', 'engine/prompt.ts', 'protocol', 'sampling', 'common'],
+  server: ['engine/types.ts', 'engine/prompt.ts', 'protocol', 'sampling', 'structured/json-schema.ts', 'common'],
   cli: ['server', 'engine', 'runner', 'hub', 'checkpoint', 'tokenizer', 'sampling', 'gpu', 'protocol', 'common'],
 };
 

@@ -8,6 +8,12 @@
 //   4 results:   array<u32> (read_write)  per row (row_base + r) RESULT_STRIDE words: token, logprob bits,
 //                                         then MAX_TOP (id, logprob bits) pairs, best first
 //   5 u:         uniform Uniforms
+//   6 masks:     array<u32> (read)        allowed-token bitmasks, ceil(vocab / 32) words each; a row with
+//                                         mask_row != NONE owns the one at mask_row (else may be a dummy)
+// Logits processing (rows with mask_row != NONE or bias_count > 0, in vLLM v1's order): the grammar mask
+// (disallowed tokens become -inf), then the logit bias ((token, f32 bias bits) pairs in `penalties` at
+// [bias_start, +bias_count)); the result replaces the raw row for everything below, logprobs included.
+// It lives in work at (row_count + r) * vocab.
 // Semantics (same as src/sampling/reference.ts): logprobs = log_softmax(raw); penalties on a copy
 // (repetition, then frequency, then presence); greedy = argmax of the penalised row (lowest id on ties);
 // otherwise z = y * inv_temp, then top-k, top-p (on the top-k survivors), min-p as thresholds on z, and an
@@ -19,7 +25,7 @@
 // Tested against: sampleReference (src/sampling/reference.ts) in test/gpu/sampling.test.ts (greedy,
 //   penalties, logprobs, seeded draws, chi-square of 10k draws, filters never emitting excluded tokens).
 
-struct Uniforms { vocab: u32, elem_offset: u32, row_base: u32, _pad: u32 }
+struct Uniforms { vocab: u32, elem_offset: u32, row_base: u32, num_rows: u32 }
 
 struct RowParams {
   inv_temp: f32,
@@ -37,7 +43,11 @@ struct RowParams {
   presence: f32,
   pen_start: u32,
   pen_count: u32,
-  _pad: u32,
+  mask_row: u32,    // NONE = no mask
+  bias_start: u32,  // in pairs, like pen_start
+  bias_count: u32,
+  _pad0: u32,
+  _pad1: u32,
 }
 
 const WG: u32 = 256u;
@@ -52,12 +62,15 @@ const NEG_BIG: f32 = -3.0e38;
 @group(0) @binding(3) var<storage, read> penalties: array<u32>;
 @group(0) @binding(4) var<storage, read_write> results: array<u32>;
 @group(0) @binding(5) var<uniform> u: Uniforms;
+@group(0) @binding(6) var<storage, read> masks: array<u32>;
 
 var<private> lid: u32;
 var<private> vocab: u32;
 var<private> raw_base: u32;
 var<private> work_base: u32;
 var<private> has_pen: bool;
+var<private> has_proc: bool;
+var<private> proc_base: u32;
 var<private> inv_temp: f32;
 var<private> zmax: f32;
 
@@ -88,11 +101,14 @@ fn sort_key(v: f32) -> u32 {
   return b | 0x80000000u;
 }
 
-fn raw_at(i: u32) -> f32 { return logits[raw_base + i]; }
+fn raw_at(i: u32) -> f32 {
+  if (has_proc) { return work[proc_base + i]; }
+  return logits[raw_base + i];
+}
 
 fn pen_at(i: u32) -> f32 {
   if (has_pen) { return work[work_base + i]; }
-  return logits[raw_base + i];
+  return raw_at(i);
 }
 
 fn z_at(i: u32) -> f32 { return pen_at(i) * inv_temp; }
@@ -179,18 +195,42 @@ fn prefix_scan_f() {
 
 /** Copies the raw row into work and rewrites the penalised tokens (distinct per row). */
 fn apply_penalties(p: RowParams) {
-  for (var i = lid; i < vocab; i = i + WG) { work[work_base + i] = logits[raw_base + i]; }
+  for (var i = lid; i < vocab; i = i + WG) { work[work_base + i] = raw_at(i); }
   storageBarrier();
   for (var j = lid; j < p.pen_count; j = j + WG) {
     let token = penalties[2u * (p.pen_start + j)];
     let count = penalties[2u * (p.pen_start + j) + 1u];
-    var y = logits[raw_base + token];
+    var y = raw_at(token);
     if (p.rep != 1.0) { y = select(y * p.rep, y * p.inv_rep, y > 0.0); }
     if (count > 0u) {
       y = y - p.freq * f32(count);
       y = y - p.presence;
     }
     work[work_base + token] = y;
+  }
+  storageBarrier();
+}
+
+/** The processed raw row: mask (disallowed -> -inf), then bias; written to work at proc_base. */
+fn apply_processing(p: RowParams) {
+  // A runtime value: WGSL's constant evaluation refuses infinities.
+  var inf_bits = 0xff800000u;
+  let neg_inf = bitcast<f32>(inf_bits);
+  let words = (vocab + 31u) / 32u;
+  for (var i = lid; i < vocab; i = i + WG) {
+    var y = logits[raw_base + i];
+    if (p.mask_row != NONE) {
+      let w = masks[p.mask_row * words + (i >> 5u)];
+      if (((w >> (i & 31u)) & 1u) == 0u) { y = neg_inf; }
+    }
+    work[proc_base + i] = y;
+  }
+  storageBarrier();
+  for (var j = lid; j < p.bias_count; j = j + WG) {
+    let token = penalties[2u * (p.bias_start + j)];
+    let b = bitcast<f32>(penalties[2u * (p.bias_start + j) + 1u]);
+    // Distinct tokens per row: no two threads touch the same slot.
+    work[proc_base + token] = work[proc_base + token] + b;
   }
   storageBarrier();
 }
@@ -420,7 +460,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
   raw_base = u.elem_offset + wid.x * vocab;
   work_base = wid.x * vocab;
   has_pen = p.pen_count > 0u;
+  has_proc = false;
+  proc_base = (u.num_rows + wid.x) * vocab;
   inv_temp = p.inv_temp;
+  if (p.mask_row != NONE || p.bias_count > 0u) {
+    apply_processing(p);
+    has_proc = true;
+  }
 
   // 1. log_softmax normaliser of the raw row.
   var m = NEG_BIG;

@@ -6,6 +6,7 @@ import { hideBin } from 'yargs/helpers';
 import { runDevices } from './cli/devices.js';
 import { withEngineOptions } from './cli/engine-options.js';
 import { REASONING_PARSERS } from './server/reasoning/parser.js';
+import { TOOL_CALL_PARSER_CHOICES } from './server/tools/parsers.js';
 import { runWithFilteredStderr } from './cli/stderr-filter.js';
 
 // Below --log-level debug, the commands run in a child whose stderr is filtered of Dawn's native noise.
@@ -54,6 +55,11 @@ await yargs(hideBin(process.argv))
           choices: REASONING_PARSERS,
           describe:
             'split <think>...</think> of chat answers into reasoning_content (deepseek_r1: output starts inside the reasoning; qwen3: only if it starts with <think>)',
+        })
+        .option('tool-call-parser', {
+          choices: TOOL_CALL_PARSER_CHOICES,
+          describe:
+            "how tool calls are read from chat answers with tool_choice auto (vLLM's names; LMDeploy's qwen, qwen2d5, qwen3, llama3 are aliases); default: chosen from the model's chat template and architecture",
         })
         .option('warmup', {
           type: 'boolean',

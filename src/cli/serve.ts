@@ -10,6 +10,7 @@ import { resolveModel } from '../hub/hub.js';
 import { parseBytes } from '../common/bytes.js';
 import { startServer } from '../server/listen.js';
 import type { ReasoningParserName } from '../server/reasoning/parser.js';
+import { detectToolCallParser, resolveToolCallParser, type ToolCallParserName } from '../server/tools/parsers.js';
 import { parseDevices, toEngineOptions, type EngineArgs } from './engine-options.js';
 
 export interface ServeArgs extends EngineArgs {
@@ -27,6 +28,8 @@ export interface ServeArgs extends EngineArgs {
   warmup: boolean;
   /** Split <think>...</think> of chat answers into reasoning_content. */
   reasoningParser?: ReasoningParserName;
+  /** How tool calls are read from chat answers (vLLM's or LMDeploy's name); absent: from the model's template. */
+  toolCallParser?: string;
 }
 
 export async function runServe(args: ServeArgs): Promise<void> {
@@ -36,6 +39,8 @@ export async function runServe(args: ServeArgs): Promise<void> {
   if (maxBodyBytes < 1) throw new Error(`--max-body-size must be at least 1 byte, got "${args.maxBodySize}"`);
   // Listen first, so /health answers 503 "loading" while the weights stream in.
   const engine = new LoadingEngine(modelName);
+  const chosenToolParser = args.toolCallParser ? resolveToolCallParser(args.toolCallParser) : null;
+  let toolCallParser: ToolCallParserName | null = chosenToolParser;
   let devices: string[] = []; // GET /status lists them once the model is loaded
   const server = await startServer(engine, {
     host: args.serverName,
@@ -47,6 +52,7 @@ export async function runServe(args: ServeArgs): Promise<void> {
     maxSessions: args.maxSessions,
     sessionIdleSeconds: args.sessionIdleSeconds,
     reasoningParser: args.reasoningParser ?? null,
+    toolCallParser: () => toolCallParser,
     maxBodyBytes,
     devices: () => devices,
   });
@@ -75,6 +81,12 @@ export async function runServe(args: ServeArgs): Promise<void> {
       devices = real.devices.length
         ? real.devices.map((gpu) => `${gpu.label}: ${gpu.adapter.info.description || gpu.adapter.info.vendor || 'adapter ' + gpu.adapterIndex}`)
         : parseDevices(args.devices, args.tp).map((i) => `adapter ${i} (shard process)`);
+      toolCallParser = chosenToolParser ?? detectToolCallParser(real.tokenizer.chatTemplateSource, real.config.architecture);
+      log.info(
+        toolCallParser === null
+          ? 'tool calling: no tool call parser (none given, none found in the chat template): tools are accepted, tool_choice auto answers are plain content, required and named calls use the grammar'
+          : `tool calling: tool call parser ${toolCallParser}${chosenToolParser ? '' : " (chosen from the model's chat template)"}`,
+      );
       engine.ready(real);
       process.stdout.write(`serving ${modelName} at ${server.url}/v1 (API docs: ${server.url}/docs)\n`);
     }

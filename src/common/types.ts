@@ -7,6 +7,19 @@ export type FinishReason = 'stop' | 'length' | 'abort';
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant' | 'tool';
   content: string;
+  /** The speaker's name (a tool message: the function's, as some templates read it). */
+  name?: string;
+  /** An assistant turn's calls, arguments parsed into objects as transformers' templates expect. */
+  tool_calls?: ChatToolCall[];
+  /** A tool message: the id of the call it answers. */
+  tool_call_id?: string;
+}
+
+/** One call of an assistant turn, as chat templates see it. */
+export interface ChatToolCall {
+  id?: string;
+  type: 'function';
+  function: { name: string; arguments: unknown };
 }
 
 export interface ChatTemplateOptions {

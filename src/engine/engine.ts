@@ -20,6 +20,10 @@ import { OutputProcessor } from './output-processor.js';
 import { checkRequest } from './validate.js';
 import type { EngineClient, EngineHealth, EngineStats, GenerateDelta, GenerateRequest, PromptTokenLogprob, RequestTiming } from './types.js';
 import { createLogger } from '../common/log.js';
+import { GrammarService } from '../structured/grammar-service.js';
+import { checkJsonSchema } from '../structured/json-schema.js';
+import { grammarVocab } from '../structured/vocab.js';
+import type { LogitsProcessing } from '../sampling/params.js';
 
 const log = createLogger('engine');
 
@@ -75,10 +79,18 @@ interface RequestState {
   output: OutputProcessor;
   /** Requests with promptLogprobs: the entries so far (index 0 stays null) until the first delta carries them; then null. */
   promptLogprobs: (PromptTokenLogprob | null)[] | null;
+  /** Guided requests: the grammar matcher (null until opened) and how many outputs it has accepted. */
+  guided: { matcher: number | null; numAccepted: number } | null;
+  /** Logit bias and min_tokens as (token, bias) lists; null: none. */
+  bias: { tokenIds: Uint32Array; values: Float32Array } | null;
+  minTokens: number;
 }
 
 export class Engine implements EngineClient {
   private readonly states = new Map<string, RequestState>();
+  /** Where tokenizer.json is (the grammar engine's vocabulary); set by create(). */
+  modelDir: string | null = null;
+  private grammarService: GrammarService | null = null;
   private loopRunning = false;
   private accepting = true;
   private fatal: Error | null = null;
@@ -144,6 +156,7 @@ export class Engine implements EngineClient {
           `kv_blocks=${runner.numBlocks}x${options.blockSize} kv_dtype=${runnerOptions.kvCacheDtype} session_len=${sessionLen} max_tokens_per_step=${runner.maxTokensPerStep}`,
       );
       const engine = new Engine(name, sessionLen, config, tokenizer, runner, kv, scheduler, devices);
+      engine.modelDir = options.modelDir;
       if (options.generationConfig === 'auto') {
         engine.generationDefaults = await requestDefaults(options.modelDir);
         log.info(describeRequestDefaults(engine.generationDefaults));
@@ -214,7 +227,11 @@ export class Engine implements EngineClient {
     const stopTokenIds = [...new Set([...(req.ignoreEos ? [] : eos), ...req.stopTokenIds])];
     const promptLogprobs = req.promptLogprobs ?? null;
     const request = new Request({ requestId, promptTokenIds: [...req.promptTokenIds], sampling: req.sampling, maxTokens, stopTokenIds, promptLogprobs });
-    this.scheduler.addRequest(request);
+    const guided = req.guided ?? null;
+    if (guided?.type === 'json_schema') checkJsonSchema(guided.schema);
+    const bias = this.biasOf(req);
+    // A guided request joins the scheduler once its grammar is compiled and its matcher open.
+    if (!guided) this.scheduler.addRequest(request);
     const state: RequestState = {
       request,
       arrivalMs: performance.now(),
@@ -231,11 +248,126 @@ export class Engine implements EngineClient {
         includeStopStrInOutput: req.includeStopStrInOutput,
         spacesBetweenSpecialTokens: req.spacesBetweenSpecialTokens,
       }),
+      guided: guided ? { matcher: null, numAccepted: 0 } : null,
+      bias,
+      minTokens: req.minTokens ?? 0,
     };
     this.states.set(requestId, state);
     this.counters.promptTokensTotal += req.promptTokenIds.length;
-    void this.runLoop();
+    if (guided) void this.openGuided(state, guided);
+    else void this.runLoop();
     return this.stream(state, signal);
+  }
+
+  /** The grammar engine, started on the first guided request. */
+  private grammar(): GrammarService {
+    if (!this.grammarService) {
+      if (!this.modelDir) throw new InvalidRequestError('this engine has no tokenizer.json for the grammar engine: guided decoding is unavailable');
+      this.grammarService = new GrammarService(grammarVocab(this.modelDir, this.config.vocabSize, this.eosTokenIds));
+    }
+    return this.grammarService;
+  }
+
+  /** Compiles the request's grammar (cached by its text) and opens its matcher, then schedules it. */
+  private async openGuided(state: RequestState, guided: NonNullable<GenerateRequest['guided']>): Promise<void> {
+    const id = state.request.requestId;
+    try {
+      const matcher = await this.grammar().open(guided);
+      if (this.states.get(id) !== state) {
+        this.grammarService?.close(matcher);
+        return;
+      }
+      state.guided = { matcher, numAccepted: 0 };
+      this.scheduler.addRequest(state.request);
+      void this.runLoop();
+    } catch (err) {
+      if (this.states.get(id) !== state) return;
+      const error = err instanceof InvalidRequestError ? err : new InvalidRequestError(`guided decoding: ${(err as Error).message}`);
+      state.queue.fail(error);
+      this.states.delete(id);
+      this.notifyIfIdle();
+    }
+  }
+
+  /** logit_bias as (token, bias) lists; min_tokens adds -inf for the stop ids while it holds. */
+  private biasOf(req: GenerateRequest): RequestState['bias'] {
+    const entries = new Map<number, number>();
+    for (const [id, b] of req.logitBias ?? []) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) {
+        throw new InvalidRequestError(`logit_bias token id ${id} is outside the vocabulary [0, ${this.config.vocabSize})`, 'logit_bias');
+      }
+      if (!(b >= -100 && b <= 100)) throw new InvalidRequestError(`logit_bias values must be in [-100, 100], got ${b} for token ${id}`, 'logit_bias');
+      if (b !== 0) entries.set(id, b);
+    }
+    const minTokens = req.minTokens ?? 0;
+    if (!(Number.isInteger(minTokens) && minTokens >= 0))
+      throw new InvalidRequestError(`min_tokens must be a non-negative integer, got ${minTokens}`, 'min_tokens');
+    if (entries.size === 0) return null;
+    return { tokenIds: Uint32Array.from(entries.keys()), values: Float32Array.from(entries.values()) };
+  }
+
+  /** The request's mask-free logits processing this step: its bias, and min_tokens' -inf on the stop ids. */
+  private staticProcessing(state: RequestState): LogitsProcessing | null {
+    const holdOff = state.request.outputTokenIds.length < state.minTokens ? [...state.request.stopTokenIds] : [];
+    if (!state.bias && holdOff.length === 0) return null;
+    const entries = new Map<number, number>();
+    if (state.bias) state.bias.tokenIds.forEach((id, i) => entries.set(id, state.bias!.values[i]!));
+    for (const id of holdOff) entries.set(id, Number.NEGATIVE_INFINITY);
+    return { allowedMask: null, biasTokenIds: Uint32Array.from(entries.keys()), biasValues: Float32Array.from(entries.values()) };
+  }
+
+  /**
+   * This step's logits processing of every sampled row: bias and min_tokens at once, grammar masks
+   * from the grammar worker (started now, awaited by the runner only before sampling, so the masks
+   * are computed while the forward pass runs). Never rejects: a request whose mask failed is in
+   * `failed` (it samples unmasked and is failed after the step).
+   */
+  private processingFor(rows: ReadonlyMap<string, SamplingRow>): { processing: Promise<Map<string, LogitsProcessing>> | null; failed: Map<string, string> } {
+    const failed = new Map<string, string>();
+    const fixed = new Map<string, LogitsProcessing>();
+    const items: { requestId: string; matcher: number; numOutputs: number; accept: number[] }[] = [];
+    for (const id of rows.keys()) {
+      const state = this.states.get(id);
+      if (!state) continue;
+      const p = this.staticProcessing(state);
+      if (p) fixed.set(id, p);
+      const g = state.guided;
+      if (g && g.matcher !== null) {
+        const outputs = state.request.outputTokenIds;
+        items.push({ requestId: id, matcher: g.matcher, numOutputs: outputs.length, accept: outputs.slice(g.numAccepted) });
+      }
+    }
+    if (items.length === 0) return { processing: fixed.size > 0 ? Promise.resolve(fixed) : null, failed };
+    const service = this.grammar();
+    const processing = service
+      .step(items.map((it) => ({ matcher: it.matcher, accept: it.accept })))
+      .catch((err: Error) => items.map(() => ({ mask: null, error: err.message })))
+      .then((results) => {
+        items.forEach((it, i) => {
+          const r = results[i]!;
+          const state = this.states.get(it.requestId);
+          if (!r.mask) {
+            failed.set(it.requestId, r.error ?? 'the grammar engine failed');
+            return;
+          }
+          if (state?.guided) state.guided.numAccepted = it.numOutputs;
+          const p = fixed.get(it.requestId);
+          fixed.set(it.requestId, {
+            allowedMask: r.mask,
+            biasTokenIds: p?.biasTokenIds ?? new Uint32Array(0),
+            biasValues: p?.biasValues ?? new Float32Array(0),
+          });
+        });
+        return fixed;
+      });
+    return { processing, failed };
+  }
+
+  /** Frees a finished request's grammar matcher. */
+  private releaseGuided(state: RequestState): void {
+    const m = state.guided?.matcher;
+    if (m !== null && m !== undefined) this.grammarService?.close(m);
+    if (state.guided) state.guided.matcher = null;
   }
 
   /**
@@ -265,9 +397,15 @@ export class Engine implements EngineClient {
     this.finish(state, { text: '', tokenIds: [], finishReason: 'abort' });
   }
 
+  /** Tests: the grammar engine (started on demand), e.g. to make its worker abort. */
+  get grammarEngine(): GrammarService {
+    return this.grammar();
+  }
+
   private finish(state: RequestState, delta: Pick<GenerateDelta, 'text' | 'tokenIds' | 'finishReason' | 'logprobs' | 'stopReason' | 'promptLogprobs'>): void {
     state.queue.push({ requestId: state.request.requestId, ...delta, usage: this.usage(state.request), timing: timingOf(state) });
     state.queue.close();
+    this.releaseGuided(state);
     this.states.delete(state.request.requestId);
     this.counters.requestsFinishedTotal++;
     this.notifyIfIdle();
@@ -316,7 +454,13 @@ export class Engine implements EngineClient {
     }
     this.stepCount++;
     const { plan, rows } = this.prepare(output);
-    const runnerOutput = await this.runner.execute(plan, rows);
+    const { processing, failed } = this.processingFor(rows);
+    const runnerOutput = await this.runner.execute(plan, rows, processing);
+    // A request whose grammar mask failed sampled unconstrained: it ends with the error instead.
+    for (const [id, why] of failed) {
+      runnerOutput.samples.delete(id);
+      this.failRequest(id, new Error(`grammar-constrained decoding failed: ${why}`), 'computing its grammar mask');
+    }
     this.emitAll(this.scheduler.update(plan, runnerOutput));
     if (output.preemptedRequestIds.length) {
       log.debug('preempted', { step: this.stepCount, scheduled: output.numScheduledTokens, preempted: output.preemptedRequestIds.length });
@@ -406,6 +550,7 @@ export class Engine implements EngineClient {
     const state = this.states.get(requestId);
     if (!state) return; // already finished: its stream has its last delta
     state.queue.fail(error);
+    this.releaseGuided(state);
     this.states.delete(requestId);
     this.notifyIfIdle();
   }
@@ -416,6 +561,7 @@ export class Engine implements EngineClient {
     for (const [id, state] of this.states) {
       this.scheduler.finishRequest(id, 'abort');
       state.queue.fail(new EngineUnavailableError(err.message));
+      this.releaseGuided(state);
       this.states.delete(id);
     }
     this.notifyIfIdle();
@@ -460,6 +606,7 @@ export class Engine implements EngineClient {
     this.accepting = false;
     await this.whenIdle();
     this.runner.destroy();
+    this.grammarService?.destroy();
     for (const gpu of this.devices) gpu.destroy();
   }
 }

@@ -3,11 +3,12 @@
 // Semantics are those of sampleReference (test/support/reference-sampling.ts), which the tests hold it to.
 import assert from 'node:assert/strict';
 import { align, dispatch, GpuError, loadShader, storageUsage, UniformArena, type Binding, type GpuDevice } from '../gpu/index.js';
-import { MAX_TOP_LOGPROBS, type SampleResult, type SamplingRow, type TokenChoice } from '../sampling/params.js';
+import { MAX_TOP_LOGPROBS, type LogitsProcessing, type SampleResult, type SamplingRow, type TokenChoice } from '../sampling/params.js';
 import { isGreedy, penaltyTable } from '../sampling/penalties.js';
 import { seedWords } from '../sampling/rng.js';
 
-const PARAM_WORDS = 16;
+const PARAM_WORDS = 20;
+const NONE = 0xffffffff;
 const RESULT_WORDS = 2 + 2 * MAX_TOP_LOGPROBS;
 /** The fixed-point top-p histogram sums 13-bit words per token into u32 bins. */
 const MAX_VOCAB = 2 ** 19 - 1;
@@ -21,12 +22,16 @@ interface RowGroup {
   /** Index of the group's first logit inside the binding (the binding offset is aligned down). */
   elemOffset: number;
   hasPenalties: boolean;
+  /** Some row of the group has a mask or a logit bias (its processed row lives in work too). */
+  hasProcessing: boolean;
 }
 
 export class GpuSampler {
   private readonly uniforms: UniformArena;
   private work: GPUBuffer | null = null;
   private readonly dummy: GPUBuffer;
+  /** Bound as the masks when no row has one (the work dummy is bound read-write). */
+  private readonly noMasks: GPUBuffer;
 
   private constructor(
     private readonly gpu: GpuDevice,
@@ -35,6 +40,7 @@ export class GpuSampler {
   ) {
     this.uniforms = new UniformArena(gpu.device);
     this.dummy = gpu.createBuffer('sampling-dummy', 16, storageUsage());
+    this.noMasks = gpu.createBuffer('sampling-no-masks', 16, storageUsage());
   }
 
   static async create(gpu: GpuDevice, vocabSize: number): Promise<GpuSampler> {
@@ -48,34 +54,46 @@ export class GpuSampler {
    * Samples one token per row. logits: f32 [rows.length, vocabSize] written by earlier submitted work.
    * Submits its own command buffer and reads back only ids and logprobs. `waitKind` keys the
    * device's WaitPacer: what the readback waits for (e.g. the forward step of N tokens before it),
-   * and `waitWork` how much of it (WaitPacer.wait).
+   * and `waitWork` how much of it (WaitPacer.wait). `processing[r]`: row r's grammar mask and logit
+   * bias (applied before everything else, logprobs included); absent/null: none, and a batch where
+   * no row has any binds no mask buffer and takes exactly the unprocessed path.
    */
-  async sample(logits: GPUBuffer, rows: readonly SamplingRow[], waitKind = 'sampling', waitWork = 1): Promise<SampleResult[]> {
+  async sample(
+    logits: GPUBuffer,
+    rows: readonly SamplingRow[],
+    waitKind = 'sampling',
+    waitWork = 1,
+    processing: readonly (LogitsProcessing | null | undefined)[] | null = null,
+  ): Promise<SampleResult[]> {
     const numRows = rows.length;
     if (numRows === 0) return [];
     const V = this.vocabSize;
     if (logits.size < numRows * V * 4) {
       throw new Error(`GpuSampler.sample: logits buffer holds ${logits.size} bytes, need ${numRows} rows x ${V} f32 = ${numRows * V * 4}`);
     }
-    const { paramBytes, penaltyWords, rowHasPenalties } = this.encodeRows(rows);
+    const { paramBytes, penaltyWords, rowHasPenalties, rowHasProcessing, maskWords } = this.encodeRows(rows, processing);
     const pool = this.gpu.pool;
     const params = pool.acquire(paramBytes.byteLength, storageUsage());
     const penalties = pool.acquire(Math.max(16, penaltyWords.byteLength), storageUsage());
+    const masks = maskWords ? pool.acquire(Math.max(16, maskWords.byteLength), storageUsage()) : null;
     const resultBytes = numRows * RESULT_WORDS * 4;
     const results = pool.acquire(resultBytes, storageUsage());
     const staging = pool.acquireReadback(resultBytes);
     try {
       this.gpu.write(params, new Uint8Array(paramBytes));
       if (penaltyWords.length > 0) this.gpu.write(penalties, penaltyWords);
-      const groups = this.rowGroups(logits, numRows, rowHasPenalties);
-      const maxPenalisedRows = Math.max(0, ...groups.filter((g) => g.hasPenalties).map((g) => g.numRows));
-      const work = maxPenalisedRows > 0 ? this.workBuffer(maxPenalisedRows * V * 4) : this.dummy;
+      if (masks && maskWords) this.gpu.write(masks, maskWords);
+      const groups = this.rowGroups(logits, numRows, rowHasPenalties, rowHasProcessing);
+      // A group's work: penalised rows at r * V, processed rows at (numRows + r) * V.
+      const workRows = Math.max(0, ...groups.map((g) => (g.hasProcessing ? 2 * g.numRows : g.hasPenalties ? g.numRows : 0)));
+      const work = workRows > 0 ? this.workBuffer(workRows * V * 4) : this.dummy;
 
       const encoder = this.gpu.device.createCommandEncoder({ label: 'sampling' });
       const pass = encoder.beginComputePass({ label: 'sampling' });
       for (const g of groups) {
-        const u = this.uniforms.alloc(new Uint32Array([V, g.elemOffset, g.firstRow, 0]));
-        dispatch(this.gpu.device, pass, this.pipeline, [g.logits, g.hasPenalties ? work : this.dummy, params, penalties, results, u], [g.numRows]);
+        const u = this.uniforms.alloc(new Uint32Array([V, g.elemOffset, g.firstRow, g.numRows]));
+        const groupWork = g.hasPenalties || g.hasProcessing ? work : this.dummy;
+        dispatch(this.gpu.device, pass, this.pipeline, [g.logits, groupWork, params, penalties, results, u, masks ?? this.noMasks], [g.numRows]);
       }
       pass.end();
       encoder.copyBufferToBuffer(results, 0, staging, 0, resultBytes);
@@ -94,19 +112,30 @@ export class GpuSampler {
     } finally {
       pool.release(params);
       pool.release(penalties);
+      if (masks) pool.release(masks);
       pool.release(results);
       pool.releaseReadback(staging);
     }
   }
 
-  /** Per-row parameter records and the flat (token, output count) penalty list. */
-  private encodeRows(rows: readonly SamplingRow[]): { paramBytes: ArrayBuffer; penaltyWords: Uint32Array; rowHasPenalties: boolean[] } {
+  /** Per-row parameter records, the flat (token, output count) penalty and (token, bias) lists, and the masks. */
+  private encodeRows(
+    rows: readonly SamplingRow[],
+    processing: readonly (LogitsProcessing | null | undefined)[] | null,
+  ): { paramBytes: ArrayBuffer; penaltyWords: Uint32Array; rowHasPenalties: boolean[]; rowHasProcessing: boolean[]; maskWords: Uint32Array | null } {
     const V = this.vocabSize;
+    const W = Math.ceil(V / 32);
     const paramBytes = new ArrayBuffer(rows.length * PARAM_WORDS * 4);
     const asU32 = new Uint32Array(paramBytes);
     const asF32 = new Float32Array(paramBytes);
     const tables = rows.map((row) => penaltyTable(row, V));
-    const penaltyWords = new Uint32Array(2 * tables.reduce((n, t) => n + t.tokenIds.length, 0));
+    const procs = rows.map((_, r) => processing?.[r] ?? null);
+    const numBias = procs.reduce((n, p) => n + (p ? p.biasTokenIds.length : 0), 0);
+    const numMasks = procs.reduce((n, p) => n + (p?.allowedMask ? 1 : 0), 0);
+    const penaltyWords = new Uint32Array(2 * (tables.reduce((n, t) => n + t.tokenIds.length, 0) + numBias));
+    const penaltyF32 = new Float32Array(penaltyWords.buffer);
+    const maskWords = numMasks > 0 ? new Uint32Array(numMasks * W) : null;
+    let numMaskRows = 0;
     let numPairs = 0;
     rows.forEach((row, r) => {
       const p = row.params;
@@ -135,12 +164,39 @@ export class GpuSampler {
         penaltyWords[2 * numPairs] = table.tokenIds[j]!;
         penaltyWords[2 * numPairs + 1] = table.outputCounts[j]!;
       }
+      const proc = procs[r];
+      asU32[o + 15] = NONE;
+      asU32[o + 16] = numPairs;
+      asU32[o + 17] = 0;
+      if (proc?.allowedMask) {
+        assert(proc.allowedMask.length >= W, `GpuSampler: row ${r} mask has ${proc.allowedMask.length} words, need ${W}`);
+        maskWords!.set(proc.allowedMask.subarray(0, W), numMaskRows * W);
+        asU32[o + 15] = numMaskRows++;
+      }
+      if (proc && proc.biasTokenIds.length > 0) {
+        const seen = new Set<number>();
+        for (let j = 0; j < proc.biasTokenIds.length; j++) {
+          const id = proc.biasTokenIds[j]!;
+          assert(id < V && !seen.has(id), `GpuSampler: row ${r} bias token ${id} is out of range or repeated`);
+          seen.add(id);
+          penaltyWords[2 * numPairs] = id;
+          penaltyF32[2 * numPairs + 1] = proc.biasValues[j]!;
+          numPairs++;
+        }
+        asU32[o + 17] = proc.biasTokenIds.length;
+      }
     });
-    return { paramBytes, penaltyWords, rowHasPenalties: tables.map((t) => t.tokenIds.length > 0) };
+    return {
+      paramBytes,
+      penaltyWords,
+      rowHasPenalties: tables.map((t) => t.tokenIds.length > 0),
+      rowHasProcessing: procs.map((p) => p !== null && (p.allowedMask !== null || p.biasTokenIds.length > 0)),
+      maskWords,
+    };
   }
 
   /** Splits rows so each group's logits fit one binding at an aligned offset. */
-  private rowGroups(logits: GPUBuffer, numRows: number, rowHasPenalties: readonly boolean[]): RowGroup[] {
+  private rowGroups(logits: GPUBuffer, numRows: number, rowHasPenalties: readonly boolean[], rowHasProcessing: readonly boolean[]): RowGroup[] {
     const rowBytes = this.vocabSize * 4;
     const alignment = this.gpu.limits.minStorageBufferOffsetAlignment;
     const maxRows = Math.min(MAX_ROWS_PER_DISPATCH, Math.floor((this.gpu.limits.maxStorageBufferBindingSize - alignment) / rowBytes));
@@ -156,6 +212,7 @@ export class GpuSampler {
         logits: { buffer: logits, offset, size },
         elemOffset: (start - offset) / 4,
         hasPenalties: rowHasPenalties.slice(first, first + n).some(Boolean),
+        hasProcessing: rowHasProcessing.slice(first, first + n).some(Boolean),
       });
     }
     return groups;
@@ -173,6 +230,7 @@ export class GpuSampler {
     this.work?.destroy();
     this.work = null;
     this.dummy.destroy();
+    this.noMasks.destroy();
     this.uniforms.destroy();
   }
 }
@@ -182,9 +240,14 @@ function decodeResults(words: Uint32Array, rows: readonly SamplingRow[], vocabSi
   return rows.map((row, r) => {
     const o = r * RESULT_WORDS;
     const topLogprobs: TokenChoice[] = [];
-    for (let j = 0; j < numTopLogprobs(row, vocabSize); j++) topLogprobs.push({ tokenId: words[o + 2 + 2 * j]!, logprob: asF32[o + 3 + 2 * j]! });
-    return { tokenId: words[o]!, logprob: asF32[o + 1]!, topLogprobs };
+    for (let j = 0; j < numTopLogprobs(row, vocabSize); j++) topLogprobs.push({ tokenId: words[o + 2 + 2 * j]!, logprob: finite(asF32[o + 3 + 2 * j]!) });
+    return { tokenId: words[o]!, logprob: finite(asF32[o + 1]!), topLogprobs };
   });
+}
+
+/** A token a mask or a -inf bias excluded has logprob -inf, which JSON cannot carry: OpenAI's -9999. */
+function finite(logprob: number): number {
+  return logprob === Number.NEGATIVE_INFINITY ? -9999 : logprob;
 }
 
 function numTopLogprobs(row: SamplingRow, vocabSize: number): number {

@@ -1,5 +1,5 @@
 // Request schemas: the one definition that ajv validates with and /openapi.json publishes.
-import { MAX_SAFE_SEED, nullable, samplingProperties, stringOrStringList, type JsonSchema } from './schema.js';
+import { MAX_SAFE_SEED, nullable, responseFormatProperty, samplingProperties, stringOrStringList, type JsonSchema } from './schema.js';
 
 export const MAX_TOP_LOGPROBS_WIRE = 20;
 /** Longest text accepted in one prompt or message; the body limit usually bites first. */
@@ -38,7 +38,22 @@ export const completionRequestSchema: JsonSchema = {
     logprobs: nullable({ type: 'integer', minimum: 0, maximum: MAX_TOP_LOGPROBS_WIRE }),
     echo: nullable({ type: 'boolean', description: "Prepend the prompt to the text; with logprobs, also the prompt tokens' logprobs (the first is null)." }),
     prompt_logprobs: promptLogprobsProperty,
+    response_format: responseFormatProperty,
     ...samplingProperties,
+  },
+};
+
+const toolCallSchema: JsonSchema = {
+  type: 'object',
+  required: ['function'],
+  properties: {
+    id: { type: 'string', maxLength: 256 },
+    type: { const: 'function' },
+    function: {
+      type: 'object',
+      required: ['name', 'arguments'],
+      properties: { name: { type: 'string', maxLength: 256 }, arguments: { type: 'string', maxLength: MAX_TEXT } },
+    },
   },
 };
 
@@ -67,8 +82,44 @@ export const chatMessageSchema: JsonSchema = {
       ],
     }),
     name: { type: 'string', maxLength: 256 },
+    tool_calls: nullable({
+      type: 'array',
+      items: toolCallSchema,
+      maxItems: 256,
+      description: "An assistant turn's calls; the template sees arguments parsed into objects.",
+    }),
+    tool_call_id: nullable({ type: 'string', maxLength: 256, description: 'A tool message: the id of the call it answers.' }),
   },
 };
+
+/** OpenAI's function tool. */
+export const toolSchema: JsonSchema = {
+  type: 'object',
+  required: ['type', 'function'],
+  properties: {
+    type: { const: 'function' },
+    function: {
+      type: 'object',
+      required: ['name'],
+      properties: {
+        name: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[a-zA-Z0-9_.-]+$' },
+        description: nullable({ type: 'string', maxLength: MAX_TEXT }),
+        parameters: nullable({ type: 'object', description: 'A JSON Schema for the arguments.' }),
+        strict: nullable({
+          type: 'boolean',
+          description: 'Accepted; tool_choice required or named always follows the schema (grammar), auto does not constrain the call (no structural tags).',
+        }),
+      },
+    },
+  },
+};
+
+const toolsProperty: JsonSchema = nullable({
+  type: 'array',
+  items: toolSchema,
+  maxItems: 128,
+  description: 'Functions the model may call; the chat template sees them as `tools`.',
+});
 
 /** How the chat template renders the messages (vLLM's fields), shared by chat completions and /tokenize. */
 const chatTemplateProperties: Record<string, JsonSchema> = {
@@ -94,6 +145,24 @@ export const chatCompletionRequestSchema: JsonSchema = {
     logprobs: nullable({ type: 'boolean' }),
     top_logprobs: nullable({ type: 'integer', minimum: 0, maximum: MAX_TOP_LOGPROBS_WIRE }),
     prompt_logprobs: promptLogprobsProperty,
+    tools: toolsProperty,
+    tool_choice: nullable({
+      description:
+        'none, auto (default with tools: the model decides; needs a tool call parser), required (at least one call, grammar-enforced) or {"type": "function", "function": {"name": ...}} (that call, grammar-enforced).',
+      anyOf: [
+        { enum: ['none', 'auto', 'required'] },
+        {
+          type: 'object',
+          required: ['type', 'function'],
+          properties: {
+            type: { const: 'function' },
+            function: { type: 'object', required: ['name'], properties: { name: { type: 'string', maxLength: 64 } } },
+          },
+        },
+      ],
+    }),
+    parallel_tool_calls: nullable({ type: 'boolean', description: 'Default true. false: tool_choice required makes exactly one call.' }),
+    response_format: responseFormatProperty,
     ...chatTemplateProperties,
     ...samplingProperties,
   },
@@ -154,6 +223,7 @@ export const tokenizeRequestSchema: JsonSchema = {
     model: { type: 'string', description: 'Must equal the served model name when given.' },
     prompt: { type: 'string', maxLength: MAX_TEXT },
     messages: { type: 'array', items: chatMessageSchema, minItems: 1, maxItems: 4096 },
+    tools: toolsProperty,
     add_special_tokens: nullable({ type: 'boolean', description: 'Add BOS etc.; default true with prompt, false with messages (the template writes them).' }),
     ...chatTemplateProperties,
   },

@@ -101,10 +101,22 @@ export const chatCompletionResponseSchema: JsonSchema = {
                 description: 'With serve --reasoning-parser: the text between <think> and </think> (content is the rest).',
               },
               refusal: { type: 'null' },
+              tool_calls: {
+                type: 'array',
+                description: 'The calls the model made (tools given); streamed as delta.tool_calls pieces, each carrying its index.',
+                items: {
+                  type: 'object',
+                  properties: {
+                    id: { type: 'string' },
+                    type: { const: 'function' },
+                    function: { type: 'object', properties: { name: { type: 'string' }, arguments: { type: 'string', description: 'JSON text.' } } },
+                  },
+                },
+              },
             },
           },
           logprobs: chatLogprobs,
-          finish_reason: finishReason,
+          finish_reason: { enum: ['stop', 'length', 'abort', 'tool_calls', null] },
           stop_reason: stopReason,
           token_ids: tokenIds,
         },

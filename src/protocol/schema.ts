@@ -50,7 +50,68 @@ export const samplingProperties: Record<string, JsonSchema> = {
   }),
   user: nullable({ type: 'string', maxLength: 256 }),
   return_token_ids: nullable({ type: 'boolean', description: 'Add prompt_token_ids and per-choice token_ids.' }),
+  ...constraintProperties(),
 };
+
+/** Structured output and logits processing fields of both generating endpoints (OpenAI, vLLM, LMDeploy). */
+function constraintProperties(): Record<string, JsonSchema> {
+  return {
+    logit_bias: nullable({
+      type: 'object',
+      description: 'Token id (as a string) -> bias in [-100, 100], added to that logit before penalties, temperature, sampling and logprobs.',
+      propertyNames: { pattern: '^(0|[1-9][0-9]{0,9})$' },
+      additionalProperties: { type: 'number', minimum: -100, maximum: 100 },
+      maxProperties: 1024,
+    }),
+    min_tokens: nullable({
+      type: 'integer',
+      minimum: 0,
+      maximum: 2 ** 31 - 1,
+      description: 'vLLM: EOS and stop_token_ids cannot be sampled before this many tokens.',
+    }),
+    min_new_tokens: nullable({ type: 'integer', minimum: 0, maximum: 2 ** 31 - 1, description: "LMDeploy's name for min_tokens." }),
+    guided_json: nullable({
+      description: 'vLLM: the output is JSON valid against this JSON schema (an object, or its JSON text). Unenforceable keywords are a 400.',
+      anyOf: [{ type: 'object' }, { type: 'string', maxLength: 1024 * 1024 }],
+    }),
+    guided_regex: nullable({ type: 'string', minLength: 1, maxLength: 64 * 1024, description: 'vLLM: the output matches this regular expression.' }),
+    guided_choice: nullable({
+      type: 'array',
+      items: { type: 'string', minLength: 1, maxLength: 64 * 1024 },
+      minItems: 1,
+      maxItems: 1024,
+      description: 'vLLM: the output is exactly one of these strings.',
+    }),
+    guided_grammar: nullable({
+      type: 'string',
+      minLength: 1,
+      maxLength: 1024 * 1024,
+      description: "vLLM: the output matches this EBNF grammar (xgrammar's dialect; the start rule is `root`).",
+    }),
+  };
+}
+
+/** OpenAI's response_format (chat), plus LMDeploy's regex_schema. */
+export const responseFormatProperty: JsonSchema = nullable({
+  description:
+    'text (default), json_object (any JSON object), json_schema ({name, schema, strict}: JSON valid against the schema; keywords the grammar cannot enforce are a 400) or regex_schema (LMDeploy: the output matches the regex).',
+  type: 'object',
+  required: ['type'],
+  properties: {
+    type: { type: 'string', description: 'text, json_object, json_schema or regex_schema.' },
+    json_schema: {
+      type: 'object',
+      required: ['name'],
+      properties: {
+        name: { type: 'string', maxLength: 64 },
+        description: { type: 'string' },
+        schema: { type: 'object' },
+        strict: nullable({ type: 'boolean' }),
+      },
+    },
+    regex_schema: { type: 'string', minLength: 1, maxLength: 64 * 1024 },
+  },
+});
 
 /** The OpenAI error body. */
 export const errorResponseSchema: JsonSchema = {

@@ -27,11 +27,26 @@ export interface SamplingRequestFields {
   stream_options?: StreamOptions | null;
   user?: string | null;
   return_token_ids?: boolean | null;
+  logit_bias?: Record<string, number> | null;
+  min_tokens?: number | null;
+  min_new_tokens?: number | null;
+  guided_json?: Record<string, unknown> | string | null;
+  guided_regex?: string | null;
+  guided_choice?: string[] | null;
+  guided_grammar?: string | null;
+}
+
+/** OpenAI's response_format; regex_schema is LMDeploy's. */
+export interface ResponseFormat {
+  type: string;
+  json_schema?: { name: string; description?: string; schema?: Record<string, unknown>; strict?: boolean | null };
+  regex_schema?: string;
 }
 
 export type CompletionPrompt = string | number[] | string[] | number[][];
 
 export interface CompletionRequest extends SamplingRequestFields {
+  response_format?: ResponseFormat | null;
   prompt: CompletionPrompt;
   max_tokens?: number | null;
   logprobs?: number | null;
@@ -48,6 +63,32 @@ export interface ChatRequestMessage {
   role: 'system' | 'user' | 'assistant' | 'tool' | 'developer';
   content?: string | ChatContentPart[] | null;
   name?: string;
+  /** An assistant turn's calls (arguments as JSON text, as OpenAI returns them). */
+  tool_calls?: ToolCall[] | null;
+  /** A tool message: the call it answers. */
+  tool_call_id?: string | null;
+}
+
+/** OpenAI's function tool. */
+export interface ToolDefinition {
+  type: 'function';
+  function: { name: string; description?: string | null; parameters?: Record<string, unknown> | null; strict?: boolean | null };
+}
+
+export type ToolChoice = 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } };
+
+export interface ToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
+}
+
+/** A streamed piece of a call: the first carries id, type and name (arguments ""), later ones argument text. */
+export interface ToolCallDelta {
+  index: number;
+  id?: string;
+  type?: 'function';
+  function?: { name?: string; arguments?: string };
 }
 
 export interface ChatCompletionRequest extends SamplingRequestFields {
@@ -60,6 +101,10 @@ export interface ChatCompletionRequest extends SamplingRequestFields {
   add_generation_prompt?: boolean | null;
   continue_final_message?: boolean | null;
   chat_template_kwargs?: Record<string, unknown> | null;
+  tools?: ToolDefinition[] | null;
+  tool_choice?: ToolChoice | null;
+  parallel_tool_calls?: boolean | null;
+  response_format?: ResponseFormat | null;
 }
 
 export interface Usage {
@@ -69,7 +114,7 @@ export interface Usage {
   prompt_tokens_details: { cached_tokens: number };
 }
 
-export type WireFinishReason = 'stop' | 'length' | 'abort' | null;
+export type WireFinishReason = 'stop' | 'length' | 'abort' | 'tool_calls' | null;
 /** vLLM's stop_reason: the stop string or stop_token_ids id that ended the choice; null for eos, length, abort. */
 export type WireStopReason = string | number | null;
 
@@ -118,7 +163,7 @@ export interface ChatLogprobs {
 
 export interface ChatCompletionChoice {
   index: number;
-  message: { role: 'assistant'; content: string | null; reasoning_content?: string | null; refusal: null };
+  message: { role: 'assistant'; content: string | null; reasoning_content?: string | null; refusal: null; tool_calls?: ToolCall[] };
   logprobs: ChatLogprobs | null;
   finish_reason: WireFinishReason;
   stop_reason?: WireStopReason;
@@ -138,7 +183,7 @@ export interface ChatCompletionResponse {
 
 export interface ChatCompletionChunkChoice {
   index: number;
-  delta: { role?: 'assistant'; content?: string; reasoning_content?: string };
+  delta: { role?: 'assistant'; content?: string; reasoning_content?: string; tool_calls?: ToolCallDelta[] };
   logprobs: ChatLogprobs | null;
   finish_reason: WireFinishReason;
   stop_reason?: WireStopReason;
@@ -225,6 +270,7 @@ export interface TokenizeRequest {
   model?: string;
   prompt?: string;
   messages?: ChatRequestMessage[];
+  tools?: ToolDefinition[] | null;
   add_special_tokens?: boolean | null;
   add_generation_prompt?: boolean | null;
   continue_final_message?: boolean | null;

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import type { GpuDevice } from '../gpu/index.js';
 import type { ShardPlacement } from './worker/placement.js';
-import type { SampleResult, SamplingRow } from '../sampling/params.js';
+import type { LogitsProcessing, SampleResult, SamplingRow } from '../sampling/params.js';
 import type { PromptLogprobsChunk, RunnerOutput, SchedulerOutput } from '../scheduler/types.js';
 import type { ScoredToken } from '../kernels/prompt-logprobs.js';
 import type { ModelConfig } from '../checkpoint/config.js';
@@ -87,7 +87,11 @@ export class ModelRunner {
    *    shards' partial sums are all-reduced on the host (a no-op with one shard).
    * 3. Sample on shard 0 (after gathering vocab-split logits when tp > 1).
    */
-  async execute(output: SchedulerOutput, rowsByRequest: ReadonlyMap<string, SamplingRow>): Promise<RunnerOutput> {
+  async execute(
+    output: SchedulerOutput,
+    rowsByRequest: ReadonlyMap<string, SamplingRow>,
+    processing: Promise<ReadonlyMap<string, LogitsProcessing>> | null = null,
+  ): Promise<RunnerOutput> {
     const samples = new Map<string, SampleResult>();
     if (output.sequences.length === 0) return { samples };
     const meta = buildStepMetadata(output, this.blockSize, this.maxBlocksPerSeq);
@@ -118,7 +122,10 @@ export class ModelRunner {
     for (const s of this.shards) s.submit();
     if (shape.numSampled > 0) {
       const fullLogits = tp > 1 ? await this.gatherLogits(shape.numSampled) : null;
-      const results = await this.shards[0]!.sample(rows, fullLogits);
+      // The grammar masks were computed on the host while the forward pass ran.
+      const byRequest = processing ? await processing : null;
+      const rowProcessing = byRequest && byRequest.size > 0 ? meta.sampledRequestIds.map((id) => byRequest.get(id) ?? null) : null;
+      const results = await this.shards[0]!.sample(rows, fullLogits, rowProcessing);
       meta.sampledRequestIds.forEach((id, i) => samples.set(id, results[i]!));
     }
     const promptLogprobs = await this.scorePrompts(output);

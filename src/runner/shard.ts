@@ -4,7 +4,7 @@
 import { storageUsage, tokenBucket, UniformArena, type GpuDevice } from '../gpu/index.js';
 import { GpuSampler } from '../kernels/sampling.js';
 import { PromptLogprobsKernel, type ScoredToken } from '../kernels/prompt-logprobs.js';
-import type { SampleResult, SamplingRow } from '../sampling/params.js';
+import type { LogitsProcessing, SampleResult, SamplingRow } from '../sampling/params.js';
 import type { SchedulerOutput } from '../scheduler/types.js';
 import { ActivationKernel } from '../kernels/activation.js';
 import { AttentionKernel } from '../kernels/attention.js';
@@ -71,7 +71,7 @@ export interface ShardHandle {
    * shard already holds them). `fullLogits` are the gathered rows when tp > 1; with null the shard
    * samples its own logits buffer (tp = 1, no readback).
    */
-  sample(rows: readonly SamplingRow[], fullLogits: Float32Array | null): Promise<SampleResult[]>;
+  sample(rows: readonly SamplingRow[], fullLogits: Float32Array | null, processing?: readonly (LogitsProcessing | null)[] | null): Promise<SampleResult[]>;
   /**
    * Records lm_head over the given rows of the last step's final hidden states (prompt logprobs) into
    * the logits buffer, in the open pass; at most maxNumSeqs rows (the logits buffer's capacity).
@@ -257,14 +257,18 @@ export class Shard implements ShardHandle {
     this.gpu.write(this.buffers[name], data);
   }
 
-  sample(rows: readonly SamplingRow[], fullLogits: Float32Array | null): Promise<SampleResult[]> {
+  sample(
+    rows: readonly SamplingRow[],
+    fullLogits: Float32Array | null,
+    processing: readonly (LogitsProcessing | null)[] | null = null,
+  ): Promise<SampleResult[]> {
     if (!this.sampler) throw new Error(`shard ${this.layout.rank} does not sample (only rank 0 does)`);
     if (fullLogits) {
       this.gpu.write(this.fullLogits!, fullLogits);
-      return this.sampler.sample(this.fullLogits!, rows, 'sample:gathered');
+      return this.sampler.sample(this.fullLogits!, rows, 'sample:gathered', 1, processing);
     }
     // The readback waits for the whole forward step submitted just before it.
-    return this.sampler.sample(this.buffers.logits, rows, `step:${tokenBucket(this.stepTokens)}`, this.stepTokens);
+    return this.sampler.sample(this.buffers.logits, rows, `step:${tokenBucket(this.stepTokens)}`, this.stepTokens, processing);
   }
 
   scorePrompt(targets: Uint32Array, numTop: number, fullLogits: Float32Array | null): Promise<ScoredToken[]> {

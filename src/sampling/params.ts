@@ -45,6 +45,19 @@ export interface SamplingRow {
   step: number;
 }
 
+/**
+ * Per-row logits processing before penalties, temperature, filters and logprobs (vLLM v1's order:
+ * allowed-token mask, then logit bias / min_tokens): a row's logits become
+ * (allowed ? logit : -inf) + bias.
+ */
+export interface LogitsProcessing {
+  /** Allowed-token bitmask, ceil(vocab / 32) words, bit (id & 31) of word (id >> 5); null: all allowed. */
+  allowedMask: Uint32Array | null;
+  /** Distinct token ids and the bias added to each (may be -Infinity: never sampled). */
+  biasTokenIds: Uint32Array;
+  biasValues: Float32Array;
+}
+
 export interface TokenChoice {
   tokenId: number;
   /** log-softmax of the raw logits (before penalties and temperature), as vLLM reports by default. */

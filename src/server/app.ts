@@ -20,6 +20,7 @@ import { interactiveRoute } from './routes/interactive.js';
 import { encodeRoute, healthRoute, metricsRoute, modelRoute, modelsRoute } from './routes/simple.js';
 import { detokenizeRoute, tokenizeRoute } from './routes/tokenize.js';
 import type { ReasoningParserName } from './reasoning/parser.js';
+import type { ToolCallParserName } from './tools/parsers.js';
 import { SessionStore } from './sessions.js';
 import { chatAssetRoute, chatPageRoute, landingRoute, statusRoute } from './web.js';
 
@@ -39,6 +40,8 @@ export interface ServerOptions {
   logLevel?: LogLevel;
   /** serve --reasoning-parser: split <think>...</think> into reasoning_content (chat completions). */
   reasoningParser?: ReasoningParserName | null;
+  /** The tool call parser for tool_choice auto (serve --tool-call-parser or detected once the model is loaded); absent: none. */
+  toolCallParser?: () => ToolCallParserName | null;
   /** Where log lines go (default stderr); tests capture them. */
   logSink?: (line: string) => void;
   /** The GPU adapters GET /status lists (asked at each request: they are known once the model is loaded). */
@@ -74,6 +77,7 @@ export function createApp(engine: EngineClient, options: ServerOptions): AppHand
     ),
     createdAt: nowSeconds(),
     reasoningParser: options.reasoningParser ?? null,
+    toolCallParser: options.toolCallParser ?? (() => null),
   };
   const openApi = JSON.stringify(buildOpenApiDocument({ modelName: options.modelName, version: VERSION, authRequired: options.apiKeys.length > 0 }));
 

@@ -28,7 +28,7 @@ export class ApiError extends Error {
   }
 
   toBody(): ErrorBody {
-    return { error: { message: this.message, type: this.type, param: this.param, code: this.code ?? String(this.status) } };
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
   }
 }
 

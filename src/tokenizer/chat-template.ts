@@ -25,20 +25,65 @@ export interface ChatTemplateTokens {
 
 export type RenderOptions = ChatTemplateOptions;
 
+/**
+ * InternLM2's own chat template renders no tools. This is the tool template LMDeploy and vLLM
+ * (examples/tool_chat_template_internlm2_tool.jinja) use for it, in InternLM2's chat format: the tools
+ * as JSON in a "system name=<|plugin|>" turn, calls as <|action_start|><|plugin|>{...}<|action_end|>,
+ * tool results as "environment name=<|plugin|>" turns. Used automatically for requests with tools.
+ */
+export const INTERNLM2_TOOL_CHAT_TEMPLATE = `{{ bos_token }}
+{%- if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}<|im_start|>system
+{{ messages[0]['content'] }}<|im_end|>
+{% else %}{% set loop_messages = messages %}{% endif %}
+{%- if tools %}<|im_start|>system name=<|plugin|>
+[{% for tool in tools %}{{ tool['function'] | tojson }}{% if not loop.last %}, {% endif %}{% endfor %}]<|im_end|>
+{% endif %}
+{%- for message in loop_messages %}
+{%- if message['role'] == 'assistant' and message['tool_calls'] %}<|im_start|>assistant
+{% if message['content'] %}{{ message['content'] }}{% endif %}
+{%- for call in message['tool_calls'] %}<|action_start|><|plugin|>
+{"name": "{{ call['function']['name'] }}", "parameters": {{ call['function']['arguments'] | tojson }}}<|action_end|>
+{%- endfor %}<|im_end|>
+{% elif message['role'] == 'tool' %}<|im_start|>environment name=<|plugin|>
+{{ message['content'] }}<|im_end|>
+{% else %}<|im_start|>{{ message['role'] }}
+{{ message['content'] }}<|im_end|>
+{% endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}<|im_start|>assistant
+{% endif %}`;
+
+/**
+ * The template that renders requests with tools when the model's own cannot: InternLM2's (its
+ * tokenizer class names it) when its template never mentions tools. null: the model's template does.
+ */
+export function toolChatTemplateFor(source: string | null, tokenizerClass: unknown): string | null {
+  if (typeof tokenizerClass !== 'string' || !/^InternLM2/i.test(tokenizerClass)) return null;
+  if (source !== null && /\btools\b/.test(source)) return null;
+  return INTERNLM2_TOOL_CHAT_TEMPLATE;
+}
+
 /** One parsed template; rendering is pure and reentrant. */
 export class ChatTemplate {
   private readonly template: Template;
+  /** Renders requests that carry tools, when the model's template cannot (toolChatTemplateFor). */
+  private readonly toolTemplate: Template | null;
 
-  /** @param isModelTemplate false for DEFAULT_CHAT_TEMPLATE (the model shipped none). */
+  /**
+   * @param isModelTemplate false for DEFAULT_CHAT_TEMPLATE (the model shipped none).
+   * @param toolSource the template for requests with tools (toolChatTemplateFor), or null.
+   */
   constructor(
     readonly source: string,
     readonly isModelTemplate: boolean,
+    toolSource: string | null = null,
   ) {
     try {
       this.template = new Template(source);
     } catch (err) {
       throw new Error(`the chat template does not parse as Jinja (${(err as Error).message}): fix it or pass another with --chat-template`);
     }
+    this.toolTemplate = toolSource === null ? null : new Template(toolSource);
   }
 
   render(messages: readonly ChatMessage[], tokens: ChatTemplateTokens, options: RenderOptions = {}): string {
@@ -54,8 +99,10 @@ export class ChatTemplate {
     if (tokens.eosToken !== null) context.eos_token = tokens.eosToken;
     if (tokens.unkToken !== null) context.unk_token = tokens.unkToken;
     if (tokens.padToken !== null) context.pad_token = tokens.padToken;
+    const tools = context.tools;
+    const template = this.toolTemplate !== null && Array.isArray(tools) && tools.length > 0 ? this.toolTemplate : this.template;
     try {
-      return this.template.render(context);
+      return template.render(context);
     } catch (err) {
       // Templates reject conversations they cannot express (raise_exception("roles must alternate")):
       // that is the caller's mistake, so it becomes a 400 naming the messages.

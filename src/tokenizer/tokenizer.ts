@@ -4,7 +4,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import type { ChatMessage, ChatTemplateOptions, TextCodec } from '../common/types.js';
-import { ChatTemplate, DEFAULT_CHAT_TEMPLATE, findModelChatTemplate, type ChatTemplateField, type ChatTemplateTokens } from './chat-template.js';
+import {
+  ChatTemplate,
+  DEFAULT_CHAT_TEMPLATE,
+  findModelChatTemplate,
+  toolChatTemplateFor,
+  type ChatTemplateField,
+  type ChatTemplateTokens,
+} from './chat-template.js';
 
 /** A special token as tokenizer_config.json spells it: the text, or an AddedToken object. */
 type TokenField = string | { content: string } | null | undefined;
@@ -108,7 +115,11 @@ export class Tokenizer implements TextCodec {
     this.addedTokenIds = new Set(addedTokens.map((t) => t.id));
     this.bytesOf = tokenBytesRule(tokenizerJson.decoder ?? null, this.addedTokenIds);
     this.hasChatTemplate = chatTemplate !== null;
-    this.chatTemplate = new ChatTemplate(chatTemplate ?? DEFAULT_CHAT_TEMPLATE, chatTemplate !== null);
+    this.chatTemplate = new ChatTemplate(
+      chatTemplate ?? DEFAULT_CHAT_TEMPLATE,
+      chatTemplate !== null,
+      toolChatTemplateFor(chatTemplate, config.tokenizer_class),
+    );
     this.templateTokens = {
       bosToken: this.bosToken,
       eosToken,
@@ -168,6 +179,11 @@ export class Tokenizer implements TextCodec {
   }
 
   /** Renders the conversation; ready to encode (special tokens appear as their text). */
+  /** The model's (or --chat-template's) template source; null when the model has none (the default is used). */
+  get chatTemplateSource(): string | null {
+    return this.chatTemplate.isModelTemplate ? this.chatTemplate.source : null;
+  }
+
   applyChatTemplate(messages: readonly ChatMessage[], options: ChatTemplateOptions = {}): string {
     return this.chatTemplate.render(messages, this.templateTokens, options);
   }

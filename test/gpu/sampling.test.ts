@@ -3,7 +3,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { GpuSampler } from '../../src/kernels/sampling.js';
 import { applyPenalties, argmax, keptMask, sampleReference, scaleByTemperature } from '../support/reference-sampling.js';
-import { DEFAULT_SAMPLING, type SampleResult, type SamplingParams, type SamplingRow } from '../../src/sampling/params.js';
+import { DEFAULT_SAMPLING, type LogitsProcessing, type SampleResult, type SamplingParams, type SamplingRow } from '../../src/sampling/params.js';
 import type { GpuDevice } from '../../src/gpu/index.js';
 import { assertClose, randomF32, rng, testDevice, withLimits } from '../helpers/gpu.js';
 
@@ -307,6 +307,88 @@ test('rows beyond one storage binding are split into groups with unaligned offse
   } finally {
     buffer.destroy();
     s.destroy();
+  }
+});
+
+/** A random allowed-token bitmask with about `fraction` of the vocab allowed (at least one token). */
+function randomMask(vocab: number, fraction: number, next: () => number): Uint32Array {
+  const mask = new Uint32Array(Math.ceil(vocab / 32));
+  for (let i = 0; i < vocab; i++) if (next() < fraction) mask[i >> 5]! |= 1 << (i & 31);
+  const any = Math.floor(next() * vocab);
+  mask[any >> 5]! |= 1 << (any & 31);
+  return mask;
+}
+
+function allowed(mask: Uint32Array, id: number): boolean {
+  return ((mask[id >> 5]! >>> (id & 31)) & 1) === 1;
+}
+
+test('grammar masks and logit bias: every sampler stage and the logprobs see them (odd vocab sizes)', async () => {
+  const next = rng(1234);
+  for (const vocab of [33, 257, 32003]) {
+    const gpu = await testDevice();
+    const s = await sampler(gpu, vocab);
+    const params: Partial<SamplingParams>[] = [
+      { temperature: 0, logprobs: 3 },
+      { temperature: 0.8, topK: 5, seed: 7, logprobs: 2 },
+      { temperature: 1, topP: 0.7, seed: 9, repetitionPenalty: 1.3, frequencyPenalty: 0.5 },
+      { temperature: 1.2, minP: 0.05, seed: 3, logprobs: 0 },
+      { temperature: 0, logprobs: 1 }, // bias only
+      { temperature: 0 }, // no processing: today's path inside a processed batch
+    ];
+    const rows = params.map((p, i) => row(p, i + 1, [1, 2], [i % vocab, (3 * i) % vocab]));
+    const logits = randomF32(rows.length * vocab, 40 + vocab, 4);
+    const processing = rows.map((_, i): LogitsProcessing | null => {
+      if (i === rows.length - 1) return null;
+      const mask = i === 4 ? null : randomMask(vocab, 0.3, next);
+      const biasIds = [0, vocab - 1, Math.floor(vocab / 2)].filter((v, k, a) => a.indexOf(v) === k);
+      return {
+        allowedMask: mask,
+        biasTokenIds: Uint32Array.from(biasIds),
+        biasValues: Float32Array.from(biasIds.map((_, k) => (k === 0 ? 100 : k === 1 ? Number.NEGATIVE_INFINITY : -2.5))),
+      };
+    });
+    const buffer = gpu.upload('logits', logits);
+    try {
+      const got = await s.sample(buffer, rows, 'sampling', 1, processing);
+      rows.forEach((r, i) => {
+        const want = sampleReference(rowOf(logits, vocab, i), r, processing[i]);
+        assert.is(got[i]!.tokenId, want.tokenId, `vocab ${vocab} row ${i}: token`);
+        compareLogprobs(got[i]!, want, `vocab ${vocab} row ${i}`);
+        const m = processing[i]?.allowedMask;
+        if (m) assert.ok(allowed(m, got[i]!.tokenId), `vocab ${vocab} row ${i}: sampled a masked token`);
+        if (processing[i]) assert.is.not(got[i]!.tokenId, vocab - 1, `vocab ${vocab} row ${i}: sampled a -inf biased token`);
+      });
+      // The unprocessed row is exactly what a batch without any processing gives.
+      const plain = await s.sample(buffer, rows);
+      assert.equal(got[rows.length - 1], plain[rows.length - 1]);
+    } finally {
+      buffer.destroy();
+    }
+  }
+});
+
+test('a masked row never draws a disallowed token in 2000 seeded draws', async () => {
+  const vocab = 1001;
+  const gpu = await testDevice();
+  const s = await sampler(gpu, vocab);
+  const mask = randomMask(vocab, 0.05, rng(99));
+  const logits = randomF32(vocab, 5, 3);
+  const rows = Array.from({ length: 2000 }, (_, i) => row({ temperature: 1.5, seed: 11 }, i));
+  const buffer = gpu.upload('logits', repeatRow(logits, rows.length));
+  try {
+    const got = await s.sample(
+      buffer,
+      rows,
+      'sampling',
+      1,
+      rows.map(() => ({ allowedMask: mask, biasTokenIds: new Uint32Array(0), biasValues: new Float32Array(0) })),
+    );
+    const seen = new Set(got.map((g) => g.tokenId));
+    for (const id of seen) assert.ok(allowed(mask, id), `drew masked token ${id}`);
+    assert.ok(seen.size > 1, 'draws vary');
+  } finally {
+    buffer.destroy();
   }
 });
 

@@ -3,7 +3,9 @@
 // is greedy come from src/sampling/penalties.ts, the data the GPU sampler is handed too.
 //
 // Per row (vLLM / HF semantics):
-//   1. logprobs come from log_softmax of the RAW logits;
+//   0. logits processing (vLLM v1's order): the grammar's allowed-token mask (others become -inf), then
+//      logit bias / min_tokens (added in f32); the result replaces the raw logits everywhere below;
+//   1. logprobs come from log_softmax of the RAW (processed) logits; -inf is reported as -9999;
 //   2. penalties act on an f32 copy: repetition over prompt + output (HF), then frequency and presence
 //      over output tokens (OpenAI / vLLM order);
 //   3. temperature 0 (below 1e-5) is greedy argmax (ties: lowest id); otherwise z = y * f32(1/T), then top-k, top-p
@@ -11,7 +13,15 @@
 //      counter-based uniform of (seed, step).
 // Every filter is a threshold on z, so the kept set is {i : z_i >= zThreshold and p_i >= minP * p_max};
 // ties at a threshold are all kept.
-import { DEFAULT_SAMPLING, MAX_TOP_LOGPROBS, type SampleResult, type SamplingParams, type SamplingRow, type TokenChoice } from '../../src/sampling/params.js';
+import {
+  DEFAULT_SAMPLING,
+  MAX_TOP_LOGPROBS,
+  type LogitsProcessing,
+  type SampleResult,
+  type SamplingParams,
+  type SamplingRow,
+  type TokenChoice,
+} from '../../src/sampling/params.js';
 import { uniformForStep } from '../../src/sampling/rng.js';
 import { isGreedy, penaltyTable } from '../../src/sampling/penalties.js';
 
@@ -126,8 +136,22 @@ export function drawIndex(z: Float32Array, kept: Uint8Array, u: number): number 
   return lastKept;
 }
 
+/** The mask (disallowed -> -inf), then the bias, in f32. */
+export function applyProcessing(logits: Float32Array, proc: LogitsProcessing | null | undefined): Float32Array {
+  if (!proc) return logits;
+  const out = Float32Array.from(logits);
+  if (proc.allowedMask) {
+    for (let i = 0; i < out.length; i++) if (((proc.allowedMask[i >> 5]! >>> (i & 31)) & 1) === 0) out[i] = Number.NEGATIVE_INFINITY;
+  }
+  proc.biasTokenIds.forEach((id, j) => (out[id] = f32(out[id]! + proc.biasValues[j]!)));
+  return out;
+}
+
+const finite = (logprob: number) => (logprob === Number.NEGATIVE_INFINITY ? -9999 : logprob);
+
 /** Samples one row exactly as GpuSampler does (up to floating-point rounding in sums). */
-export function sampleReference(logits: Float32Array, row: SamplingRow): SampleResult {
+export function sampleReference(rawLogits: Float32Array, row: SamplingRow, processing: LogitsProcessing | null = null): SampleResult {
+  const logits = applyProcessing(rawLogits, processing);
   const p: SamplingParams = { ...DEFAULT_SAMPLING, ...row.params };
   const lse = logSumExp(logits);
   const penalised = applyPenalties(logits, { ...row, params: p });
@@ -141,7 +165,7 @@ export function sampleReference(logits: Float32Array, row: SamplingRow): SampleR
   const numTop = p.logprobs !== null && p.logprobs > 0 ? Math.min(p.logprobs, MAX_TOP_LOGPROBS) : 0;
   return {
     tokenId,
-    logprob: logits[tokenId]! - lse,
-    topLogprobs: numTop > 0 ? topLogprobs(logits, numTop, lse) : [],
+    logprob: finite(logits[tokenId]! - lse),
+    topLogprobs: numTop > 0 ? topLogprobs(logits, numTop, lse).map((c) => ({ ...c, logprob: finite(c.logprob) })) : [],
   };
 }

@@ -9,7 +9,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { childEntry } from '../../common/child-entry.js';
 import type { ShardPlacement } from './placement.js';
-import type { SampleResult, SamplingRow } from '../../sampling/params.js';
+import type { LogitsProcessing, SampleResult, SamplingRow } from '../../sampling/params.js';
 import type { ScoredToken } from '../../kernels/prompt-logprobs.js';
 import type { ModelConfig } from '../../checkpoint/config.js';
 import type { MemoryPlan } from '../memory.js';
@@ -119,10 +119,14 @@ export class RemoteShard implements ShardHandle {
   read(name: ExchangeBufferName, count: number): Promise<Float32Array> {
     return this.request({ op: 'read', name, count }) as Promise<Float32Array>;
   }
-  sample(rows: readonly SamplingRow[], fullLogits: Float32Array | null): Promise<SampleResult[]> {
+  sample(
+    rows: readonly SamplingRow[],
+    fullLogits: Float32Array | null,
+    processing: readonly (LogitsProcessing | null)[] | null = null,
+  ): Promise<SampleResult[]> {
     // The worker samples the rows it rebuilt for the step; other rows would need a step of their own.
     if (rows !== this.stepRows) return Promise.reject(new Error(`${this.placement.label}: sample() takes the rows of the uploaded step`));
-    return this.request({ op: 'sample', fullLogits }) as Promise<SampleResult[]>;
+    return this.request({ op: 'sample', fullLogits, ...(processing ? { processing: [...processing] } : {}) }) as Promise<SampleResult[]>;
   }
   encodeScoreLogits(rows: Uint32Array): void {
     this.ops.push({ op: 'scoreLogits', rows: rows.slice() });

@@ -1,6 +1,6 @@
 // The messages between the parent (host.ts, RemoteShard) and a shard worker process (worker.ts). They
 // cross a fork() channel with serialization 'advanced', so typed arrays travel as such.
-import type { SamplingParams } from '../../sampling/params.js';
+import type { LogitsProcessing, SamplingParams } from '../../sampling/params.js';
 import type { MemoryPlan } from '../memory.js';
 import type { RunnerOptions } from '../options.js';
 import type { ExchangeBufferName, StepShape } from '../shard.js';
@@ -66,8 +66,8 @@ export type ShardOp =
   | { op: 'step'; delta: StepDelta }
   | { op: 'write'; name: ExchangeBufferName; data: Float32Array }
   | { op: 'read'; id: number; name: ExchangeBufferName; count: number }
-  /** Samples the rows of the last step. */
-  | { op: 'sample'; id: number; fullLogits: Float32Array | null }
+  /** Samples the rows of the last step; processing[r]: row r's grammar mask and logit bias (null: none). */
+  | { op: 'sample'; id: number; fullLogits: Float32Array | null; processing?: (LogitsProcessing | null)[] }
   /** lm_head over rows of the last step's final hidden states (prompt logprobs). */
   | { op: 'scoreLogits'; rows: Uint32Array }
   /** Prompt logprobs of the rows scoreLogits computed (rank 0). */

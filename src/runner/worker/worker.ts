@@ -82,7 +82,7 @@ async function run(op: ShardOp): Promise<unknown> {
     case 'read':
       return need(shard, 'read').read(op.name, op.count);
     case 'sample':
-      return need(shard, 'sample').sample(stepRows, op.fullLogits);
+      return need(shard, 'sample').sample(stepRows, op.fullLogits, op.processing ?? null);
     case 'scoreLogits':
       return need(shard, 'scoreLogits').encodeScoreLogits(op.rows);
     case 'score':

@@ -1,10 +1,12 @@
 // POST /v1/chat/completions: the chat template renders the messages, n choices are generated, and
 // the answer is one JSON body or SSE chunks (each choice's first chunk carries role: 'assistant').
 // With serve --reasoning-parser, "<think>...</think>" becomes reasoning_content (see reasoning/parser.ts).
+// With tools, calls in the answer become tool_calls (see tools/calls.ts).
 import { chatPromptTokenIds, randomSeed } from '../../engine/prompt.js';
 import type { Context } from 'koa';
 import type { GenerateRequest } from '../../engine/types.js';
 import {
+  chatCompletionRequestSchema,
   validateChatCompletionRequest,
   type ChatCompletionChoice,
   type ChatCompletionChunk,
@@ -18,7 +20,10 @@ import { invalid, toApiError } from '../errors.js';
 import {
   chatTemplateOptions,
   checkModel,
+  guidedFrom,
+  logitsOptions,
   newResponseId,
+  rejectUnsupportedFields,
   nowSeconds,
   outputOptions,
   samplingFrom,
@@ -30,12 +35,19 @@ import {
 import { chatLogprobs, wirePromptLogprobs } from '../logprobs.js';
 import { reasoningParserFor, splitReasoning } from '../reasoning/parser.js';
 import { disconnectSignal, openEventStream } from '../sse.js';
+import { ToolCallStream, toolGuidedDecoding, toolModeFor, wholeToolAnswer, type ToolMode } from '../tools/calls.js';
+import { needsSpecialTokens } from '../tools/parsers.js';
 
 export async function chatCompletionsRoute(ctx: Context, deps: ServerDeps): Promise<void> {
   const checked = validateChatCompletionRequest(await readJsonBody(ctx, deps.maxBodyBytes));
   if (!checked.ok) throw invalid(checked.error.message, checked.error.param);
   const body = checked.value;
   checkModel(deps, body.model);
+  rejectUnsupportedFields(body as unknown as Record<string, unknown>, chatCompletionRequestSchema.properties as Record<string, unknown>, deps.log);
+  const toolMode = toolModeFor(body, deps.toolCallParser());
+  const toolGuided = toolGuidedDecoding(toolMode, body.tools ?? []);
+  const guided = guidedFrom(body, toolGuided ? { param: 'tool_choice', guided: toolGuided } : null);
+  const logitsOpts = logitsOptions(body);
   const numTop = topLogprobs(body);
   const promptLogprobs = body.prompt_logprobs ?? null;
   // As in vLLM: prompt logprobs come whole, in the response, so not with streaming.
@@ -53,12 +65,16 @@ export async function chatCompletionsRoute(ctx: Context, deps: ServerDeps): Prom
     sampling: samplingFrom(body, baseSeed + i, numTop, defaults),
     maxTokens: body.max_completion_tokens ?? body.max_tokens ?? null,
     ...outputOptions(body),
+    // As vLLM's parsers do: formats made of special tokens must keep them in the text.
+    ...(toolMode.kind === 'auto' && needsSpecialTokens(toolMode.parser) ? { skipSpecialTokens: false } : {}),
+    ...(guided ? { guided } : {}),
+    ...logitsOpts,
     promptLogprobs,
   }));
   const streams = startChoices(deps, requests, disconnectSignal(ctx));
   try {
-    if (body.stream) await streamChat(ctx, deps, body, id, promptTokenIds, numTop, streams);
-    else ctx.body = await wholeChat(deps, body, id, promptTokenIds, numTop, streams);
+    if (body.stream) await streamChat(ctx, deps, body, id, promptTokenIds, numTop, streams, toolMode);
+    else ctx.body = await wholeChat(deps, body, id, promptTokenIds, numTop, streams, toolMode);
   } finally {
     for (const s of streams) s.close();
   }
@@ -78,6 +94,7 @@ async function wholeChat(
   promptTokenIds: number[],
   numTop: number | null,
   streams: ChoiceStream[],
+  toolMode: ToolMode,
 ): Promise<ChatCompletionResponse> {
   const results = await Promise.all(streams.map(collect));
   const choices = results.map((r, index): ChatCompletionChoice => {
@@ -89,11 +106,20 @@ async function wholeChat(
           return { role: 'assistant', content: split.content || null, reasoning_content: split.reasoning || null, refusal: null };
         })()
       : { role: 'assistant', content: r.text, refusal: null };
+    let finishReason: ChatCompletionChoice['finish_reason'] = r.finishReason;
+    if (toolMode.kind !== 'none') {
+      const answer = wholeToolAnswer(toolMode, message.content ?? '');
+      message.content = answer.content;
+      if (answer.toolCalls.length) {
+        message.tool_calls = answer.toolCalls;
+        if (finishReason === 'stop') finishReason = 'tool_calls';
+      }
+    }
     return {
       index,
       message,
       logprobs: numTop === null ? null : { content: chatLogprobs(r.logprobs, numTop) },
-      finish_reason: r.finishReason,
+      finish_reason: finishReason,
       stop_reason: r.stopReason,
       ...(body.return_token_ids ? { token_ids: r.tokenIds } : {}),
     };
@@ -122,12 +148,14 @@ async function streamChat(
   promptTokenIds: number[],
   numTop: number | null,
   streams: ChoiceStream[],
+  toolMode: ToolMode,
 ): Promise<void> {
   const first = await prime(streams);
   const writer = openEventStream(ctx, 'sse');
   const created = nowSeconds();
   const includeUsage = body.stream_options?.include_usage === true;
   const parsers = streams.map(() => reasoningParserFor(deps.reasoningParser, body.chat_template_kwargs));
+  const toolStreams = streams.map(() => (toolMode.kind === 'none' ? null : new ToolCallStream(toolMode)));
   const chunk = (choices: ChatCompletionChunkChoice[], extra: Partial<ChatCompletionChunk> = {}): ChatCompletionChunk => ({
     id,
     object: 'chat.completion.chunk',
@@ -162,20 +190,44 @@ async function streamChat(
         }
         wireDelta = { ...(split.reasoning ? { reasoning_content: split.reasoning } : {}), ...(split.content ? { content: split.content } : {}) };
       }
-      const hasText = wireDelta.content !== undefined || wireDelta.reasoning_content !== undefined;
-      if (!hasText && !delta.finishReason && !logprobs && !body.return_token_ids) continue;
-      await writer.send(
-        chunk([
-          {
-            index,
-            delta: wireDelta,
-            logprobs,
-            finish_reason: delta.finishReason,
-            ...(delta.finishReason ? { stop_reason: delta.stopReason ?? null } : {}),
-            ...(body.return_token_ids ? { token_ids: delta.tokenIds } : {}),
-          },
-        ]),
-      );
+      // Tool calls: the content goes through the choice's ToolCallStream; each call delta is its own chunk.
+      const pieces: ChatCompletionChunkChoice['delta'][] = [];
+      let finishReason: ChatCompletionChunkChoice['finish_reason'] = delta.finishReason;
+      const tools = toolStreams[index];
+      if (tools) {
+        const piece = tools.push(wireDelta.content ?? '');
+        if (delta.finishReason) {
+          const rest = tools.finish();
+          piece.content += rest.content;
+          piece.toolCalls.push(...rest.toolCalls);
+          if (finishReason === 'stop' && tools.calledTools) finishReason = 'tool_calls';
+        }
+        const { content: _dropped, ...others } = wireDelta;
+        wireDelta = { ...others, ...(piece.content ? { content: piece.content } : {}) };
+        if (wireDelta.content !== undefined || wireDelta.reasoning_content !== undefined) pieces.push(wireDelta);
+        for (const call of piece.toolCalls) pieces.push({ tool_calls: [call] });
+      } else if (wireDelta.content !== undefined || wireDelta.reasoning_content !== undefined) {
+        pieces.push(wireDelta);
+      }
+      if (pieces.length === 0) {
+        if (!delta.finishReason && !logprobs && !body.return_token_ids) continue;
+        pieces.push({});
+      }
+      for (let k = 0; k < pieces.length; k++) {
+        const last = k === pieces.length - 1;
+        await writer.send(
+          chunk([
+            {
+              index,
+              delta: pieces[k]!,
+              logprobs: k === 0 ? logprobs : null,
+              finish_reason: last ? finishReason : null,
+              ...(last && delta.finishReason ? { stop_reason: delta.stopReason ?? null } : {}),
+              ...(body.return_token_ids ? { token_ids: k === 0 ? delta.tokenIds : [] } : {}),
+            },
+          ]),
+        );
+      }
     }
     if (includeUsage) await writer.send(chunk([], { usage: wireUsage(promptTokenIds.length, completionTokens, cachedTokens) }));
   } catch (err) {

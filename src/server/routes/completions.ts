@@ -4,6 +4,7 @@ import { randomSeed } from '../../engine/prompt.js';
 import type { Context } from 'koa';
 import type { GenerateRequest, PromptTokenLogprob, TokenLogprob } from '../../engine/types.js';
 import {
+  completionRequestSchema,
   validateCompletionRequest,
   type CompletionChoice,
   type CompletionChunk,
@@ -14,7 +15,19 @@ import {
 import { readJsonBody } from '../body.js';
 import { collect, merge, prime, type ChoiceStream } from '../choice-stream.js';
 import { invalid, toApiError } from '../errors.js';
-import { checkModel, newResponseId, nowSeconds, outputOptions, samplingFrom, startChoices, wireUsage, type ServerDeps } from '../generation.js';
+import {
+  checkModel,
+  guidedFrom,
+  logitsOptions,
+  newResponseId,
+  nowSeconds,
+  outputOptions,
+  rejectUnsupportedFields,
+  samplingFrom,
+  startChoices,
+  wireUsage,
+  type ServerDeps,
+} from '../generation.js';
 import { completionLogprobs, echoedPromptLogprobs, joinCompletionLogprobs, TextOffsets, wirePromptLogprobs } from '../logprobs.js';
 import { disconnectSignal, openEventStream } from '../sse.js';
 
@@ -30,6 +43,9 @@ export async function completionsRoute(ctx: Context, deps: ServerDeps): Promise<
   if (!checked.ok) throw invalid(checked.error.message, checked.error.param);
   const body = checked.value;
   checkModel(deps, body.model);
+  rejectUnsupportedFields(body as unknown as Record<string, unknown>, completionRequestSchema.properties as Record<string, unknown>, deps.log);
+  const guided = guidedFrom(body);
+  const logitsOpts = logitsOptions(body);
   const promptLogprobs = completionPromptLogprobs(body);
   const prompts = preparePrompts(deps, body.prompt);
   const n = body.n ?? 1;
@@ -45,6 +61,8 @@ export async function completionsRoute(ctx: Context, deps: ServerDeps): Promise<
       sampling: samplingFrom(body, baseSeed + i, body.logprobs ?? null, deps.engine.generationDefaults),
       maxTokens: body.max_tokens ?? DEFAULT_MAX_TOKENS,
       ...outputOptions(body),
+      ...(guided ? { guided } : {}),
+      ...logitsOpts,
       promptLogprobs,
     })),
   );

@@ -1,0 +1,182 @@
+// Tool calling on /v1/chat/completions, as vLLM does it:
+//   tool_choice "auto":     the model decides; the --tool-call-parser finds calls in its text.
+//   tool_choice "required": the grammar forces a JSON array of 1 (or more, with parallel_tool_calls)
+//                           {"name", "parameters"} objects, one of the tools each; the array becomes tool_calls.
+//   a named function:       the grammar forces that function's parameters; the output is its arguments.
+//   tool_choice "none":     plain content (the template still sees the tools, vLLM's default).
+// One ToolCallStream per choice turns text deltas into content and OpenAI tool-call deltas; a whole
+// answer goes through the same stream, so streamed deltas assemble to exactly the non-streamed message.
+import { randomBytes } from 'node:crypto';
+import type { GuidedDecoding } from '../../engine/types.js';
+import type { ChatCompletionRequest, ToolCall, ToolCallDelta, ToolDefinition } from '../../protocol/types.js';
+import { ApiError } from '../errors.js';
+import { ToolCallParser, type ParsedToolCall, type ToolCallParserName } from './parsers.js';
+
+/** How one request's answer is read. */
+export type ToolMode =
+  | { kind: 'none' }
+  | { kind: 'auto'; parser: ToolCallParserName }
+  | { kind: 'named'; name: string }
+  | { kind: 'required'; parallel: boolean };
+
+function invalidTools(message: string, param: string): ApiError {
+  return new ApiError(400, 'invalid_request_error', message, param, null);
+}
+
+/**
+ * The request's tool mode (400s for an inconsistent tools/tool_choice pair, as vLLM and OpenAI).
+ * Without a parser, "auto" answers are plain content (nothing can read the model's calls).
+ */
+export function toolModeFor(body: Pick<ChatCompletionRequest, 'tools' | 'tool_choice' | 'parallel_tool_calls'>, parser: ToolCallParserName | null): ToolMode {
+  const tools = body.tools ?? [];
+  const choice = body.tool_choice ?? (tools.length ? 'auto' : 'none');
+  if (choice === 'none') return { kind: 'none' };
+  if (tools.length === 0) throw invalidTools(`tool_choice ${JSON.stringify(choice)} needs tools`, 'tool_choice');
+  if (choice === 'auto') return parser === null ? { kind: 'none' } : { kind: 'auto', parser };
+  if (choice === 'required') return { kind: 'required', parallel: body.parallel_tool_calls ?? true };
+  const name = choice.function.name;
+  if (!tools.some((t) => t.function.name === name)) {
+    throw invalidTools(`tool_choice names the function "${name}", which is not in tools`, 'tool_choice');
+  }
+  return { kind: 'named', name };
+}
+
+function parametersOf(tool: ToolDefinition): Record<string, unknown> {
+  return (tool.function.parameters as Record<string, unknown> | undefined) ?? { type: 'object', properties: {} };
+}
+
+/** The grammar a mode needs (vLLM's _get_json_schema_from_tool), or null. */
+export function toolGuidedDecoding(mode: ToolMode, tools: readonly ToolDefinition[]): GuidedDecoding | null {
+  if (mode.kind === 'named') {
+    const tool = tools.find((t) => t.function.name === mode.name)!;
+    return { type: 'json_schema', schema: parametersOf(tool) };
+  }
+  if (mode.kind === 'required') {
+    const schema: Record<string, unknown> = {
+      type: 'array',
+      minItems: 1,
+      items: {
+        type: 'object',
+        anyOf: tools.map((t) => ({
+          properties: { name: { type: 'string', enum: [t.function.name] }, parameters: parametersOf(t) },
+          required: ['name', 'parameters'],
+        })),
+      },
+    };
+    if (!mode.parallel) schema.maxItems = 1;
+    return { type: 'json_schema', schema };
+  }
+  return null;
+}
+
+export function newToolCallId(): string {
+  return `call_${randomBytes(12).toString('hex')}`;
+}
+
+/** One push's worth of output: content to show and tool-call deltas (in order). */
+export interface ToolStreamPiece {
+  content: string;
+  toolCalls: ToolCallDelta[];
+}
+
+/** One choice's reader: push text deltas in order, then finish() once. */
+export class ToolCallStream {
+  private readonly parser: ToolCallParser | null;
+  private calls = 0;
+  private text = '';
+  private namedStarted = false;
+
+  constructor(private readonly mode: ToolMode) {
+    this.parser = mode.kind === 'auto' ? new ToolCallParser(mode.parser) : null;
+  }
+
+  /** Whether any call was produced (finish_reason "stop" then reads "tool_calls"). */
+  get calledTools(): boolean {
+    return this.calls > 0;
+  }
+
+  push(text: string): ToolStreamPiece {
+    const mode = this.mode;
+    if (mode.kind === 'none') return { content: text, toolCalls: [] };
+    if (this.parser) {
+      const split = this.parser.push(text);
+      return { content: split.content, toolCalls: this.deltas(split.calls) };
+    }
+    if (mode.kind === 'named') {
+      // The output is the arguments: stream them as they come.
+      const toolCalls: ToolCallDelta[] = [];
+      if (!this.namedStarted && text !== '') {
+        this.namedStarted = true;
+        this.calls = 1;
+        toolCalls.push({ index: 0, id: newToolCallId(), type: 'function', function: { name: mode.name, arguments: '' } });
+      }
+      if (text !== '') toolCalls.push({ index: 0, function: { arguments: text } });
+      return { content: '', toolCalls };
+    }
+    this.text += text; // required: the array is read whole at the end
+    return { content: '', toolCalls: [] };
+  }
+
+  finish(): ToolStreamPiece {
+    if (this.parser) {
+      const split = this.parser.flush();
+      return { content: split.content, toolCalls: this.deltas(split.calls) };
+    }
+    if (this.mode.kind === 'required') {
+      const calls = requiredCalls(this.text);
+      // Unreadable (cut by max_tokens, or no grammar): the text is the content.
+      return calls ? { content: '', toolCalls: this.deltas(calls) } : { content: this.text, toolCalls: [] };
+    }
+    return { content: '', toolCalls: [] };
+  }
+
+  private deltas(calls: readonly ParsedToolCall[]): ToolCallDelta[] {
+    const out: ToolCallDelta[] = [];
+    for (const call of calls) {
+      const index = this.calls++;
+      out.push({ index, id: newToolCallId(), type: 'function', function: { name: call.name, arguments: '' } });
+      out.push({ index, function: { arguments: call.arguments } });
+    }
+    return out;
+  }
+}
+
+function requiredCalls(text: string): ParsedToolCall[] | null {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (!Array.isArray(parsed) || parsed.length === 0) return null;
+  const calls: ParsedToolCall[] = [];
+  for (const item of parsed) {
+    if (typeof item !== 'object' || item === null || typeof (item as { name?: unknown }).name !== 'string') return null;
+    const { name, parameters } = item as { name: string; parameters?: unknown };
+    calls.push({ name, arguments: JSON.stringify(parameters ?? {}) });
+  }
+  return calls;
+}
+
+/** Tool-call deltas folded into whole calls (what a client does with the stream). */
+export function assembleToolCalls(deltas: readonly ToolCallDelta[]): ToolCall[] {
+  const calls: ToolCall[] = [];
+  for (const d of deltas) {
+    let call = calls[d.index];
+    if (!call) {
+      call = { id: d.id ?? '', type: 'function', function: { name: d.function?.name ?? '', arguments: '' } };
+      calls[d.index] = call;
+    }
+    call.function.arguments += d.function?.arguments ?? '';
+  }
+  return calls;
+}
+
+/** A whole answer read by a fresh stream: content (null when empty) and tool calls. */
+export function wholeToolAnswer(mode: ToolMode, text: string): { content: string | null; toolCalls: ToolCall[] } {
+  const stream = new ToolCallStream(mode);
+  const a = stream.push(text);
+  const b = stream.finish();
+  const content = a.content + b.content;
+  return { content: content === '' ? null : content, toolCalls: assembleToolCalls([...a.toolCalls, ...b.toolCalls]) };
+}

@@ -1,0 +1,123 @@
+// Tool-call parsers (serve --tool-call-parser): recorded model-format answers parsed whole and in every
+// chunking (tags split across stream chunks never leak into content), several calls, text around them,
+// malformed JSON left as content; aliases and detection from chat templates.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import {
+  detectToolCallParser,
+  extractToolCalls,
+  resolveToolCallParser,
+  ToolCallParser,
+  type ParsedToolCall,
+  type ToolCallParserName,
+} from '../../src/server/tools/parsers.js';
+
+const weather = (city: string): ParsedToolCall => ({ name: 'get_weather', arguments: JSON.stringify({ city }) });
+
+// Recorded answers in each model family's format (Qwen2.5-7B-Instruct, Llama-3.1-8B-Instruct,
+// internlm2_5-7b-chat, Mistral-7B-Instruct-v0.3), with and without text around the calls.
+const cases: [ToolCallParserName, string, string | null, ParsedToolCall[]][] = [
+  ['hermes', '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>', null, [weather('Paris')]],
+  [
+    'hermes',
+    'Let me check both cities.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>',
+    'Let me check both cities.',
+    [weather('Paris'), weather('Oslo')],
+  ],
+  ['hermes', 'Sure.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\nDone.', 'Sure.\nDone.', [weather('Paris')]],
+  // Malformed JSON inside the tags: left as content, tags included.
+  [
+    'hermes',
+    'A <tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}\n</tool_call>',
+    'A <tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}\n</tool_call>',
+    [],
+  ],
+  // Cut off by max_tokens inside a call: not a call.
+  ['hermes', 'x<tool_call>\n{"name": "get_wea', 'x<tool_call>\n{"name": "get_wea', []],
+  ['hermes', 'The capital of France is Paris. <tool_ is not a tag.', 'The capital of France is Paris. <tool_ is not a tag.', []],
+  ['hermes', '', null, []],
+  ['llama3_json', '{"name": "get_weather", "parameters": {"city": "Paris"}}', null, [weather('Paris')]],
+  [
+    'llama3_json',
+    '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris"}}; {"name": "get_weather", "parameters": {"city": "Oslo"}}',
+    null,
+    [weather('Paris'), weather('Oslo')],
+  ],
+  ['llama3_json', 'It is sunny in Paris {usually}.', 'It is sunny in Paris {usually}.', []],
+  ['llama3_json', '  {"name": "get_weather", "parameters": ', '  {"name": "get_weather", "parameters": ', []],
+  [
+    'internlm',
+    'I will look it up.<|action_start|><|plugin|>\n{"name": "get_weather", "parameters": {"city": "Paris"}}<|action_end|>\n',
+    'I will look it up.',
+    [weather('Paris')],
+  ],
+  ['internlm', '<|action_start|><|plugin|>\n{"name": get_weather}<|action_end|>', '<|action_start|><|plugin|>\n{"name": get_weather}<|action_end|>', []],
+  [
+    'mistral',
+    '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}}, {"name": "get_weather", "arguments": {"city": "Oslo"}}]',
+    null,
+    [weather('Paris'), weather('Oslo')],
+  ],
+  ['mistral', 'Checking. [TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}', 'Checking.', [weather('Paris')]],
+  ['mistral', '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": ', '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": ', []],
+  ['mistral', 'No tools needed: 2 + 2 = 4.', 'No tools needed: 2 + 2 = 4.', []],
+];
+
+function runChunks(name: ToolCallParserName, chunks: readonly string[]): { content: string | null; calls: ParsedToolCall[] } {
+  const parser = new ToolCallParser(name);
+  const parts = chunks.map((c) => parser.push(c));
+  parts.push(parser.flush());
+  const content = parts.map((p) => p.content).join('');
+  return { content: content === '' ? null : content, calls: parts.flatMap((p) => p.calls) };
+}
+
+test('whole answers: calls, content around them, malformed JSON as content', () => {
+  for (const [name, text, content, calls] of cases) {
+    assert.equal(extractToolCalls(name, text), { content, calls }, `${name}: ${JSON.stringify(text)}`);
+  }
+});
+
+test('every split into two and three chunks, and one character at a time, gives the same answer', () => {
+  for (const [name, text, content, calls] of cases) {
+    const expected = { content, calls };
+    for (let cut = 0; cut <= text.length; cut++) {
+      assert.equal(runChunks(name, [text.slice(0, cut), text.slice(cut)]), expected, `${name} cut at ${cut}: ${JSON.stringify(text)}`);
+      for (let cut2 = cut; cut2 <= text.length; cut2 += 3) {
+        assert.equal(runChunks(name, [text.slice(0, cut), text.slice(cut, cut2), text.slice(cut2)]), expected, `${name} cuts ${cut},${cut2}`);
+      }
+    }
+    assert.equal(runChunks(name, [...text]), expected, `${name} char by char: ${JSON.stringify(text)}`);
+  }
+});
+
+test('a tag split across chunks never reaches content before the call is known', () => {
+  for (const [name, text, , calls] of cases) {
+    if (calls.length === 0) continue;
+    const parser = new ToolCallParser(name);
+    for (const ch of text) {
+      const out = parser.push(ch);
+      assert.not.ok(/<tool|<\||\[TOOL|\{"name/.test(out.content), `${name}: leaked ${JSON.stringify(out.content)}`);
+    }
+  }
+});
+
+test('LMDeploy names are aliases of vLLM parsers; unknown names are refused', () => {
+  assert.is(resolveToolCallParser('qwen'), 'hermes');
+  assert.is(resolveToolCallParser('qwen2d5'), 'hermes');
+  assert.is(resolveToolCallParser('qwen3'), 'hermes');
+  assert.is(resolveToolCallParser('llama3'), 'llama3_json');
+  assert.is(resolveToolCallParser('internlm'), 'internlm');
+  assert.is(resolveToolCallParser('mistral'), 'mistral');
+  assert.throws(() => resolveToolCallParser('pythonic'), /unknown tool call parser/);
+});
+
+test('the parser is chosen from the chat template and architecture', () => {
+  assert.is(detectToolCallParser('{% if tools %}<tool_call>{{ tools | tojson }}</tool_call>{% endif %}'), 'hermes');
+  assert.is(detectToolCallParser("{{ '<|start_header_id|>ipython<|end_header_id|>' }}{% if tools %}<|python_tag|>{% endif %}"), 'llama3_json');
+  assert.is(detectToolCallParser('{{ "[AVAILABLE_TOOLS]" }}[TOOL_CALLS]'), 'mistral');
+  assert.is(detectToolCallParser('<|im_start|>{{ message.content }}', 'internlm2'), 'internlm');
+  assert.is(detectToolCallParser('<|im_start|>{{ message.content }}'), null);
+  assert.is(detectToolCallParser(null), null);
+});
+
+test.run();
