@@ -1,7 +1,7 @@
 // The chat page (/chat) in a real headless Chromium (playwright-core driving the system browser)
 // against the real server on stories260K, started with an API key so the page's key field is used:
 // streamed greedy answers, stop, multi-turn with regenerate and edit, the server-side session mode,
-// sanitized Markdown, and `webui <api_url>` on another port. Screenshots (desktop and phone width)
+// sanitized Markdown, JSON mode, tool-call cards, and `webui <api_url>` on another port. Screenshots (desktop and phone width)
 // go to test-artifacts/; UPDATE_SCREENSHOTS=1 also writes them to docs/images/ (the README's).
 // Without Chromium the tests are reported skipped, except in CI (CI set), where that fails.
 import { test } from 'uvu';
@@ -34,11 +34,14 @@ const TESTS = [
   'a Markdown answer is highlighted and sanitized: its <script> never runs',
   'webui <api_url> serves the same page against a server on another port',
   'screenshots at desktop and phone width',
+  'JSON mode sends response_format json_object and shows the answer as a JSON code block',
+  'streamed tool calls are shown as collapsible cards, kept across a reload and sent back in history',
 ];
 
 interface StoredTurn {
   role: string;
   content: string;
+  tool_calls?: { id: string; type: string; function: { name: string; arguments: string } }[];
   stats?: { finishReason: string | null; tokens: number | null; historyTokens?: number };
 }
 
@@ -402,6 +405,95 @@ if (!existsSync(CHROMIUM) && process.env.CI) {
       await page.screenshot({ path: file });
       if (process.env.UPDATE_SCREENSHOTS) copyFileSync(file, join(ROOT, 'docs', 'images', name));
     }
+  });
+
+  test(TESTS[7]!, async () => {
+    const page = await openChat(server.url);
+    await setSampling(page, 0, 64);
+    const bodies: { response_format?: unknown }[] = [];
+    page.on('request', (req) => {
+      if (req.url().endsWith('/v1/chat/completions')) bodies.push(req.postDataJSON());
+    });
+    // /v1/chat/interactive has no response_format: the switch is off-limits in session mode.
+    await page.check('input[name="mode"][value="session"]');
+    assert.ok(await page.locator('#json-mode').isDisabled(), 'disabled in session mode');
+    await page.check('input[name="mode"][value="stateless"]');
+    await page.check('#json-mode');
+    await send(page, PROMPT);
+    await waitAnswer(page, 1);
+    assert.equal(bodies[0]!.response_format, { type: 'json_object' });
+    const turn = (await storedTurns(page))[1]!;
+    // stories260K knows no JSON: only the grammar makes this parse.
+    assert.is(turn.stats?.finishReason, 'stop', `the object closed within max_tokens: ${JSON.stringify(turn.content)}`);
+    const parsed: unknown = JSON.parse(turn.content);
+    assert.type(parsed, 'object');
+    const code = page.locator('.msg.assistant .content pre code.hljs.language-json');
+    assert.equal(JSON.parse((await code.textContent()) ?? ''), parsed, 'shown as a JSON code block');
+    assert.ok((await code.locator('span').count()) > 0, 'highlighted');
+    // The switch is a setting: it survives a reload.
+    await page.reload();
+    await page.waitForSelector('.msg.assistant .stats');
+    assert.ok(await page.locator('#json-mode').isChecked());
+    assert.is(await page.locator('.msg.assistant .content pre code.language-json').count(), 1);
+  });
+
+  test(TESTS[8]!, async () => {
+    const page = await openChat(server.url);
+    const bodies: { messages: { role: string; content?: string | null; tool_calls?: unknown }[] }[] = [];
+    // No tools for stories260K here: the answer stream is stood in for by the browser, as the server streams calls.
+    await page.route('**/v1/chat/completions', (route) => {
+      bodies.push(route.request().postDataJSON());
+      const chunk = (delta: Record<string, unknown>, finish: string | null) =>
+        `data: ${JSON.stringify({ id: 'x', object: 'chat.completion.chunk', created: 0, model: 'stories260K', choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] })}\n\n`;
+      const call = (index: number, id: string, name: string) => ({ tool_calls: [{ index, id, type: 'function', function: { name, arguments: '' } }] });
+      const args = (index: number, text: string) => ({ tool_calls: [{ index, function: { arguments: text } }] });
+      void route.fulfill({
+        status: 200,
+        contentType: 'text/event-stream',
+        body:
+          bodies.length > 1
+            ? chunk({ role: 'assistant', content: 'Sunny.' }, 'stop') + 'data: [DONE]\n\n'
+            : chunk({ role: 'assistant', content: '' }, null) +
+              chunk(call(0, 'call_a', 'get_weather'), null) +
+              chunk(args(0, '{"city": "Par'), null) +
+              chunk(call(1, 'call_b', 'lookup<b>'), null) +
+              chunk(args(0, 'is", "unit": "C"}'), null) +
+              chunk(args(1, '{"q": "<script>window.__pwned = 6</script>"}'), 'tool_calls') +
+              'data: [DONE]\n\n',
+      });
+    });
+    await send(page, 'weather in Paris?');
+    await waitAnswer(page, 1);
+    const check = async () => {
+      const cards = page.locator('.msg.assistant details.tool-call');
+      assert.is(await cards.count(), 2);
+      assert.is(await cards.nth(0).locator('summary .tool-name').textContent(), 'get_weather');
+      assert.is(await cards.nth(1).locator('summary .tool-name').textContent(), 'lookup<b>', 'the name is text');
+      assert.not.ok(await cards.nth(0).locator('pre').isVisible(), 'folded');
+      await cards.nth(0).locator('summary').click();
+      assert.is(await cards.nth(0).locator('pre').textContent(), JSON.stringify({ city: 'Paris', unit: 'C' }, null, 2));
+      assert.match((await cards.nth(1).locator('pre').textContent()) ?? '', /<script>window\.__pwned = 6<\/script>/);
+      assert.is(await page.locator('.msg.assistant script, .msg.assistant b').count(), 0, 'no markup from the model');
+    };
+    await check();
+    assert.match((await page.locator('.msg.assistant .stats').textContent()) ?? '', /finish_reason: tool_calls/);
+    const calls = [
+      { id: 'call_a', type: 'function', function: { name: 'get_weather', arguments: '{"city": "Paris", "unit": "C"}' } },
+      { id: 'call_b', type: 'function', function: { name: 'lookup<b>', arguments: '{"q": "<script>window.__pwned = 6</script>"}' } },
+    ];
+    assert.equal((await storedTurns(page))[1]!.tool_calls, calls);
+    await page.reload();
+    await page.waitForSelector('.msg.assistant .stats');
+    await check();
+    // The next turn sends the calls back as the assistant message's tool_calls.
+    await send(page, 'and tomorrow?');
+    await waitAnswer(page, 2);
+    assert.equal(bodies[1]!.messages, [
+      { role: 'user', content: 'weather in Paris?' },
+      { role: 'assistant', content: null, tool_calls: calls },
+      { role: 'user', content: 'and tomorrow?' },
+    ]);
+    assert.is(await page.evaluate(() => window.__pwned), undefined, 'nothing ran');
   });
 }
 

@@ -175,7 +175,7 @@ test('required: the engine gets an array-of-calls schema; the array becomes tool
   });
 });
 
-test('400s: a named tool not in tools, tool_choice without tools, a malformed tool', async () => {
+test('400s: a named tool not in tools, tool_choice without tools, a malformed tool, an unenforceable schema', async () => {
   await withServer(HERMES, 'hermes', async (_client, url) => {
     const post = async (body: Record<string, unknown>) => {
       const res = await fetch(`${url}/v1/chat/completions`, {
@@ -196,6 +196,14 @@ test('400s: a named tool not in tools, tool_choice without tools, a malformed to
     assert.is(bad.status, 400);
     const badChoice = await post({ tools, tool_choice: 'sometimes' });
     assert.is(badChoice.status, 400);
+    // A parameters schema the grammar cannot enforce is refused, naming tools, before anything runs.
+    const unenforceable = [
+      { type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { x: { type: 'string', format: 'email' } } } } },
+    ];
+    const strictCall = await post({ tools: unenforceable, tool_choice: 'required' });
+    assert.is(strictCall.status, 400);
+    assert.is(strictCall.body.error.param, 'tools');
+    assert.match(strictCall.body.error.message, /format/);
   });
 });
 

@@ -8,10 +8,12 @@ import type {
   InteractiveRequest,
   InteractiveResponse,
   ServerStatus,
+  ToolCall,
+  ToolCallDelta,
   WireFinishReason,
 } from '../../src/protocol/types.js';
 
-export type { ChatRequestMessage, ServerStatus, WireFinishReason };
+export type { ChatRequestMessage, ServerStatus, ToolCall, ToolCallDelta, WireFinishReason };
 
 export class HttpError extends Error {
   constructor(
@@ -68,6 +70,8 @@ export interface StreamEvent {
   text: string;
   /** serve --reasoning-parser: the model's <think> part, apart from the answer. */
   reasoning?: string;
+  /** Pieces of tool calls (chat only): the first of each index has id and name, later ones argument text. */
+  toolCalls?: ToolCallDelta[];
   /** Output tokens so far, when the endpoint says (interactive: every line; chat: the usage chunk). */
   tokens?: number;
   historyTokens?: number;
@@ -88,6 +92,7 @@ export async function* streamChat(
   sampling: Sampling,
   apiKey: string,
   signal: AbortSignal,
+  jsonMode = false,
 ): AsyncGenerator<StreamEvent> {
   const body: ChatCompletionRequest = {
     ...(model ? { model } : {}), // before the first GET /status answers: the server's only model
@@ -98,6 +103,7 @@ export async function* streamChat(
     top_p: sampling.topP,
     max_tokens: sampling.maxTokens,
     ...(sampling.seed === null ? {} : { seed: sampling.seed }),
+    ...(jsonMode ? { response_format: { type: 'json_object' } } : {}),
   };
   const res = await post('/v1/chat/completions', body, apiKey, signal);
   for await (const line of lines(res)) {
@@ -107,7 +113,14 @@ export async function* streamChat(
     const parsed = JSON.parse(data) as ChatCompletionChunk | ErrorBody;
     if ('error' in parsed) throw new Error(parsed.error.message);
     const choice = parsed.choices[0];
-    if (choice) yield { text: choice.delta.content ?? '', reasoning: choice.delta.reasoning_content, finishReason: choice.finish_reason };
+    if (choice) {
+      yield {
+        text: choice.delta.content ?? '',
+        reasoning: choice.delta.reasoning_content,
+        ...(choice.delta.tool_calls?.length ? { toolCalls: choice.delta.tool_calls } : {}),
+        finishReason: choice.finish_reason,
+      };
+    }
     if (parsed.usage) yield { text: '', tokens: parsed.usage.completion_tokens, inputTokens: parsed.usage.prompt_tokens };
   }
 }

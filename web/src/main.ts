@@ -10,10 +10,11 @@ import {
   type ServerStatus,
   type StreamEvent,
   streamChat,
+  type ToolCall,
   streamInteractive,
   type WireFinishReason,
 } from './api.js';
-import { renderMarkdown } from './markdown.js';
+import { renderCode, renderMarkdown } from './markdown.js';
 import {
   type AnswerStats,
   type Conversation,
@@ -40,6 +41,7 @@ const el = {
   topP: $<HTMLInputElement>('top-p'),
   maxTokens: $<HTMLInputElement>('max-tokens'),
   seed: $<HTMLInputElement>('seed'),
+  jsonMode: $<HTMLInputElement>('json-mode'),
   apiKeyRow: $('api-key-row'),
   apiKey: $<HTMLInputElement>('api-key'),
   sessionBar: $('session-bar'),
@@ -76,6 +78,7 @@ function readSettingsForm(): void {
     seed: el.seed.value.trim() === '' ? null : Math.round(el.seed.valueAsNumber),
     apiKey: el.apiKey.value,
     mode,
+    jsonMode: el.jsonMode.checked,
   };
   saveSettings(settings);
 }
@@ -87,6 +90,9 @@ function writeSettingsForm(): void {
   el.maxTokens.value = String(settings.maxTokens);
   el.seed.value = settings.seed === null ? '' : String(settings.seed);
   el.apiKey.value = settings.apiKey;
+  el.jsonMode.checked = settings.jsonMode;
+  // /v1/chat/interactive has no response_format.
+  el.jsonMode.disabled = current.mode === 'session';
   (el.settings.elements.namedItem('mode') as RadioNodeList).value = current.mode;
   el.apiKeyRow.hidden = !(status?.auth_required || settings.apiKey);
 }
@@ -98,6 +104,7 @@ el.settings.addEventListener('change', (ev) => {
   if ((ev.target as HTMLInputElement).name === 'mode' && settings.mode !== current.mode) {
     if (current.messages.length === 0) current.mode = settings.mode;
     else startConversation();
+    writeSettingsForm();
     renderAll();
   }
 });
@@ -237,6 +244,46 @@ function fillMarkdown(content: HTMLElement, text: string): void {
   }
 }
 
+/** An answer: Markdown, or a JSON code block for a JSON-mode answer (pretty-printed once it parses). */
+function fillAnswer(content: HTMLElement, turn: Turn): void {
+  if (!turn.json) return fillMarkdown(content, turn.content);
+  let code = turn.content;
+  try {
+    code = JSON.stringify(JSON.parse(code), null, 2);
+  } catch {
+    // Still streaming (or cut off by max_tokens): shown as it is.
+  }
+  content.innerHTML = renderCode(code, 'json');
+  const copy = button('Copy', 'Copy code', (b) => void copyText(turn.content, b));
+  copy.className = 'copy-code';
+  content.querySelector('pre')?.append(copy);
+}
+
+/** Tool calls as folded cards: the function's name, then its arguments (pretty-printed when they parse), as text. */
+function fillToolCalls(container: HTMLElement, calls: ToolCall[] | undefined): void {
+  container.hidden = !calls?.length;
+  container.replaceChildren(
+    ...(calls ?? []).map((call) => {
+      const card = document.createElement('details');
+      card.className = 'tool-call';
+      const summary = document.createElement('summary');
+      summary.append(Object.assign(document.createElement('span'), { className: 'muted', textContent: 'Tool call ' }));
+      summary.append(Object.assign(document.createElement('code'), { className: 'tool-name', textContent: call.function.name }));
+      let args = call.function.arguments;
+      try {
+        args = JSON.stringify(JSON.parse(args), null, 2);
+      } catch {
+        // Partial (still streaming) or not JSON: shown as it is.
+      }
+      const pre = document.createElement('pre');
+      pre.className = 'code tool-args';
+      pre.textContent = args;
+      card.append(summary, pre);
+      return card;
+    }),
+  );
+}
+
 function formatStats(stats: AnswerStats): string {
   const parts: string[] = [];
   if (stats.tokPerSec !== null) parts.push(`${stats.tokPerSec.toFixed(1)} tok/s`);
@@ -270,7 +317,10 @@ function messageElement(turn: Turn, index: number, conversation: Conversation): 
   const content = document.createElement('div');
   content.className = 'content';
   if (turn.role === 'user') content.textContent = turn.content;
-  else fillMarkdown(content, turn.content);
+  else fillAnswer(content, turn);
+  const tools = document.createElement('div');
+  tools.className = 'tool-calls';
+  fillToolCalls(tools, turn.tool_calls);
   const reasoning = document.createElement('details');
   reasoning.className = 'reasoning';
   reasoning.hidden = !turn.reasoning;
@@ -294,7 +344,7 @@ function messageElement(turn: Turn, index: number, conversation: Conversation): 
   if (stateless && turn.role === 'user' && index === lastUser) {
     actions.append(button('Edit', 'Edit and resend', () => editTurn(div, index)));
   }
-  div.append(role, reasoning, content, actions);
+  div.append(role, reasoning, content, tools, actions);
   if (turn.stats) div.append(statsElement(turn.stats));
   return div;
 }
@@ -385,7 +435,8 @@ async function generate(): Promise<void> {
   const conversation = current;
   const controller = new AbortController();
   running = { controller, conversation };
-  const turn: Turn = { role: 'assistant', content: '' };
+  const json = settings.jsonMode && conversation.mode === 'stateless';
+  const turn: Turn = { role: 'assistant', content: '', ...(json ? { json } : {}) };
   conversation.messages.push(turn);
   persist();
   renderAll();
@@ -394,12 +445,14 @@ async function generate(): Promise<void> {
   node.setAttribute('aria-busy', 'true'); // screen readers read the answer once, when it is complete
   const content = node.querySelector<HTMLElement>('.content')!;
   const reasoning = node.querySelector<HTMLDetailsElement>('details.reasoning')!;
+  const tools = node.querySelector<HTMLElement>('.tool-calls')!;
   node.querySelector('.actions')!.replaceChildren();
 
   let frame = 0;
   const paint = () => {
     frame = 0;
-    fillMarkdown(content, turn.content);
+    fillAnswer(content, turn);
+    if (turn.tool_calls) fillToolCalls(tools, turn.tool_calls);
     if (turn.reasoning) {
       reasoning.hidden = false;
       fillMarkdown(reasoning.lastElementChild as HTMLElement, turn.reasoning);
@@ -427,6 +480,16 @@ async function generate(): Promise<void> {
       turn.content += ev.text;
       if (!frame) frame = requestAnimationFrame(paint);
     }
+    for (const d of ev.toolCalls ?? []) {
+      firstAt ??= performance.now();
+      lastAt = performance.now();
+      turn.tool_calls ??= [];
+      const call = (turn.tool_calls[d.index] ??= { id: '', type: 'function', function: { name: '', arguments: '' } });
+      if (d.id) call.id = d.id;
+      if (d.function?.name) call.function.name += d.function.name;
+      if (d.function?.arguments) call.function.arguments += d.function.arguments;
+      if (!frame) frame = requestAnimationFrame(paint);
+    }
     if (ev.tokens !== undefined) tokens = ev.tokens;
     if (ev.historyTokens !== undefined) historyTokens = ev.historyTokens;
     if (ev.inputTokens !== undefined) inputTokens = ev.inputTokens;
@@ -451,9 +514,11 @@ async function generate(): Promise<void> {
         ...conversation.messages
           .slice(0, -1)
           .filter((m): m is Turn & { role: 'user' | 'assistant' } => m.role === 'user' || m.role === 'assistant')
-          .map((m) => ({ role: m.role, content: m.content })),
+          .map((m) =>
+            m.tool_calls?.length ? { role: m.role, content: m.content || null, tool_calls: m.tool_calls.filter(Boolean) } : { role: m.role, content: m.content },
+          ),
       ];
-      for await (const ev of streamChat(modelName || status?.model || '', messages, sampling(), settings.apiKey, controller.signal)) onEvent(ev);
+      for await (const ev of streamChat(modelName || status?.model || '', messages, sampling(), settings.apiKey, controller.signal, json)) onEvent(ev);
     }
   } catch (err) {
     if (controller.signal.aborted) finishReason = 'abort';
@@ -479,6 +544,7 @@ async function generate(): Promise<void> {
     if (conversation.mode === 'session' && historyTokens !== undefined) {
       conversation.historyTokens = historyTokens + inputTokens + (n ?? 0);
     }
+    if (turn.tool_calls) turn.tool_calls = turn.tool_calls.filter(Boolean); // indexes the stream skipped
     running = null;
     persist();
     if (conversation === current) renderAll();

@@ -48,3 +48,9 @@ DOMPurify.addHook('afterSanitizeAttributes', (node) => {
 export function renderMarkdown(text: string): string {
   return DOMPurify.sanitize(md.render(text), { FORBID_TAGS: ['style', 'form', 'input', 'button', 'iframe'], FORBID_ATTR: ['style'] });
 }
+
+/** A code block (e.g. a JSON-mode answer), highlighted like a fenced one, safe to assign to innerHTML. */
+export function renderCode(code: string, lang: string): string {
+  const fence = '`'.repeat(Math.max(3, ...(code.match(/`+/g) ?? []).map((run) => run.length + 1)));
+  return renderMarkdown(`${fence}${lang}\n${code}\n${fence}`);
+}

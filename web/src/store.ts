@@ -1,4 +1,6 @@
 // What the page keeps in the browser's localStorage: the conversations and the settings.
+import type { ToolCall } from '../../src/protocol/types.js';
+
 export type Mode = 'stateless' | 'session';
 
 export interface AnswerStats {
@@ -8,7 +10,7 @@ export interface AnswerStats {
   tokens: number | null;
   /** Decode speed: (tokens - 1) / (time from the first to the last token). */
   tokPerSec: number | null;
-  finishReason: 'stop' | 'length' | 'abort' | null;
+  finishReason: 'stop' | 'length' | 'abort' | 'tool_calls' | null;
   /** Server-side session: the history the server held before this turn. */
   historyTokens?: number;
 }
@@ -19,6 +21,10 @@ export interface Turn {
   content: string;
   /** The reasoning (serve --reasoning-parser), shown folded above the answer; never sent back. */
   reasoning?: string;
+  /** The answer's tool calls (the server's tool calling), shown as cards and sent back in later turns. */
+  tool_calls?: ToolCall[];
+  /** Asked in JSON mode: the answer is shown as a JSON code block. */
+  json?: boolean;
   stats?: AnswerStats;
   error?: string;
 }
@@ -43,12 +49,14 @@ export interface Settings {
   seed: number | null;
   apiKey: string;
   mode: Mode;
+  /** response_format: {type: 'json_object'} on /v1/chat/completions (stateless mode only). */
+  jsonMode: boolean;
   theme: 'auto' | 'light' | 'dark';
 }
 
 const KEY_CONVERSATIONS = 'webgpu-llm-chat:conversations';
 const KEY_SETTINGS = 'webgpu-llm-chat:settings';
-const DEFAULT_SETTINGS: Settings = { system: '', temperature: 0.7, topP: 0.95, maxTokens: 256, seed: null, apiKey: '', mode: 'stateless', theme: 'auto' };
+const DEFAULT_SETTINGS: Settings = { system: '', temperature: 0.7, topP: 0.95, maxTokens: 256, seed: null, apiKey: '', mode: 'stateless', jsonMode: false, theme: 'auto' };
 
 function read<T>(key: string): T | null {
   try {

@@ -9,6 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import type { GuidedDecoding } from '../../engine/types.js';
 import type { ChatCompletionRequest, ToolCall, ToolCallDelta, ToolDefinition } from '../../protocol/types.js';
+import { checkJsonSchema } from '../../structured/json-schema.js';
 import { ApiError } from '../errors.js';
 import { ToolCallParser, type ParsedToolCall, type ToolCallParserName } from './parsers.js';
 
@@ -41,8 +42,11 @@ export function toolModeFor(body: Pick<ChatCompletionRequest, 'tools' | 'tool_ch
   return { kind: 'named', name };
 }
 
+/** A tool's parameters schema, checked here so that an unenforceable one is a 400 naming `tools`. */
 function parametersOf(tool: ToolDefinition): Record<string, unknown> {
-  return (tool.function.parameters as Record<string, unknown> | undefined) ?? { type: 'object', properties: {} };
+  const schema = (tool.function.parameters as Record<string, unknown> | undefined) ?? { type: 'object', properties: {} };
+  checkJsonSchema(schema, 'tools');
+  return schema;
 }
 
 /** The grammar a mode needs (vLLM's _get_json_schema_from_tool), or null. */
