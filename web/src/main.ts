@@ -246,7 +246,10 @@ function fillMarkdown(content: HTMLElement, text: string): void {
 
 /** An answer: Markdown, or a JSON code block for a JSON-mode answer (pretty-printed once it parses). */
 function fillAnswer(content: HTMLElement, turn: Turn): void {
-  if (!turn.json) return fillMarkdown(content, turn.content);
+  if (!turn.json) {
+    fillMarkdown(content, turn.content);
+    return;
+  }
   let code = turn.content;
   try {
     code = JSON.stringify(JSON.parse(code), null, 2);
@@ -515,7 +518,9 @@ async function generate(): Promise<void> {
           .slice(0, -1)
           .filter((m): m is Turn & { role: 'user' | 'assistant' } => m.role === 'user' || m.role === 'assistant')
           .map((m) =>
-            m.tool_calls?.length ? { role: m.role, content: m.content || null, tool_calls: m.tool_calls.filter(Boolean) } : { role: m.role, content: m.content },
+            m.tool_calls?.length
+              ? { role: m.role, content: m.content || null, tool_calls: m.tool_calls.filter(Boolean) }
+              : { role: m.role, content: m.content },
           ),
       ];
       for await (const ev of streamChat(modelName || status?.model || '', messages, sampling(), settings.apiKey, controller.signal, json)) onEvent(ev);

@@ -56,7 +56,17 @@ export interface Settings {
 
 const KEY_CONVERSATIONS = 'webgpu-llm-chat:conversations';
 const KEY_SETTINGS = 'webgpu-llm-chat:settings';
-const DEFAULT_SETTINGS: Settings = { system: '', temperature: 0.7, topP: 0.95, maxTokens: 256, seed: null, apiKey: '', mode: 'stateless', jsonMode: false, theme: 'auto' };
+const DEFAULT_SETTINGS: Settings = {
+  system: '',
+  temperature: 0.7,
+  topP: 0.95,
+  maxTokens: 256,
+  seed: null,
+  apiKey: '',
+  mode: 'stateless',
+  jsonMode: false,
+  theme: 'auto',
+};
 
 function read<T>(key: string): T | null {
   try {
