@@ -104,23 +104,44 @@ export class GpuDevice {
    * through it (WaitPacer.wait); omit them for one-offs.
    */
   async read(buffer: GPUBuffer, byteLength = buffer.size, offset = 0, waitKind?: string, waitWork = 1): Promise<ArrayBuffer> {
+    const encoder = this.device.createCommandEncoder({ label: 'readback' });
+    return this.submitAndRead(encoder, buffer, byteLength, offset, waitKind, waitWork, `${this.label}: readback`);
+  }
+
+  /**
+   * Appends a copy of `byteLength` bytes of `buffer` to `encoder` (so kernels read their results
+   * back in the same submission as their passes), submits it and waits, paced like read().
+   * Flush any uniform arena the passes use first. A failed map is reported as "`what` failed".
+   */
+  async submitAndRead(
+    encoder: GPUCommandEncoder,
+    buffer: GPUBuffer,
+    byteLength: number,
+    offset = 0,
+    waitKind?: string,
+    waitWork = 1,
+    what = `${this.label}: readback`,
+    kernel?: string,
+  ): Promise<ArrayBuffer> {
     const size = align(byteLength, 4);
     const staging = this.pool.acquireReadback(size);
-    const encoder = this.device.createCommandEncoder({ label: 'readback' });
-    encoder.copyBufferToBuffer(buffer, offset, staging, 0, size);
-    this.device.queue.submit([encoder.finish()]);
     try {
-      const map = () => staging.mapAsync(GPUMapMode.READ, 0, size);
-      await (waitKind === undefined ? map() : this.pacer.wait(waitKind, map, waitWork));
-    } catch (err) {
+      encoder.copyBufferToBuffer(buffer, offset, staging, 0, size);
+      this.device.queue.submit([encoder.finish()]);
+      try {
+        const map = () => staging.mapAsync(GPUMapMode.READ, 0, size);
+        await (waitKind === undefined ? map() : this.pacer.wait(waitKind, map, waitWork));
+      } catch (err) {
+        this.throwIfFailed();
+        throw new GpuError(`${what} failed: ${(err as Error).message}`, kernel);
+      }
+      const copy = staging.getMappedRange(0, size).slice(0, byteLength);
+      staging.unmap();
       this.throwIfFailed();
-      throw new GpuError(`${this.label}: readback failed: ${(err as Error).message}`);
+      return copy;
+    } finally {
+      this.pool.releaseReadback(staging);
     }
-    const copy = staging.getMappedRange(0, size).slice(0, byteLength);
-    staging.unmap();
-    this.pool.releaseReadback(staging);
-    this.throwIfFailed();
-    return copy;
   }
 
   async readF32(buffer: GPUBuffer, count: number, offsetElems = 0, waitKind?: string, waitWork = 1): Promise<Float32Array> {

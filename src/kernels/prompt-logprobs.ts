@@ -2,7 +2,7 @@
 // and rank of a given target token (the next prompt token) and the top-k alternatives. One workgroup
 // per row; only those numbers are read back, never the logits.
 import assert from 'node:assert/strict';
-import { align, dispatch, GpuError, loadShader, storageUsage, UniformArena, type GpuDevice } from '../gpu/index.js';
+import { align, dispatch, loadShader, storageUsage, UniformArena, type GpuDevice } from '../gpu/index.js';
 import { MAX_TOP_LOGPROBS, type TokenChoice } from '../sampling/params.js';
 
 const RESULT_WORDS = 4 + 2 * MAX_TOP_LOGPROBS;
@@ -58,7 +58,6 @@ export class PromptLogprobsKernel {
     const resultBytes = numRows * RESULT_WORDS * 4;
     const targetBuf = pool.acquire(align(numRows * 4, 16), storageUsage());
     const results = pool.acquire(resultBytes, storageUsage());
-    const staging = pool.acquireReadback(resultBytes);
     try {
       this.gpu.write(targetBuf, targets);
       const rowBytes = V * 4;
@@ -75,18 +74,10 @@ export class PromptLogprobsKernel {
         dispatch(this.gpu.device, pass, this.pipeline, [{ buffer: logits, offset, size }, targetBuf, results, u], [n]);
       }
       pass.end();
-      encoder.copyBufferToBuffer(results, 0, staging, 0, resultBytes);
       this.uniforms.flush();
-      this.gpu.device.queue.submit([encoder.finish()]);
-      try {
-        await this.gpu.pacer.wait(waitKind, () => staging.mapAsync(GPUMapMode.READ, 0, resultBytes), waitWork);
-      } catch (err) {
-        this.gpu.throwIfFailed();
-        throw new GpuError(`prompt logprobs readback failed: ${(err as Error).message}`, 'prompt_logprobs');
-      }
-      const words = new Uint32Array(staging.getMappedRange(0, resultBytes).slice(0));
-      staging.unmap();
-      this.gpu.throwIfFailed();
+      const words = new Uint32Array(
+        await this.gpu.submitAndRead(encoder, results, resultBytes, 0, waitKind, waitWork, 'prompt logprobs readback', 'prompt_logprobs'),
+      );
       const f32 = new Float32Array(words.buffer);
       return Array.from(targets, (tokenId, r): ScoredToken => {
         const o = r * RESULT_WORDS;
@@ -97,7 +88,6 @@ export class PromptLogprobsKernel {
     } finally {
       pool.release(targetBuf);
       pool.release(results);
-      pool.releaseReadback(staging);
     }
   }
 

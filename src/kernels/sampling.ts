@@ -2,7 +2,7 @@
 // logprobs, one workgroup per row (shaders/sampling.wgsl). Only ids and logprobs come back to the host.
 // Semantics are those of sampleReference (test/support/reference-sampling.ts), which the tests hold it to.
 import assert from 'node:assert/strict';
-import { align, dispatch, GpuError, loadShader, storageUsage, UniformArena, type Binding, type GpuDevice } from '../gpu/index.js';
+import { align, dispatch, loadShader, storageUsage, UniformArena, type Binding, type GpuDevice } from '../gpu/index.js';
 import { MAX_TOP_LOGPROBS, type LogitsProcessing, type SampleResult, type SamplingRow, type TokenChoice } from '../sampling/params.js';
 import { isGreedy, penaltyTable } from '../sampling/penalties.js';
 import { seedWords } from '../sampling/rng.js';
@@ -78,7 +78,6 @@ export class GpuSampler {
     const masks = maskWords ? pool.acquire(Math.max(16, maskWords.byteLength), storageUsage()) : null;
     const resultBytes = numRows * RESULT_WORDS * 4;
     const results = pool.acquire(resultBytes, storageUsage());
-    const staging = pool.acquireReadback(resultBytes);
     try {
       this.gpu.write(params, new Uint8Array(paramBytes));
       if (penaltyWords.length > 0) this.gpu.write(penalties, penaltyWords);
@@ -96,25 +95,14 @@ export class GpuSampler {
         dispatch(this.gpu.device, pass, this.pipeline, [g.logits, groupWork, params, penalties, results, u, masks ?? this.noMasks], [g.numRows]);
       }
       pass.end();
-      encoder.copyBufferToBuffer(results, 0, staging, 0, resultBytes);
       this.uniforms.flush();
-      this.gpu.device.queue.submit([encoder.finish()]);
-      try {
-        await this.gpu.pacer.wait(waitKind, () => staging.mapAsync(GPUMapMode.READ, 0, resultBytes), waitWork);
-      } catch (err) {
-        this.gpu.throwIfFailed();
-        throw new GpuError(`sampling readback failed: ${(err as Error).message}`, 'sampling');
-      }
-      const words = new Uint32Array(staging.getMappedRange(0, resultBytes).slice(0));
-      staging.unmap();
-      this.gpu.throwIfFailed();
+      const words = new Uint32Array(await this.gpu.submitAndRead(encoder, results, resultBytes, 0, waitKind, waitWork, 'sampling readback', 'sampling'));
       return decodeResults(words, rows, V);
     } finally {
       pool.release(params);
       pool.release(penalties);
       if (masks) pool.release(masks);
       pool.release(results);
-      pool.releaseReadback(staging);
     }
   }
 
