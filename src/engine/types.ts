@@ -1,6 +1,7 @@
 // The engine as every layer above it sees it: submit a request, iterate its deltas, abort it.
 import type { FinishReason, TextCodec } from '../common/types.js';
 import type { SamplingParams } from '../sampling/params.js';
+import type { StructuralTagFormat } from '../structured/types.js';
 
 export interface GenerateRequest {
   /** Unique per request; the engine assigns one when omitted. */
@@ -40,13 +41,17 @@ export interface GenerateRequest {
   minTokens?: number;
 }
 
+export type { StructuralTagFormat };
+
 /** What a guided request's output must match. */
 export type GuidedDecoding =
   | { type: 'json_object' }
   | { type: 'json_schema'; schema: Record<string, unknown> }
   | { type: 'regex'; pattern: string }
   | { type: 'choice'; choices: string[] }
-  | { type: 'grammar'; ebnf: string };
+  | { type: 'grammar'; ebnf: string }
+  /** xgrammar's structural tag (strict tools in tool_choice auto: free text, constrained calls). */
+  | { type: 'structural_tag'; format: StructuralTagFormat };
 
 export interface TopLogprob {
   tokenId: number;

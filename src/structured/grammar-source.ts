@@ -1,7 +1,8 @@
-// A grammar spec -> what xgrammar compiles: a JSON schema, a regex (as a structural tag) or EBNF.
+// A grammar spec -> what xgrammar compiles: a JSON schema, a structural tag (regexes and tool-call
+// formats) or EBNF.
 import type { GrammarSpec } from './types.js';
 
-export type GrammarSource = { kind: 'json_schema'; text: string } | { kind: 'regex'; tag: unknown } | { kind: 'ebnf'; text: string };
+export type GrammarSource = { kind: 'json_schema'; text: string } | { kind: 'structural_tag'; tag: unknown } | { kind: 'ebnf'; text: string };
 
 export function grammarSource(spec: GrammarSpec): GrammarSource {
   switch (spec.type) {
@@ -10,7 +11,9 @@ export function grammarSource(spec: GrammarSpec): GrammarSource {
     case 'json_schema':
       return { kind: 'json_schema', text: JSON.stringify(spec.schema) };
     case 'regex':
-      return { kind: 'regex', tag: { type: 'structural_tag', format: { type: 'regex', pattern: spec.pattern } } };
+      return { kind: 'structural_tag', tag: { type: 'structural_tag', format: { type: 'regex', pattern: spec.pattern } } };
+    case 'structural_tag':
+      return { kind: 'structural_tag', tag: { type: 'structural_tag', format: spec.format } };
     case 'choice':
       return { kind: 'ebnf', text: `root ::= ${spec.choices.map(ebnfString).join(' | ')}` };
     case 'grammar':
@@ -34,5 +37,5 @@ export function ebnfString(s: string): string {
 /** The cache key of a spec: its grammar text. */
 export function grammarKey(spec: GrammarSpec): string {
   const src = grammarSource(spec);
-  return src.kind === 'regex' ? `regex:${JSON.stringify(src.tag)}` : `${src.kind}:${src.text}`;
+  return src.kind === 'structural_tag' ? `structural_tag:${JSON.stringify(src.tag)}` : `${src.kind}:${src.text}`;
 }

@@ -39,7 +39,7 @@ function compile(key: string, spec: GrammarSpec): Promise<XCompiledGrammar> {
     c =
       src.kind === 'json_schema'
         ? comp.compileJSONSchema(src.text, false, -1, [',', ':'], true)
-        : src.kind === 'regex'
+        : src.kind === 'structural_tag'
           ? comp.compileStructuralTag(src.tag)
           : comp.compileGrammar(src.text, 'root');
     compiled.set(key, c);
@@ -71,8 +71,10 @@ async function step(items: StepItem[]): Promise<StepResult[]> {
       continue;
     }
     try {
-      const bad = item.accept.find((t) => !m.acceptToken(t));
+      const bad = item.accept.find((t) => m.isTerminated() || !m.acceptToken(t));
       if (bad !== undefined) throw new Error(`the grammar rejects the sampled token ${bad}`);
+      // Asking a terminated matcher (it accepted a stop token) for a mask aborts the instance: refuse here.
+      if (m.isTerminated()) throw new Error('the grammar has already ended: no token can follow its stop token');
       const bits = await m.getNextTokenBitmask();
       out.push({ mask: new Uint32Array(bits.buffer, bits.byteOffset, bits.length).slice() });
     } catch (err) {

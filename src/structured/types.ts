@@ -6,7 +6,31 @@ export type GrammarSpec =
   | { type: 'json_schema'; schema: Record<string, unknown> }
   | { type: 'regex'; pattern: string }
   | { type: 'choice'; choices: string[] }
-  | { type: 'grammar'; ebnf: string };
+  | { type: 'grammar'; ebnf: string }
+  | { type: 'structural_tag'; format: StructuralTagFormat };
+
+/**
+ * The part of xgrammar's structural-tag language the server builds (xgrammar's structural_tag.d.ts,
+ * the same JSON as the Python package's StructuralTag): free text, fixed strings, JSON-schema values,
+ * sequences and alternatives of them, and tags that free text may open.
+ */
+export type StructuralTagFormat =
+  | { type: 'any_text' }
+  | { type: 'const_string'; value: string }
+  | { type: 'json_schema'; json_schema: Record<string, unknown> | boolean }
+  | { type: 'regex'; pattern: string }
+  | { type: 'sequence'; elements: StructuralTagFormat[] }
+  | { type: 'or'; elements: StructuralTagFormat[] }
+  | StructuralTagTag
+  | { type: 'triggered_tags'; triggers: string[]; tags: StructuralTagTag[]; at_least_one?: boolean; stop_after_first?: boolean };
+
+/** A tag: its begin string, then its content, then its end string. */
+export interface StructuralTagTag {
+  type: 'tag';
+  begin: string;
+  content: StructuralTagFormat;
+  end: string;
+}
 
 /** The model's vocabulary as xgrammar wants it: every id's token text (added tokens included), in id order. */
 export interface GrammarVocab {

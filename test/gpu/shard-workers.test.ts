@@ -71,6 +71,26 @@ test('worker tp 2 gives in-process tp 2 tokens and logprobs bit for bit through 
   }
 });
 
+test('a guided request (json_schema) in worker shards: schema-valid and the same tokens as in-process tp 2', async () => {
+  const schema = { type: 'object', properties: { name: { type: 'string', maxLength: 8 }, pet: { enum: ['cat', 'dog'] } }, required: ['name', 'pet'] };
+  const guided = request(prompt(0, 12), { maxTokens: 60, sampling: greedy({ temperature: 1, seed: 7 }), guided: { type: 'json_schema', schema } });
+  const settings = { devices: [0, 0], allowRepeatedDevices: true };
+  const runs = [];
+  for (const shardProcesses of [false, true]) {
+    const engine = await openEngine({ ...settings, shardProcesses });
+    try {
+      runs.push(await collect(engine.generate(guided)));
+    } finally {
+      await engine.shutdown();
+    }
+  }
+  const [inProcess, workers] = runs as [Awaited<ReturnType<typeof collect>>, Awaited<ReturnType<typeof collect>>];
+  assert.is(workers.finishReason, 'stop', workers.text);
+  const value = JSON.parse(workers.text) as { name: string; pet: string };
+  assert.ok(typeof value.name === 'string' && value.name.length <= 8 && ['cat', 'dog'].includes(value.pet), workers.text);
+  assert.equal(workers.tokenIds, inProcess.tokenIds);
+});
+
 /** Bytes the parent sends both workers in the 50th all-decode step, minus the activations (all-reduce writes, gathered logits). */
 async function decodeStepBytes(promptLength: number) {
   const engine = await openEngine({ devices: [0, 0], allowRepeatedDevices: true, shardProcesses: true });

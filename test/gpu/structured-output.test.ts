@@ -1,7 +1,7 @@
 // Structured output through the real server and the official `openai` client on stories260K, a
 // model with no idea of JSON: only the grammar (xgrammar, src/structured/) makes it comply.
 // response_format json_schema / json_object, vLLM's guided_regex / guided_choice / guided_grammar,
-// logit_bias, min_tokens, the 400s for what cannot be enforced, and a grammar-engine abort that
+// logit_bias, min_tokens, ignore_eos (ends with the grammar), the 400s for what cannot be enforced, and a grammar-engine abort that
 // fails one request while the others go on.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -164,6 +164,34 @@ test('min_tokens (and min_new_tokens) hold off EOS', async () => {
     assert.is(held.usage!.completion_tokens, 7, field);
     assert.is(held.choices[0]!.finish_reason, 'stop');
   }
+});
+
+test('ignore_eos with a grammar: the request ends when the grammar does (finish_reason stop), as vLLM ends it when the matcher terminates', async () => {
+  const restarts = engine.grammarEngine.restarts;
+  for (const seed of [1, 2, 3]) {
+    const res = await client.completions.create({
+      model: MODEL,
+      prompt: 'Once upon a time',
+      max_tokens: 40,
+      temperature: 1,
+      seed,
+      ...extra({ ignore_eos: true, guided_choice: ['yes', 'no'] }),
+    });
+    assert.is(res.choices[0]!.finish_reason, 'stop');
+    assert.ok(['yes', 'no'].includes(res.choices[0]!.text), res.choices[0]!.text);
+  }
+  const chat = await client.chat.completions.create({
+    model: MODEL,
+    messages: [{ role: 'user', content: 'Once upon a time' }],
+    max_tokens: 200,
+    seed: 4,
+    response_format: { type: 'json_schema', json_schema: { name: 'story', schema: SCHEMA } },
+    ...extra({ ignore_eos: true }),
+  });
+  assert.is(chat.choices[0]!.finish_reason, 'stop');
+  assert.ok(new Ajv2020().compile(SCHEMA)(JSON.parse(chat.choices[0]!.message.content!)), chat.choices[0]!.message.content!);
+  // The grammar engine was never asked past its end (that would abort its WebAssembly instance).
+  assert.is(engine.grammarEngine.restarts, restarts);
 });
 
 test('what cannot be enforced or is not implemented is a 400 naming the field', async () => {

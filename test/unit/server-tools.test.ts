@@ -118,7 +118,8 @@ test('auto with other parsers (llama3_json, internlm, mistral): streamed equals 
 });
 
 test('auto: malformed JSON stays content with finish_reason stop; without a parser tools give plain content', async () => {
-  const bad = 'Hmm <tool_call>\n{"name": "get_weather", "arguments": {"city": }\n</tool_call>';
+  // Malformed before the arguments open (a missing comma): never streamed as a call, so content.
+  const bad = 'Hmm <tool_call>\n{"name": "get_weather" "arguments": {"city": "Paris"}}\n</tool_call>';
   await withServer(bad, 'hermes', async (client) => {
     const res = await whole(client, {});
     assert.equal(res, { content: bad, tool_calls: [], finish_reason: 'stop' });
@@ -127,6 +128,29 @@ test('auto: malformed JSON stays content with finish_reason stop; without a pars
   await withServer(HERMES, null, async (client) => {
     const res = await whole(client, {});
     assert.equal(res, { content: HERMES, tool_calls: [], finish_reason: 'stop' });
+  });
+});
+
+test('auto: a long call streams its name first, then its arguments in many fragments, assembling to the whole answer', async () => {
+  const args = { city: 'Paris', days: 5, units: 'metric', note: 'bring an umbrella, "just in case"' };
+  const story = `One moment.\n<tool_call>\n{"name": "get_weather", "arguments": ${JSON.stringify(args, null, 2)}}\n</tool_call>`;
+  await withServer(story, 'hermes', async (client) => {
+    const res = await whole(client, {});
+    assert.equal(
+      res.tool_calls.map((c) => [c.function.name, c.function.arguments]),
+      [['get_weather', JSON.stringify(args)]],
+    );
+    const stream = await client.chat.completions.create({ model: 'fake-model', messages, tools, temperature: 0, max_tokens: 500, stream: true });
+    const fragments: string[] = [];
+    for await (const chunk of stream) {
+      for (const d of chunk.choices[0]?.delta.tool_calls ?? []) {
+        if (d.function?.name) assert.is(fragments.length, 0, 'the name comes before any argument text');
+        else fragments.push(d.function?.arguments ?? '');
+      }
+    }
+    assert.ok(fragments.length > 20, `${fragments.length} argument fragments`);
+    assert.is(fragments.join(''), res.tool_calls[0]!.function.arguments);
+    assert.equal(withoutIds(await streamed(client, {})), withoutIds(res));
   });
 });
 

@@ -1,9 +1,11 @@
 // Tool-call parsers (serve --tool-call-parser): recorded model-format answers parsed whole and in every
 // chunking (tags split across stream chunks never leak into content), several calls, text around them,
-// malformed JSON left as content; aliases and detection from chat templates.
+// malformed JSON left as content; calls streamed as name then argument fragments once their JSON reads
+// `{"name": ..., "arguments": {`; aliases and detection from chat templates.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
+  assembleCalls,
   detectToolCallParser,
   extractToolCalls,
   resolveToolCallParser,
@@ -25,14 +27,28 @@ const cases: [ToolCallParserName, string, string | null, ParsedToolCall[]][] = [
     [weather('Paris'), weather('Oslo')],
   ],
   ['hermes', 'Sure.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\nDone.', 'Sure.\nDone.', [weather('Paris')]],
-  // Malformed JSON inside the tags: left as content, tags included.
+  // Malformed JSON inside the tags before the arguments open: left as content, tags included.
   [
     'hermes',
-    'A <tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}\n</tool_call>',
-    'A <tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}\n</tool_call>',
+    'A <tool_call>\n{"name": "get_weather" "arguments": {"city": "Paris"}}\n</tool_call>',
+    'A <tool_call>\n{"name": "get_weather" "arguments": {"city": "Paris"}}\n</tool_call>',
     [],
   ],
-  // Cut off by max_tokens inside a call: not a call.
+  // Once `"arguments": {` is read the call is streamed, so it stays a call: a missing final brace is forgiven,
+  // invalid arguments are kept as the model wrote them.
+  ['hermes', 'A <tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}\n</tool_call>', 'A', [weather('Paris')]],
+  ['hermes', '<tool_call>\n{"name": "get_weather", "arguments": {"city": }\n</tool_call>', null, [{ name: 'get_weather', arguments: '{"city":}' }]],
+  // Arguments before the name, or as a string: not streamable, parsed whole at the end tag.
+  ['hermes', '<tool_call>{"arguments": {"city": "Paris"}, "name": "get_weather"}</tool_call>', null, [weather('Paris')]],
+  ['hermes', '<tool_call>{"name": "get_weather", "arguments": "{\\"city\\": \\"Paris\\"}"}</tool_call>', null, [weather('Paris')]],
+  // Other keys after the arguments are ignored; numbers, literals, nesting and escapes are kept as written.
+  [
+    'hermes',
+    '<tool_call>{"name": "f", "arguments": {"n": -1.5e3, "ok": true, "x": null, "l": [1, {"a": "\\u00e9\\n"}]}, "id": 7}</tool_call>',
+    null,
+    [{ name: 'f', arguments: '{"n":-1.5e3,"ok":true,"x":null,"l":[1,{"a":"\\u00e9\\n"}]}' }],
+  ],
+  // Cut off by max_tokens before the arguments open: not a call.
   ['hermes', 'x<tool_call>\n{"name": "get_wea', 'x<tool_call>\n{"name": "get_wea', []],
   ['hermes', 'The capital of France is Paris. <tool_ is not a tag.', 'The capital of France is Paris. <tool_ is not a tag.', []],
   ['hermes', '', null, []],
@@ -59,7 +75,15 @@ const cases: [ToolCallParserName, string, string | null, ParsedToolCall[]][] = [
     [weather('Paris'), weather('Oslo')],
   ],
   ['mistral', 'Checking. [TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}', 'Checking.', [weather('Paris')]],
-  ['mistral', '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": ', '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": ', []],
+  // Cut off inside the arguments: a call whose arguments are what was written (finish_reason says "length").
+  ['mistral', '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": ', null, [{ name: 'get_weather', arguments: '{"city":' }]],
+  ['mistral', '[TOOL_CALLS]{"name": "get_weather", "arguments": {"city": "Paris"}}', null, [weather('Paris')]],
+  [
+    'llama3_json',
+    '{"name": "get_weather", "parameters": {"city": "Paris"}}; {"parameters": {"city": "Oslo"}, "name": "get_weather"}',
+    null,
+    [weather('Paris'), weather('Oslo')],
+  ],
   ['mistral', 'No tools needed: 2 + 2 = 4.', 'No tools needed: 2 + 2 = 4.', []],
 ];
 
@@ -68,7 +92,7 @@ function runChunks(name: ToolCallParserName, chunks: readonly string[]): { conte
   const parts = chunks.map((c) => parser.push(c));
   parts.push(parser.flush());
   const content = parts.map((p) => p.content).join('');
-  return { content: content === '' ? null : content, calls: parts.flatMap((p) => p.calls) };
+  return { content: content === '' ? null : content, calls: assembleCalls(parts.flatMap((p) => p.events)) };
 }
 
 test('whole answers: calls, content around them, malformed JSON as content', () => {
@@ -98,6 +122,29 @@ test('a tag split across chunks never reaches content before the call is known',
       const out = parser.push(ch);
       assert.not.ok(/<tool|<\||\[TOOL|\{"name/.test(out.content), `${name}: leaked ${JSON.stringify(out.content)}`);
     }
+  }
+});
+
+test('a call streamed token by token: the name first, then its arguments in many fragments that add up', () => {
+  const args = { city: 'Paris', days: 5, units: 'metric', note: 'a long note, "quoted", with \\ and unicode é' };
+  for (const [name, text] of [
+    ['hermes', `Checking.\n<tool_call>\n{"name": "get_weather", "arguments": ${JSON.stringify(args, null, 1)}}\n</tool_call>`],
+    ['llama3_json', `{"name": "get_weather", "parameters": ${JSON.stringify(args)}}`],
+    ['internlm', `<|action_start|><|plugin|>\n{"name": "get_weather", "parameters": ${JSON.stringify(args)}}<|action_end|>`],
+    ['mistral', `[TOOL_CALLS][{"name": "get_weather", "arguments": ${JSON.stringify(args)}}]`],
+  ] as [ToolCallParserName, string][]) {
+    const parser = new ToolCallParser(name);
+    const pushes = [...text.match(/[\s\S]{1,3}/g)!].map((piece) => parser.push(piece));
+    pushes.push(parser.flush());
+    const events = pushes.flatMap((p) => p.events);
+    assert.equal(events[0], { type: 'start', name: 'get_weather' }, name);
+    // The name is known before the arguments are complete: it comes out in an earlier push.
+    const startPush = pushes.findIndex((p) => p.events.length > 0);
+    const fragments = events.slice(1).map((e) => (e.type === 'arguments' ? e.text : assert.unreachable(name)));
+    assert.ok(fragments.length > 10, `${name}: ${fragments.length} fragments`);
+    assert.ok(startPush < pushes.length - 10, name);
+    assert.is(fragments.join(''), JSON.stringify(args), name);
+    assert.equal(extractToolCalls(name, text).calls, [{ name: 'get_weather', arguments: JSON.stringify(args) }], name);
   }
 });
 

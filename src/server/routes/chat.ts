@@ -46,7 +46,7 @@ export async function chatCompletionsRoute(ctx: Context, deps: ServerDeps): Prom
   rejectUnsupportedFields(body as unknown as Record<string, unknown>, chatCompletionRequestSchema.properties as Record<string, unknown>, deps.log);
   const toolMode = toolModeFor(body, deps.toolCallParser());
   const toolGuided = toolGuidedDecoding(toolMode, body.tools ?? []);
-  const guided = guidedFrom(body, toolGuided ? { param: 'tool_choice', guided: toolGuided } : null);
+  const guided = guidedFrom(body, toolGuided ? { param: toolMode.kind === 'auto' ? 'tools' : 'tool_choice', guided: toolGuided } : null);
   const logitsOpts = logitsOptions(body);
   const numTop = topLogprobs(body);
   const promptLogprobs = body.prompt_logprobs ?? null;

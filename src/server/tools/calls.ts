@@ -1,5 +1,7 @@
 // Tool calling on /v1/chat/completions, as vLLM does it:
-//   tool_choice "auto":     the model decides; the --tool-call-parser finds calls in its text.
+//   tool_choice "auto":     the model decides; the --tool-call-parser finds calls in its text. With a
+//                           strict: true tool, a structural tag enforces calls once the parser's opening
+//                           tag is written (structural-tag.ts).
 //   tool_choice "required": the grammar forces a JSON array of 1 (or more, with parallel_tool_calls)
 //                           {"name", "parameters"} objects, one of the tools each; the array becomes tool_calls.
 //   a named function:       the grammar forces that function's parameters; the output is its arguments.
@@ -11,12 +13,13 @@ import type { GuidedDecoding } from '../../engine/types.js';
 import type { ChatCompletionRequest, ToolCall, ToolCallDelta, ToolDefinition } from '../../protocol/types.js';
 import { checkJsonSchema } from '../../structured/json-schema.js';
 import { ApiError } from '../errors.js';
-import { ToolCallParser, type ParsedToolCall, type ToolCallParserName } from './parsers.js';
+import { callEvents, ToolCallParser, type ParsedToolCall, type ToolCallEvent, type ToolCallParserName } from './parsers.js';
+import { hasStrictTool, strictToolsFormat } from './structural-tag.js';
 
 /** How one request's answer is read. */
 export type ToolMode =
   | { kind: 'none' }
-  | { kind: 'auto'; parser: ToolCallParserName }
+  | { kind: 'auto'; parser: ToolCallParserName; parallel: boolean }
   | { kind: 'named'; name: string }
   | { kind: 'required'; parallel: boolean };
 
@@ -33,7 +36,7 @@ export function toolModeFor(body: Pick<ChatCompletionRequest, 'tools' | 'tool_ch
   const choice = body.tool_choice ?? (tools.length ? 'auto' : 'none');
   if (choice === 'none') return { kind: 'none' };
   if (tools.length === 0) throw invalidTools(`tool_choice ${JSON.stringify(choice)} needs tools`, 'tool_choice');
-  if (choice === 'auto') return parser === null ? { kind: 'none' } : { kind: 'auto', parser };
+  if (choice === 'auto') return parser === null ? { kind: 'none' } : { kind: 'auto', parser, parallel: body.parallel_tool_calls ?? true };
   if (choice === 'required') return { kind: 'required', parallel: body.parallel_tool_calls ?? true };
   const name = choice.function.name;
   if (!tools.some((t) => t.function.name === name)) {
@@ -49,8 +52,11 @@ function parametersOf(tool: ToolDefinition): Record<string, unknown> {
   return schema;
 }
 
-/** The grammar a mode needs (vLLM's _get_json_schema_from_tool), or null. */
+/** The grammar a mode needs (vLLM's _get_json_schema_from_tool, and structural tags for strict tools in auto), or null. */
 export function toolGuidedDecoding(mode: ToolMode, tools: readonly ToolDefinition[]): GuidedDecoding | null {
+  if (mode.kind === 'auto') {
+    return hasStrictTool(tools) ? { type: 'structural_tag', format: strictToolsFormat(mode.parser, tools, mode.parallel, parametersOf) } : null;
+  }
   if (mode.kind === 'named') {
     const tool = tools.find((t) => t.function.name === mode.name)!;
     return { type: 'json_schema', schema: parametersOf(tool) };
@@ -104,7 +110,7 @@ export class ToolCallStream {
     if (mode.kind === 'none') return { content: text, toolCalls: [] };
     if (this.parser) {
       const split = this.parser.push(text);
-      return { content: split.content, toolCalls: this.deltas(split.calls) };
+      return { content: split.content, toolCalls: this.deltas(split.events) };
     }
     if (mode.kind === 'named') {
       // The output is the arguments: stream them as they come.
@@ -124,24 +130,22 @@ export class ToolCallStream {
   finish(): ToolStreamPiece {
     if (this.parser) {
       const split = this.parser.flush();
-      return { content: split.content, toolCalls: this.deltas(split.calls) };
+      return { content: split.content, toolCalls: this.deltas(split.events) };
     }
     if (this.mode.kind === 'required') {
       const calls = requiredCalls(this.text);
       // Unreadable (cut by max_tokens, or no grammar): the text is the content.
-      return calls ? { content: '', toolCalls: this.deltas(calls) } : { content: this.text, toolCalls: [] };
+      return calls ? { content: '', toolCalls: this.deltas(callEvents(calls)) } : { content: this.text, toolCalls: [] };
     }
     return { content: '', toolCalls: [] };
   }
 
-  private deltas(calls: readonly ParsedToolCall[]): ToolCallDelta[] {
-    const out: ToolCallDelta[] = [];
-    for (const call of calls) {
-      const index = this.calls++;
-      out.push({ index, id: newToolCallId(), type: 'function', function: { name: call.name, arguments: '' } });
-      out.push({ index, function: { arguments: call.arguments } });
-    }
-    return out;
+  /** OpenAI's deltas: a call's first carries index, id, type, name and empty arguments; later ones argument text. */
+  private deltas(events: readonly ToolCallEvent[]): ToolCallDelta[] {
+    return events.map((e): ToolCallDelta => {
+      if (e.type === 'start') return { index: this.calls++, id: newToolCallId(), type: 'function', function: { name: e.name, arguments: '' } };
+      return { index: this.calls - 1, function: { arguments: e.text } };
+    });
   }
 }
 

@@ -7,7 +7,13 @@
 //   llama3_json: {"name": ..., "parameters": {...}} at the start (optionally after <|python_tag|>), several joined by ";"
 //   internlm:    <|action_start|><|plugin|>{"name": ..., "parameters": {...}}<|action_end|> (InternLM2)
 //   mistral:     [TOOL_CALLS][{"name": ..., "arguments": {...}}, ...] (or [TOOL_CALLS]name{...} of newer tokenizers)
-// A call whose JSON does not parse stays in the content, tags included (as vLLM does).
+// A call's name and arguments are streamed as they are written once its JSON reads
+// `{"name": ..., "arguments": {` (call-scanner.ts): from then on it is a call, even if cut off or
+// malformed later (its arguments are then what the model wrote). A region that does not read like that
+// is parsed whole when it closes; one whose JSON does not parse stays in the content, tags included
+// (as vLLM does).
+
+import { scanRegion, type RegionLayout, type ScannedCall } from './call-scanner.js';
 
 export const TOOL_CALL_PARSERS = ['hermes', 'llama3_json', 'internlm', 'mistral'] as const;
 export type ToolCallParserName = (typeof TOOL_CALL_PARSERS)[number];
@@ -56,10 +62,31 @@ export function needsSpecialTokens(name: ToolCallParserName): boolean {
   return name === 'internlm' || name === 'mistral';
 }
 
-/** The result of one push: content to show now, calls completed now. */
+/** A call's start (its name; a new call) or more of the current call's arguments text. */
+export type ToolCallEvent = { type: 'start'; name: string } | { type: 'arguments'; text: string };
+
+/** The result of one push: content to show now, and call events in order. */
 export interface ToolCallSplit {
   content: string;
-  calls: ParsedToolCall[];
+  events: ToolCallEvent[];
+}
+
+/** Call events folded into whole calls. */
+export function assembleCalls(events: readonly ToolCallEvent[]): ParsedToolCall[] {
+  const calls: ParsedToolCall[] = [];
+  for (const e of events) {
+    if (e.type === 'start') calls.push({ name: e.name, arguments: '' });
+    else calls[calls.length - 1]!.arguments += e.text;
+  }
+  return calls;
+}
+
+/** Whole calls as events. */
+export function callEvents(calls: readonly ParsedToolCall[]): ToolCallEvent[] {
+  return calls.flatMap((c): ToolCallEvent[] => [
+    { type: 'start', name: c.name },
+    { type: 'arguments', text: c.arguments },
+  ]);
 }
 
 interface Format {
@@ -69,19 +96,22 @@ interface Format {
   end: string | null;
   /** The region may also open at the very start (after whitespace) with this text, which belongs to the body. */
   leading?: string;
+  /** How a region's calls are laid out, for streaming them. */
+  layout: RegionLayout;
   /** The calls in one region's body, or null when it is malformed. */
   parse(body: string): ParsedToolCall[] | null;
 }
 
 const FORMATS: Record<ToolCallParserName, Format> = {
-  hermes: { starts: ['<tool_call>'], end: '</tool_call>', parse: oneCall },
+  hermes: { starts: ['<tool_call>'], end: '</tool_call>', layout: 'single', parse: oneCall },
   internlm: {
     starts: ['<|action_start|><|plugin|>'],
     end: '<|action_end|>',
+    layout: 'single',
     parse: oneCall,
   },
-  llama3_json: { starts: ['<|python_tag|>'], end: null, leading: '{', parse: llamaCalls },
-  mistral: { starts: ['[TOOL_CALLS]'], end: null, parse: mistralCalls },
+  llama3_json: { starts: ['<|python_tag|>'], end: null, leading: '{', layout: 'semicolon', parse: llamaCalls },
+  mistral: { starts: ['[TOOL_CALLS]'], end: null, layout: 'array', parse: mistralCalls },
 };
 
 type Mode = 'start' | 'text' | 'call';
@@ -96,13 +126,15 @@ export class ToolCallParser {
   /** Whitespace after the last content, shown only if more content follows (not around calls). */
   private pendingSpace = '';
   private sawCall = false;
+  /** Arguments text length already emitted for each call of the open region that was streamed. */
+  private streamed: number[] = [];
 
   constructor(readonly name: ToolCallParserName) {
     this.format = FORMATS[name];
   }
 
   push(text: string): ToolCallSplit {
-    const out: ToolCallSplit = { content: '', calls: [] };
+    const out: ToolCallSplit = { content: '', events: [] };
     let buffer = this.held + text;
     this.held = '';
     while (buffer.length > 0) {
@@ -139,11 +171,14 @@ export class ToolCallParser {
       const end = this.format.end;
       if (end === null) {
         this.held = buffer; // runs to the end of the answer
+        this.streamCalls(out, buffer);
         return out;
       }
       const at = buffer.indexOf(end);
       if (at < 0) {
         this.held = buffer;
+        // Text that may be the start of the end tag is not the body's (yet).
+        this.streamCalls(out, buffer.slice(0, buffer.length - partialTagLength(buffer, end)));
         return out;
       }
       this.closeCall(out, buffer.slice(0, at), end);
@@ -154,7 +189,7 @@ export class ToolCallParser {
 
   /** End of the answer: an open region is parsed as it stands; held text is content. */
   flush(): ToolCallSplit {
-    const out: ToolCallSplit = { content: '', calls: [] };
+    const out: ToolCallSplit = { content: '', events: [] };
     const rest = this.held;
     this.held = '';
     if (this.mode === 'call') this.closeCall(out, rest, '');
@@ -167,18 +202,57 @@ export class ToolCallParser {
   private enterCall(tag: string): void {
     this.mode = 'call';
     this.openTag = tag;
+    this.streamed = [];
+  }
+
+  /** Streams the committed calls of the open region's body so far: new names, then new argument text. */
+  private streamCalls(out: ToolCallSplit, body: string): void {
+    this.emitScanned(out, scanRegion(body, this.format.layout).calls);
+  }
+
+  private emitScanned(out: ToolCallSplit, calls: readonly ScannedCall[]): void {
+    if (calls.length > 0 && this.streamed.length === 0) {
+      this.sawCall = true;
+      this.pendingSpace = ''; // whitespace between content and a call is not content
+    }
+    calls.forEach((call, i) => {
+      if (i === this.streamed.length) {
+        this.streamed.push(0);
+        out.events.push({ type: 'start', name: call.name });
+      }
+      const text = call.arguments.slice(this.streamed[i]!);
+      if (text !== '') out.events.push({ type: 'arguments', text });
+      this.streamed[i] = call.arguments.length;
+    });
   }
 
   private closeCall(out: ToolCallSplit, body: string, endTag: string): void {
     this.mode = 'text';
-    const calls = this.format.parse(body);
+    const scan = scanRegion(body, this.format.layout);
+    let rest = body;
+    if (scan.calls.length > 0) {
+      const calls = scan.calls.map((c) => ({ ...c }));
+      rest = body.slice(scan.restAt);
+      if (scan.state === 'broken-arguments') {
+        // A committed call stays a call: its arguments are the rest, as the model wrote them.
+        calls[calls.length - 1]!.arguments += rest.trimEnd();
+        rest = '';
+      }
+      this.emitScanned(out, calls);
+      if (scan.state === 'broken' || rest.trim() === '') {
+        this.emitText(out, rest);
+        return;
+      }
+    }
+    // What the scan could not stream: parsed whole (a different key order, string arguments, ...).
+    const calls = this.format.parse(rest);
     if (calls === null || calls.length === 0) {
-      this.emitText(out, this.openTag + body + endTag);
+      this.emitText(out, scan.calls.length > 0 ? rest : this.openTag + body + endTag);
       return;
     }
     this.sawCall = true;
-    this.pendingSpace = ''; // whitespace between content and a call is not content
-    out.calls.push(...calls);
+    this.pendingSpace = '';
+    out.events.push(...callEvents(calls));
   }
 
   private emitText(out: ToolCallSplit, text: string): void {
@@ -199,7 +273,7 @@ export function extractToolCalls(name: ToolCallParserName, text: string): { cont
   const a = parser.push(text);
   const b = parser.flush();
   const content = a.content + b.content;
-  return { content: content === '' ? null : content, calls: [...a.calls, ...b.calls] };
+  return { content: content === '' ? null : content, calls: assembleCalls([...a.events, ...b.events]) };
 }
 
 function firstTag(text: string, tags: readonly string[]): { at: number; tag: string } | null {
