@@ -19,7 +19,9 @@ const LAYERS = {
   engine: ['runner', 'scheduler', 'kv', 'tokenizer', 'checkpoint', 'sampling', 'gpu', 'structured', 'common'],
   // The server sees the engine only through its interface (types.ts) and the shared prompt builder.
   server: ['engine/types.ts', 'engine/prompt.ts', 'protocol', 'sampling', 'structured/json-schema.ts', 'common'],
-  cli: ['server', 'engine', 'runner', 'hub', 'checkpoint', 'tokenizer', 'sampling', 'gpu', 'protocol', 'common'],
+  // The quantize command: calibration forwards through the runner, scale search on the matmul kernel.
+  quantize: ['runner', 'kernels', 'gpu', 'checkpoint', 'tokenizer', 'common'],
+  cli: ['server', 'engine', 'runner', 'quantize', 'hub', 'checkpoint', 'tokenizer', 'sampling', 'gpu', 'protocol', 'common'],
 };
 
 const escapeRegExp = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

@@ -1,12 +1,18 @@
 // bench:decode — prefill and decode throughput of the reference bench model, next to the roofline
 // (weight bytes per step / the same-run WGSL streaming-read bandwidth).
-// Usage: npm run bench:decode [-- --json]
+// With --quant awq|rtn: the bench model is first quantized to 4 bits (group 128) into a temp folder, and
+// the f16 and 4-bit engines are measured in the same run, in alternating rounds (best of 2 each), with
+// the 4-bit / f16 ratios of prefill, single-stream decode and batch-16 decode.
+// Usage: npm run bench:decode [-- --json] [-- --quant awq|rtn]
 import { statSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Engine, DEFAULT_ENGINE_OPTIONS } from '../src/engine/engine.js';
+import { QUANTIZE_DEFAULTS, quantizeModel, type QuantizeMethod } from '../src/quantize/quantize.js';
 import { DEFAULT_SAMPLING } from '../src/sampling/params.js';
 import type { GenerateRequest } from '../src/engine/types.js';
-import { median, nodeVersion, printTable, StreamRead, timePass, wantsJson, type Row } from './common.js';
+import { argValue, median, nodeVersion, printTable, StreamRead, timePass, wantsJson, type Row } from './common.js';
 import { benchModelDir, BENCH_MODEL, randomPrompt } from './bench-model.js';
 
 const json = wantsJson();
@@ -14,21 +20,29 @@ const say = (s: string) => {
   if (!json) process.stderr.write(`${s}\n`);
 };
 
+const quant = argValue('--quant') as QuantizeMethod | undefined;
+if (quant !== undefined && quant !== 'awq' && quant !== 'rtn') throw new Error(`--quant must be awq or rtn, got ${quant}`);
 const modelDir = await benchModelDir();
 const fileBytes = statSync(join(modelDir, 'model.safetensors')).size;
 say(`[bench] Node ${nodeVersion()}, model ${modelDir} (${(fileBytes / 1e6).toFixed(1)} MB)`);
-const engine = await Engine.create({
-  ...DEFAULT_ENGINE_OPTIONS,
-  modelDir,
-  devices: [0],
-  dtype: 'f16',
-  maxBatchSize: 16,
-  kvCacheBlocks: 64,
-  blockSize: 64,
-  enablePrefixCaching: false,
-  sessionLen: 1024,
-  progress: false,
-});
+const openEngine = (dir: string) =>
+  Engine.create({
+    ...DEFAULT_ENGINE_OPTIONS,
+    modelDir: dir,
+    devices: [0],
+    dtype: 'f16',
+    maxBatchSize: 16,
+    kvCacheBlocks: 64,
+    blockSize: 64,
+    enablePrefixCaching: false,
+    sessionLen: 1024,
+    progress: false,
+  });
+if (quant) {
+  await runQuantComparison(quant);
+  process.exit(0);
+}
+const engine = await openEngine(modelDir);
 const gpu = engine.devices[0]!;
 
 // Same-run streaming-read baseline over 128 MiB (one storage binding).
@@ -55,11 +69,11 @@ function req(prompt: number[], maxTokens: number, seed: number): GenerateRequest
   };
 }
 
-async function timed(prompt: number[], maxTokens: number, seed: number) {
+async function timed(prompt: number[], maxTokens: number, seed: number, on: Engine = engine) {
   const t0 = performance.now();
   let first = 0;
   let n = 0;
-  for await (const d of engine.generate(req(prompt, maxTokens, seed))) {
+  for await (const d of on.generate(req(prompt, maxTokens, seed))) {
     if (n === 0 && d.tokenIds.length) first = performance.now() - t0;
     n += d.tokenIds.length;
   }
@@ -130,3 +144,98 @@ if (json) {
 }
 await engine.shutdown();
 process.exit(0);
+
+type Measured = Awaited<ReturnType<typeof measure>>;
+
+/** Prefill (128 tokens), single-stream decode and batch-16 output tok/s of one engine. */
+async function measure(on: Engine) {
+  const prefill: number[] = [];
+  for (let i = 0; i < 3; i++) prefill.push((await timed(randomPrompt(128, 10 + i), 1, i, on)).firstMs);
+  const r = await timed(randomPrompt(16, 20), 65, 0, on);
+  const t0 = performance.now();
+  const results = await Promise.all(Array.from({ length: 16 }, (_, i) => timed(randomPrompt(16, 100 + i), 32, i, on)));
+  const wall = performance.now() - t0;
+  const phaseMs = Math.max(...results.map((x) => x.endAt)) - Math.max(...results.map((x) => x.firstAt));
+  return {
+    prefillTps: 128 / (median(prefill) / 1000),
+    decodeTps: ((r.n - 1) * 1000) / (r.totalMs - r.firstMs),
+    batch16Tps: results.reduce((n, x) => n + x.n, 0) / (wall / 1000),
+    batch16DecodePhaseTps: results.reduce((n, x) => n + x.n - 1, 0) / (phaseMs / 1000),
+  };
+}
+
+/** --quant: quantize the bench model (group 128), then f16 and 4-bit engines in alternating rounds. */
+async function runQuantComparison(method: QuantizeMethod): Promise<void> {
+  const outDir = await mkdtemp(join(tmpdir(), `bench-decode-${method}-`));
+  try {
+    say(`[bench] quantizing the bench model (${method}, group 128) into ${outDir}`);
+    const q = await quantizeModel({ ...QUANTIZE_DEFAULTS, modelDir, outDir, method, groupSize: 128 });
+    const q4Bytes = statSync(join(outDir, 'model.safetensors')).size;
+    const engines = { f16: await openEngine(modelDir), q4: await openEngine(outDir) };
+    const adapter = engines.f16.devices[0]!.adapter.info.description;
+    const rounds: Record<'f16' | 'q4', Measured[]> = { f16: [], q4: [] };
+    for (const e of Object.values(engines)) await timed(randomPrompt(128, 1), 4, 1, e); // compile pipelines
+    for (let round = 0; round < 2; round++) {
+      for (const key of ['f16', 'q4'] as const) {
+        rounds[key].push(await measure(engines[key]));
+      }
+    }
+    const bestOf = (runs: Measured[]): Measured => {
+      const [a, b] = runs as [Measured, Measured];
+      return {
+        prefillTps: Math.max(a.prefillTps, b.prefillTps),
+        decodeTps: Math.max(a.decodeTps, b.decodeTps),
+        batch16Tps: Math.max(a.batch16Tps, b.batch16Tps),
+        batch16DecodePhaseTps: Math.max(a.batch16DecodePhaseTps, b.batch16DecodePhaseTps),
+      };
+    };
+    const best = { f16: bestOf(rounds.f16), q4: bestOf(rounds.q4) };
+    const ratio = (k: keyof Measured) => best.q4[k] / best.f16[k];
+    const summary = {
+      node: nodeVersion(),
+      adapter,
+      method,
+      groupSize: 128,
+      quantizeSeconds: q.seconds,
+      fileBytes: { f16: fileBytes, q4: q4Bytes },
+      f16: best.f16,
+      q4: best.q4,
+      ratios: { prefill: ratio('prefillTps'), decode: ratio('decodeTps'), batch16: ratio('batch16Tps'), batch16DecodePhase: ratio('batch16DecodePhaseTps') },
+    };
+    if (json) {
+      console.log(JSON.stringify(summary, null, 2));
+    } else {
+      printTable(
+        `Bench model f16 vs 4-bit (${method}, group 128, quantized in ${q.seconds.toFixed(0)} s; ${(q4Bytes / 1e6).toFixed(1)} MB vs ${(fileBytes / 1e6).toFixed(1)} MB) on ${adapter}, Node ${nodeVersion()}; best of 2 alternating rounds`,
+        [
+          {
+            metric: 'prefill tok/s (128-token prompt)',
+            f16: best.f16.prefillTps,
+            '4-bit': best.q4.prefillTps,
+            '4-bit / f16': ratio('prefillTps'),
+            target: '>= 0.8',
+          },
+          { metric: 'decode tok/s (single stream)', f16: best.f16.decodeTps, '4-bit': best.q4.decodeTps, '4-bit / f16': ratio('decodeTps'), target: '>= 2.5' },
+          {
+            metric: 'batch 16 output tok/s (end to end)',
+            f16: best.f16.batch16Tps,
+            '4-bit': best.q4.batch16Tps,
+            '4-bit / f16': ratio('batch16Tps'),
+            target: '',
+          },
+          {
+            metric: 'batch 16 decode-phase tok/s',
+            f16: best.f16.batch16DecodePhaseTps,
+            '4-bit': best.q4.batch16DecodePhaseTps,
+            '4-bit / f16': ratio('batch16DecodePhaseTps'),
+            target: '',
+          },
+        ],
+      );
+    }
+    await engines.f16.shutdown();
+    await engines.q4.shutdown();
+  } finally {
+    await rm(outDir, { recursive: true, force: true });
+  }
+}

@@ -1,11 +1,13 @@
 // Kernel micro-benchmarks: each kernel and shape next to a same-run streaming read of the same bytes
-// (bench/shaders/stream_read.wgsl) and the host's memcpy bandwidth.
+// (bench/shaders/stream_read.wgsl) and the host's memcpy bandwidth; 4-bit weights also against f16
+// weights of the same shape, timed interleaved.
 // Usage: npm run bench:kernels [-- --json] [--samples N] [--only <substring>] [--tuning '<MatmulTuning JSON>']
 //   (NATIVE_F16=0 forces packed-u32 f16 weights on every path).
 import { pathToFileURL } from 'node:url';
 import { openDefaultDevice, describeOpened, type GpuDevice } from '../src/gpu/index.js';
 import { MatmulKernels, type MatmulTuning } from '../src/kernels/matmul.js';
-import { destroyWeight, uploadWeight, type WeightDtype } from '../src/kernels/weight.js';
+import { destroyWeight, uploadQ4Weight, uploadWeight, type WeightDtype } from '../src/kernels/weight.js';
+import { randomQ4Matrix } from '../test/support/q4-reference.js';
 import { attentionDecodeCases } from './attention-cases.js';
 import type { KernelCase } from './kernel-case.js';
 import { median, memcpyGBps, printTable, randomHost, StreamRead, timePasses, wantsJson, argValue, type RecordFn, type Row } from './common.js';
@@ -42,6 +44,35 @@ function matmulCase(group: string, name: string, numRows: number, outFeatures: n
   };
 }
 
+/**
+ * 4-bit weights (AWQ/GPTQ-style groups): bytes are the packed words plus the scale/zero words, and the
+ * streaming read reads exactly those buffers, so "vs stream" is the kernel's share of the bandwidth.
+ */
+function q4MatmulCase(name: string, numRows: number, outFeatures: number, inFeatures: number, groupSize: number, samples?: number): KernelCase {
+  return {
+    group: 'matmul',
+    name,
+    samples,
+    async setup(gpu, shared) {
+      const m = randomQ4Matrix(outFeatures, inFeatures, groupSize, 1);
+      const w = uploadQ4Weight(gpu, name, m, undefined, shared.matmul.weightLayout);
+      const x = gpu.upload('x', randomHost(numRows * inFeatures, 2));
+      const y = gpu.createBuffer('y', numRows * outFeatures * 4, STORAGE_RW());
+      return {
+        record: (pass, uniforms) => shared.matmul.matmul(pass, uniforms, x, w, y, numRows),
+        bytes: w.byteLength + numRows * inFeatures * 4,
+        flops: 2 * numRows * outFeatures * inFeatures,
+        streamed: [...w.chunks, ...w.scaleChunks].map((buffer) => ({ buffer, bytes: buffer.size })),
+        destroy: () => {
+          destroyWeight(w);
+          x.destroy();
+          y.destroy();
+        },
+      };
+    },
+  };
+}
+
 export const matmulCases: KernelCase[] = [
   matmulCase('matmul', 'decode gemv 1x4096x4096 f32', 1, 4096, 4096, 'f32'),
   matmulCase('matmul', 'decode gemv 1x4096x4096 f16', 1, 4096, 4096, 'f16'),
@@ -51,7 +82,54 @@ export const matmulCases: KernelCase[] = [
   matmulCase('matmul', 'skinny 16x4096x4096 f16', 16, 4096, 4096, 'f16'),
   matmulCase('matmul', 'prefill gemm 512x4096x4096 f32', 512, 4096, 4096, 'f32', 3),
   matmulCase('matmul', 'prefill gemm 512x4096x4096 f16', 512, 4096, 4096, 'f16', 3),
+  // The dtype is the name's last word (gemmOverGemv pairs prefill and decode rows by it).
+  q4MatmulCase('decode gemv 1x4096x4096 g128 q4', 1, 4096, 4096, 128),
+  q4MatmulCase('skinny 8x4096x4096 g128 q4', 8, 4096, 4096, 128),
+  q4MatmulCase('skinny 16x4096x4096 g128 q4', 16, 4096, 4096, 128),
+  q4MatmulCase('prefill gemm 512x4096x4096 g128 q4', 512, 4096, 4096, 128, 3),
 ];
+
+/**
+ * 4-bit against f16 weights of the same shape, their samples interleaved (timePasses), so the time
+ * ratio holds on a loaded machine where the two table rows, minutes apart, may not be comparable.
+ */
+const q4VsF16Shapes: { name: string; numRows: number; samples?: number }[] = [
+  { name: 'gemv 1x4096x4096 g128', numRows: 1 },
+  { name: 'skinny 16x4096x4096 g128', numRows: 16 },
+  { name: 'prefill 512x4096x4096 g128', numRows: 512, samples: 3 },
+];
+
+interface PairResult {
+  name: string;
+  q4Ms: number;
+  f16Ms: number;
+  q4Gflops: number;
+  f16Gflops: number;
+  /** Median over interleaved sample pairs of f16 time / 4-bit time. */
+  speedup: number;
+}
+
+async function q4VsF16(gpu: GpuDevice, matmul: MatmulKernels, only: string | undefined, defaultSamples: number): Promise<PairResult[]> {
+  const results: PairResult[] = [];
+  for (const shape of q4VsF16Shapes) {
+    const name = `q4 vs f16 ${shape.name}`;
+    if (only && !name.includes(only)) continue;
+    const q4 = await q4MatmulCase(name, shape.numRows, 4096, 4096, 128).setup(gpu, { matmul });
+    const f16 = await matmulCase('matmul', name, shape.numRows, 4096, 4096, 'f16').setup(gpu, { matmul });
+    const [a, b] = await timePasses(gpu, [q4.record, f16.record], shape.samples ?? defaultSamples);
+    results.push({
+      name: shape.name,
+      q4Ms: a!.ms,
+      f16Ms: b!.ms,
+      q4Gflops: q4.flops / a!.ms / 1e6,
+      f16Gflops: f16.flops / b!.ms / 1e6,
+      speedup: median(a!.samples.map((ms, i) => b!.samples[i]! / ms)),
+    });
+    q4.destroy();
+    f16.destroy();
+  }
+  return results;
+}
 
 interface Result {
   group: string;
@@ -80,6 +158,7 @@ async function main(): Promise<void> {
   // NATIVE_F16=0 forces the packed f16 view everywhere (as on a device without shader-f16).
   const matmul = await MatmulKernels.create(gpu, {
     nativeF16: process.env.NATIVE_F16 !== '0',
+    q4: true,
     ...(tuning ? { tuning: JSON.parse(tuning) as Partial<MatmulTuning> } : {}),
   });
   const memcpy = memcpyGBps();
@@ -110,7 +189,8 @@ async function main(): Promise<void> {
     if (!json) process.stderr.write(`  done: ${c.name}\n`);
   }
   stream.destroy();
-  report(results, memcpy, gpu, matmul, json);
+  const pairs = await q4VsF16(gpu, matmul, only, defaultSamples);
+  report(results, pairs, memcpy, gpu, matmul, json);
   matmul.destroy();
   gpu.destroy();
 }
@@ -123,13 +203,21 @@ function gemmOverGemv(results: Result[], r: Result): number | undefined {
   return gemv ? r.bestGflops / gemv.bestGflops : undefined;
 }
 
-function report(results: Result[], memcpy: number, gpu: GpuDevice, matmul: MatmulKernels, json: boolean): void {
+function report(results: Result[], pairs: PairResult[], memcpy: number, gpu: GpuDevice, matmul: MatmulKernels, json: boolean): void {
   const device = describeOpened(gpu).description;
   if (json) {
     const rows = results.map((r) => ({ ...r, vsMemcpy: r.gbps / memcpy, vsGemv: gemmOverGemv(results, r) }));
     console.log(
       JSON.stringify(
-        { device, memcpyGBps: memcpy, tuning: matmul.tuning, f16Storage: matmul.f16Storage, weightLayout: matmul.weightLayout, results: rows },
+        {
+          device,
+          memcpyGBps: memcpy,
+          tuning: matmul.tuning,
+          f16Storage: matmul.f16Storage,
+          weightLayout: matmul.weightLayout,
+          results: rows,
+          q4VsF16: pairs,
+        },
         null,
         2,
       ),
@@ -162,6 +250,17 @@ function report(results: Result[], memcpy: number, gpu: GpuDevice, matmul: Matmu
       });
     printTable(group, rows);
   }
+  printTable(
+    '4-bit vs f16 weights (same shape, samples interleaved)',
+    pairs.map((p) => ({
+      case: p.name,
+      'q4 ms': p.q4Ms,
+      'f16 ms': p.f16Ms,
+      'q4 GFLOP/s': p.q4Gflops,
+      'f16 GFLOP/s': p.f16Gflops,
+      'f16 time / q4 time': `${p.speedup.toFixed(2)}x`,
+    })),
+  );
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();

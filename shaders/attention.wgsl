@@ -14,34 +14,83 @@
 //   3 params: uniform Params
 //   4 qkv: array<f32> [numTokens, row_stride], q head h of token t at t*row_stride + q_offset + h*head_dim
 //   5 k_cache, 6 v_cache: [numBlocks, block_size, num_kv_heads, head_dim/4] vec4 columns, declared by one
-//     of the cache sections and read only through load_k / load_v (vec4 column index -> vec4<f32>):
+//     of the cache sections and read only through its functions. Row r = slot * num_kv_heads + kv head;
+//     kv_row_params(r) -> vec4 (k scale, k min, v scale, v min), read once per key (float caches: zeros,
+//     no load); load_k(i, p) / load_v(i, p): vec4 column i = r * head_dim/4 + d of the cache as f32;
+//     share_row_params(j, p) / shared_row_params(j): the tiled kernel hands key j's params from its
+//     score lane to the PV lanes (float caches: nothing).
 //     cache_f32: array<vec4f>; cache_f16: array<vec2<u32>>, 4 halves per element (element e of the cache
 //     is half e & 1 of u32 word e >> 1), unpacked with unpack2x16float (no shader-f16 needed).
+//     cache_int8 / cache_int4 (+ cache_quant): array<u32> of codes as shaders/kv_cache.wgsl's write_quant
+//     packs them (int8: column i is word i, bytes low first; int4: column i is half i & 1 of word i >> 1,
+//     nibbles low first, head_dim % 8 == 0), dequantized in f32 as code * scale + min.
 //   7 block_tables: array<u32> [numSeqs, max_blocks_per_seq]
 //   8 token_seq, 9 token_pos: array<u32> [numTokens] (tokens of a sequence contiguous, in position order)
-// Sections: src/kernels/attention.ts joins one cache section (cache_f32 or cache_f16) with `attention`;
-//   shaders/attention_decode.wgsl's kernel takes its cache section from this file too.
+//   10 kv_params (cache_quant only): array<vec2<u32>> [numBlocks, block_size, num_kv_heads], (k, v)
+//     pack2x16float(scale, min) per row.
+// Sections: src/kernels/attention.ts joins one cache section (cache_f32, cache_f16, or cache_int8 /
+//   cache_int4 with cache_quant) with `layout` and `attention`; shaders/attention_decode.wgsl's kernel
+//   takes its cache sections from this file too. The float sections' params are constant zeros that the
+//   compiler drops, so the unquantized variants compile to what they were before quantized caches.
 // Masking: token at pos attends to keys [pos - sliding_window + 1 (if window > 0), pos] of its sequence.
 // Workgroup: 64 threads. Score phase: one key per thread, ROWS dot products against q in workgroup memory.
 //   PV phase: thread = (key group, head_dim/4 lane), keys strided over 64 / (head_dim/4) groups.
 // Limits: head_dim % 4 == 0, head_dim <= 256.
 // Tested against: a float64 reference in test/helpers/attention-reference.ts (test/gpu/attention.test.ts):
 //   GQA 1/2/8 and MQA, mixed query lengths, shuffled block tables, sliding window, split-KV up to 32k;
-//   the f16 cache against the same reference on f16-rounded K/V.
+//   the f16 cache against the same reference on f16-rounded K/V; int8/int4 caches against it on the
+//   dequantized K/V (test/gpu/kv-quant.test.ts).
 
 //#section cache_f32
 @group(0) @binding(5) var<storage, read> k_cache: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read> v_cache: array<vec4<f32>>;
 
-fn load_k(i: u32) -> vec4<f32> { return k_cache[i]; }
-fn load_v(i: u32) -> vec4<f32> { return v_cache[i]; }
+fn kv_row_params(row: u32) -> vec4<f32> { return vec4<f32>(0.0); }
+fn load_k(i: u32, p: vec4<f32>) -> vec4<f32> { return k_cache[i]; }
+fn load_v(i: u32, p: vec4<f32>) -> vec4<f32> { return v_cache[i]; }
+fn share_row_params(j: u32, p: vec4<f32>) {}
+fn shared_row_params(j: u32) -> vec4<f32> { return vec4<f32>(0.0); }
 
 //#section cache_f16
 @group(0) @binding(5) var<storage, read> k_cache: array<vec2<u32>>;
 @group(0) @binding(6) var<storage, read> v_cache: array<vec2<u32>>;
 
-fn load_k(i: u32) -> vec4<f32> { let w = k_cache[i]; return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)); }
-fn load_v(i: u32) -> vec4<f32> { let w = v_cache[i]; return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)); }
+fn kv_row_params(row: u32) -> vec4<f32> { return vec4<f32>(0.0); }
+fn load_k(i: u32, p: vec4<f32>) -> vec4<f32> { let w = k_cache[i]; return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)); }
+fn load_v(i: u32, p: vec4<f32>) -> vec4<f32> { let w = v_cache[i]; return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)); }
+fn share_row_params(j: u32, p: vec4<f32>) {}
+fn shared_row_params(j: u32) -> vec4<f32> { return vec4<f32>(0.0); }
+
+//#section cache_int8
+@group(0) @binding(5) var<storage, read> k_cache: array<u32>;
+@group(0) @binding(6) var<storage, read> v_cache: array<u32>;
+
+/** The four byte codes of word w as floats. */
+fn codes(w: u32) -> vec4<f32> { return vec4<f32>((vec4<u32>(w) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xFFu)); }
+fn load_k(i: u32, p: vec4<f32>) -> vec4<f32> { return codes(k_cache[i]) * p.x + p.y; }
+fn load_v(i: u32, p: vec4<f32>) -> vec4<f32> { return codes(v_cache[i]) * p.z + p.w; }
+
+//#section cache_int4
+@group(0) @binding(5) var<storage, read> k_cache: array<u32>;
+@group(0) @binding(6) var<storage, read> v_cache: array<u32>;
+
+/** The four nibble codes of vec4 column i (half i & 1 of its word w) as floats. */
+fn codes(w: u32, i: u32) -> vec4<f32> {
+  let h = w >> ((i & 1u) * 16u);
+  return vec4<f32>((vec4<u32>(h) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(0xFu));
+}
+fn load_k(i: u32, p: vec4<f32>) -> vec4<f32> { return codes(k_cache[i >> 1u], i) * p.x + p.y; }
+fn load_v(i: u32, p: vec4<f32>) -> vec4<f32> { return codes(v_cache[i >> 1u], i) * p.z + p.w; }
+
+//#section cache_quant
+@group(0) @binding(10) var<storage, read> kv_params: array<vec2<u32>>;
+
+// Key j's params of the current chunk for the tiled kernel's PV lanes (64 = its CHUNK).
+var<workgroup> chunk_row_params: array<vec4<f32>, 64>;
+
+fn kv_row_params(row: u32) -> vec4<f32> { let w = kv_params[row]; return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)); }
+fn share_row_params(j: u32, p: vec4<f32>) { chunk_row_params[j] = p; }
+fn shared_row_params(j: u32) -> vec4<f32> { return chunk_row_params[j]; }
 
 //#section layout
 
@@ -169,10 +218,13 @@ fn attend(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) ti
       for (var r = 0u; r < ROWS; r++) { s[r] = 0.0; }
       if (key < key_hi) {
         let block = block_tables[table + key / params.block_size];
-        let base = ((block * params.block_size + key % params.block_size) * params.num_kv_heads + kv_head) * hd4;
+        let row = (block * params.block_size + key % params.block_size) * params.num_kv_heads + kv_head;
+        let base = row * hd4;
+        let kvp = kv_row_params(row);
         key_base[tid] = base;
+        share_row_params(tid, kvp);
         for (var d = 0u; d < hd4; d++) {
-          let k = load_k(base + d);
+          let k = load_k(base + d, kvp);
           for (var r = 0u; r < ROWS; r++) {
             if (r < num_rows) { s[r] += dot(q_tile[r * hd4 + d], k); }
           }
@@ -215,7 +267,7 @@ fn attend(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) ti
       if (pv_group < num_pv_groups) {
         for (var j = pv_group; j < CHUNK; j += num_pv_groups) {
           if (c0 + j >= key_hi) { break; }
-          let v = load_v(key_base[j] + lane);
+          let v = load_v(key_base[j] + lane, shared_row_params(j));
           for (var r = 0u; r < ROWS; r++) {
             if (r < num_rows) { acc[r] += probs[r * CHUNK + j] * v; }
           }

@@ -19,15 +19,17 @@
 //   3 params: uniform Params (attention.wgsl's layout section, which the host prepends; tokens_per_tile must be 1)
 //   4 qkv: array<f32> [numTokens, row_stride], q head h of token t at t*row_stride + q_offset + h*head_dim
 //   5 k_cache, 6 v_cache: [numBlocks, block_size, num_kv_heads, head_dim/4] vec4 columns, declared with
-//     load_k / load_v by attention.wgsl's cache_f32 or cache_f16 section, which the host prepends
+//     kv_row_params / load_k / load_v by attention.wgsl's cache sections (cache_f32, cache_f16, or
+//     cache_int8 / cache_int4 with cache_quant), which the host prepends
 //   7 block_tables: array<u32> [numSeqs, max_blocks_per_seq]
 //   8 token_seq, 9 token_pos: array<u32> [numTokens]
+//   10 kv_params (quantized caches only): per-row (k, v) f16 (scale, min) pairs, see attention.wgsl
 // Masking: the token at pos attends to keys [pos - sliding_window + 1 (if window > 0), pos].
 // Workgroup: 8 invocations (one subgroup). Limits: head_dim % 4 == 0, head_dim <= 256,
 // heads_per_row_group <= MAX_HEADS.
 // Tested against: the float64 reference in test/helpers/attention-reference.ts (test/gpu/attention.test.ts
 // runs every decode case on this path and on the portable one): GQA 1/2/8, MQA, head dims 32..256,
-// sliding window, split-KV up to 32k, f32 and f16 caches.
+// sliding window, split-KV up to 32k, f32 and f16 caches; int8/int4 caches in test/gpu/kv-quant.test.ts.
 
 //#section decode
 // requires: subgroups
@@ -83,7 +85,9 @@ fn attend_decode(@builtin(workgroup_id) wid: vec3u, @builtin(subgroup_invocation
   let table = seq * params.max_blocks_per_seq;
   for (var key = key_lo; key < key_hi; key++) {
     let block = block_tables[table + key / params.block_size];
-    let base = ((block * params.block_size + key % params.block_size) * params.num_kv_heads + kv_head) * hd4;
+    let row = (block * params.block_size + key % params.block_size) * params.num_kv_heads + kv_head;
+    let base = row * hd4;
+    let kvp = kv_row_params(row);
     var kr: array<vec4<f32>, MAX_DPL>;
     var vr: array<vec4<f32>, MAX_DPL>;
     for (var j = 0u; j < MAX_DPL; j++) {
@@ -91,7 +95,7 @@ fn attend_decode(@builtin(workgroup_id) wid: vec3u, @builtin(subgroup_invocation
       let d = lane + LANES * j;
       kr[j] = vec4<f32>(0.0);
       vr[j] = vec4<f32>(0.0);
-      if (d < hd4) { kr[j] = load_k(base + d); vr[j] = load_v(base + d); }
+      if (d < hd4) { kr[j] = load_k(base + d, kvp); vr[j] = load_v(base + d, kvp); }
     }
     for (var h = 0u; h < MAX_HEADS; h++) {
       if (h >= num_heads_here) { break; }

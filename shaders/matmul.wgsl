@@ -2,8 +2,8 @@
 //
 // This file is assembled by src/kernels/matmul.ts from sections: exactly one `weights_*` section
 // (load_w8_block: how one 8-element weight block is loaded), then `common`, `kernels`, and `subgroups` (the
-// subgroup kernels) when they are used. Sections start with a line `//#section <name>`; text before
-// the first section is this header.
+// subgroup kernels) when they are used, plus `q4_subgroups` (gemv_q4_sg) for 4-bit weights. Sections
+// start with a line `//#section <name>`; text before the first section is this header.
 //
 // Bindings (group 0), the same for every entry point:
 //   0 x:      array<f32>        activations [num_rows, cols], row-major, unpadded (read)
@@ -11,10 +11,15 @@
 //                               X_GUARD_HI false when cols % 8 == 0)
 //   2 w:      weight row chunk, rows padded with zeros to row_stride8 * 8 elements (read), in the
 //             'rows' or 'interleaved8' layout of src/kernels/weight.ts (params.w_interleaved; w_block()):
-//             f32: array<vec4<f32>>; f16: array<vec4<f16>>; f16 packed: array<vec4<u32>> (2 halves per u32)
+//             f32: array<vec4<f32>>; f16: array<vec4<f16>>; f16 packed: array<vec4<u32>> (2 halves per u32);
+//             q4: array<u32>, one 8-nibble word per block (row_stride8 = cols / 8; gemv_q4_sg: array<vec4<u32>>)
 //   3 bias:   array<f32> [total out rows] (read; ignored unless has_bias)
 //   4 y:      array<f32> [num_rows, y_stride], this dispatch writes columns [out_offset, out_offset + out_rows)
 //   5 params: uniform Params
+//   6 w_scale_zero: q4 only, array<u32>, one f16 scale + zero word per (row, group) of the chunk, in the
+//             weight's layout; the group size comes in as params.q4_gshift (one pipeline set serves
+//             every group size: the shift as an override constant was no faster in a same-run A/B on
+//             lavapipe, and would multiply pipelines and compile time); gemv_q4_sg views it as vec4<u32>
 // Entry points:
 //   gemv_sg:   one x row (decode), needs subgroups of >= 8 lanes. Each lane owns RPL weight rows and
 //              streams them 8 k at a time (block indices computed once, the k loop only adds); the 8
@@ -31,11 +36,15 @@
 //              shared across lanes with subgroupBroadcast, so each loaded value feeds 8*TN (x) or
 //              8*TM (w) multiply-adds. Grid: (ceil(out_rows/(8TN)), ceil(num_rows/(8(TM-1)+MR))).
 //   gemm_tile: 2+ rows without subgroups: each of 64 invocations computes a 4x4 block of a 32x32 tile.
+//   gemv_q4_sg: one x row over 4-bit 'interleaved8' weights, needs subgroups of >= 8 lanes: vec4<u32>
+//              loads of 4 rows' blocks, one scale/zero load per group, the zero applied per group
+//              through the group's x sum. Grid: ceil(out_rows / (32 * QPL)) workgroups (2-D when large).
 // Each entry point may take its own view of f16 weights (native vec4<f16> or packed vec4<u32>): the
 // bytes are the same, see MatmulTuning.packedF16* in src/kernels/matmul.ts.
 // Tested against plain-TS references (f32, f16-rounded weights, odd shapes, both weight layouts,
 // chunked weights, packed and native f16 views, bias, the three x read modes with NaNs past the rows)
-// in test/gpu/matmul.test.ts.
+// in test/gpu/matmul.test.ts; 4-bit weights against a dequantize-then-matmul reference (group sizes
+// 8..128, zeros 0..16, every path) in test/gpu/matmul-q4.test.ts.
 
 //#section weights_f32
 @group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
@@ -62,6 +71,41 @@ fn load_w8_block(block: u32) -> W8 {
   return W8(vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y)), vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w)));
 }
 
+//#section weights_q4
+// 4-bit weights (src/kernels/weight.ts, Q4GpuWeight): one u32 per 8-element block, element j in
+// bits 4j..4j+3, and one scale/zero word per (row, group) at binding 6. Dequantized in f32 with core
+// WGSL only: OR-ing a nibble into the mantissa of f16 1024.0 (0x6400, whose ulp is 1) gives 1024 + q
+// exactly, so one unpack2x16float turns nibbles j and j + 4 into floats.
+@group(0) @binding(2) var<storage, read> w: array<u32>;
+@group(0) @binding(6) var<storage, read> w_scale_zero: array<u32>;
+struct W8 { lo: vec4<f32>, hi: vec4<f32> }
+
+/**
+ * The scale/zero word of weight block `block`. A row has row_stride8 = cols / 8 blocks and cols is
+ * a multiple of the group size, so the (row, group) index is a shift of the block index: block >>
+ * gshift ('rows'), or for 'interleaved8' the same on the row-group part with the lane (block & 7) kept.
+ */
+fn q4_scale_index(block: u32) -> u32 {
+  let lane_bits = params.w_interleaved * 3u;
+  return ((block >> (params.q4_gshift + lane_bits)) << lane_bits) | (block & ((1u << lane_bits) - 1u));
+}
+
+fn load_w8_block(block: u32) -> W8 {
+  let q = w[block];
+  // (scale, 1024 + zero): the zero (0..16) sits in bits 16..23, below 0x6400's mantissa top.
+  let sz = unpack2x16float(w_scale_zero[q4_scale_index(block)] | 0x64000000u);
+  let scale = vec4<f32>(sz.x);
+  // (1024 + q) * scale - (1024 + zero) * scale: both products are exact in f32 (11 x 11 bits), so
+  // the fma rounds (q - zero) * scale once, as the reference does; cheaper than a subtract and a
+  // multiply (faster on lavapipe in same-run A/B runs: docs/benchmarks.md, "4-bit weights").
+  let zs = vec4<f32>(-sz.y * sz.x);
+  let q04 = unpack2x16float((q & 0x000F000Fu) | 0x64006400u);
+  let q15 = unpack2x16float(((q >> 4u) & 0x000F000Fu) | 0x64006400u);
+  let q26 = unpack2x16float(((q >> 8u) & 0x000F000Fu) | 0x64006400u);
+  let q37 = unpack2x16float(((q >> 12u) & 0x000F000Fu) | 0x64006400u);
+  return W8(fma(vec4<f32>(q04.x, q15.x, q26.x, q37.x), scale, zs), fma(vec4<f32>(q04.y, q15.y, q26.y, q37.y), scale, zs));
+}
+
 //#section common
 struct Params {
   num_rows: u32,     // x rows (M)
@@ -72,6 +116,10 @@ struct Params {
   y_stride: u32,     // y row length (= total out rows)
   has_bias: u32,
   w_interleaved: u32, // weight layout (src/kernels/weight.ts): 0 rows, 1 interleaved8
+  q4_gshift: u32,     // q4 weights: log2(group size / 8), blocks per scale/zero word as a shift; else 0
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -271,5 +319,78 @@ fn gemv_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
   for (var j = 0u; j < RPL; j++) {
     let n = row0 + 8u * j + lane;
     if (n < params.out_rows) { store_y(0u, n, gsg_acc[j]); }
+  }
+}
+
+//#section q4_subgroups
+// requires: subgroups
+// ---- gemv_q4_sg: one x row over 4-bit 'interleaved8' weights ----------------------------------
+// gemv_sg's per-block load_w8_block costs as much per 8 weights as an f16 block (a word, a
+// scale/zero word and the dequantization), so at a quarter of the bytes it ran at ~25% of the
+// streaming read on lavapipe. Here each load is a vec4<u32>: 4 rows' words of one block, which
+// 'interleaved8' stores side by side (rows 4h..4h+3 of a row group at words 4h..4h+3), so loads
+// move 16 bytes like the streaming read does; each scale/zero word is loaded once per group; and
+// the zero comes off once per group: sum x (q - z) = sum x q - z sum x, with the nibbles converted
+// as small integers (exact) and the group's x sum shared by every row. Lane l owns the 4-row
+// quads (l & 1) of row groups 4i + (l >> 1), QPL of them; a workgroup owns 32 * QPL rows.
+@group(0) @binding(2) var<storage, read> w_quads: array<vec4<u32>>;
+@group(0) @binding(6) var<storage, read> w_scale_zero_quads: array<vec4<u32>>;
+
+override QPL: u32 = 2;   // 4-row quads per lane (1..4)
+const MAX_QPL = 4u;
+var<private> gq_word: array<u32, MAX_QPL>;   // vec4 index of each quad's block 0
+var<private> gq_sz: array<u32, MAX_QPL>;     // vec4 index of each quad's group 0 scale/zero words
+var<private> gq_acc: array<vec4<f32>, MAX_QPL>;
+var<private> gq_sum: array<vec4<f32>, MAX_QPL>;
+var<private> gq_scale: array<vec4<f32>, MAX_QPL>;
+var<private> gq_zero: array<vec4<f32>, MAX_QPL>;
+
+/** sum_j x[j] * q[j] over the 8 nibbles of one block word (exact integer weights). */
+fn q4_dot_nibbles(q: u32, xlo: vec4<f32>, xhi: vec4<f32>) -> f32 {
+  let lo = vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(q, q >> 4u, q >> 8u, q >> 12u) & vec4<u32>(15u)));
+  let hi = vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(q >> 16u, q >> 20u, q >> 24u, q >> 28u) & vec4<u32>(15u)));
+  return dot(xlo, lo) + dot(xhi, hi);
+}
+
+@compute @workgroup_size(8)
+fn gemv_q4_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
+  _ = &x4; // keeps the binding list the same as the other entry points
+  let group0 = (wid.x + wid.y * nwg.x) * 4u * QPL; // first row group (8 rows) of this workgroup
+  let last_group = (params.out_rows - 1u) >> 3u;
+  let gshift = params.q4_gshift;
+  let groups = params.row_stride8 >> gshift;
+  let half = lane & 1u;
+  for (var i = 0u; i < QPL; i++) {
+    // Clamped: past the last row group a lane re-reads it and stores nothing.
+    let g8 = min(group0 + 4u * i + (lane >> 1u), last_group);
+    gq_word[i] = g8 * params.row_stride8 * 2u + half;
+    gq_sz[i] = g8 * groups * 2u + half;
+  }
+  for (var g = 0u; g < groups; g++) {
+    for (var i = 0u; i < QPL; i++) {
+      let sz = w_scale_zero_quads[gq_sz[i] + 2u * g];
+      gq_scale[i] = vec4<f32>(unpack2x16float(sz.x).x, unpack2x16float(sz.y).x, unpack2x16float(sz.z).x, unpack2x16float(sz.w).x);
+      gq_zero[i] = vec4<f32>(bitcast<vec4<i32>>((sz >> vec4<u32>(16u)) & vec4<u32>(0xFFu)));
+      gq_sum[i] = vec4<f32>(0.0);
+    }
+    var x_sum = 0.0;
+    for (var k8 = g << gshift; k8 < (g + 1u) << gshift; k8++) {
+      // cols is a multiple of 8 for 4-bit weights: x needs no guard.
+      let xl = x[8u * k8 + lane];
+      let xlo = vec4<f32>(subgroupBroadcast(xl, 0u), subgroupBroadcast(xl, 1u), subgroupBroadcast(xl, 2u), subgroupBroadcast(xl, 3u));
+      let xhi = vec4<f32>(subgroupBroadcast(xl, 4u), subgroupBroadcast(xl, 5u), subgroupBroadcast(xl, 6u), subgroupBroadcast(xl, 7u));
+      x_sum += dot(xlo + xhi, vec4<f32>(1.0));
+      for (var i = 0u; i < QPL; i++) {
+        let q = w_quads[gq_word[i] + 2u * k8];
+        gq_sum[i] += vec4<f32>(q4_dot_nibbles(q.x, xlo, xhi), q4_dot_nibbles(q.y, xlo, xhi), q4_dot_nibbles(q.z, xlo, xhi), q4_dot_nibbles(q.w, xlo, xhi));
+      }
+    }
+    for (var i = 0u; i < QPL; i++) { gq_acc[i] += (gq_sum[i] - gq_zero[i] * x_sum) * gq_scale[i]; }
+  }
+  for (var i = 0u; i < QPL; i++) {
+    let row = (group0 + 4u * i + (lane >> 1u)) * 8u + 4u * half;
+    for (var c = 0u; c < 4u; c++) {
+      if (row + c < params.out_rows) { store_y(0u, row + c, gq_acc[i][c]); }
+    }
   }
 }

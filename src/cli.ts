@@ -94,6 +94,30 @@ await yargs(hideBin(process.argv))
     },
   )
   .command(
+    'quantize <model>',
+    'write a 4-bit AutoAWQ-format copy of a model (AWQ or round-to-nearest) that this server, vLLM and LMDeploy load',
+    (y) =>
+      y
+        .positional('model', { type: 'string', demandOption: true, describe: 'model folder (config.json, *.safetensors, tokenizer.json) or a Hugging Face id' })
+        .option('revision', { type: 'string', default: 'main', describe: 'Hugging Face revision when <model> is an id' })
+        .option('out', { type: 'string', demandOption: true, describe: 'output folder (created; must be empty)' })
+        .option('method', {
+          choices: ['awq', 'rtn'] as const,
+          default: 'awq' as const,
+          describe: 'awq: activation-aware scales from calibration text; rtn: plain round-to-nearest',
+        })
+        .option('group-size', { type: 'number', default: 128, describe: 'input channels per scale and zero point (32, 64 or 128)' })
+        .option('calib-data', { type: 'string', describe: 'awq: a UTF-8 text file to calibrate on (default: a built-in English text)' })
+        .option('calib-samples', { type: 'number', default: 4, describe: 'awq: calibration sequences' })
+        .option('calib-seqlen', { type: 'number', default: 128, describe: 'awq: tokens per calibration sequence' })
+        .option('device', { type: 'number', describe: 'awq: adapter index to run the calibration on (see `devices`; default 0)' })
+        .option('log-level', { choices: ['debug', 'info', 'warn', 'error'] as const, describe: 'stderr log level' }),
+    async (argv) => {
+      const { runQuantize } = await import('./cli/quantize.js');
+      await runQuantize({ ...argv, model: argv.model as string });
+    },
+  )
+  .command(
     'api_client <url>',
     'interactive terminal client for a running server (or one-shot with --prompt)',
     (y) =>

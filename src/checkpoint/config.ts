@@ -3,6 +3,7 @@
 // Qwen2Config, Qwen3Config and InternLM2's / InternLM3's remote-code configs.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { parseQuantizationConfig, type QuantizationConfig } from './quantization.js';
 
 export type Architecture = 'llama' | 'mistral' | 'qwen2' | 'qwen3' | 'internlm2' | 'internlm3';
 
@@ -62,6 +63,8 @@ export interface ModelConfig {
   /** Union of config.json and generation_config.json eos_token_id, config.json's first. */
   eosTokenIds: number[];
   torchDtype: 'float32' | 'float16' | 'bfloat16';
+  /** config.json quantization_config (AWQ, GPTQ, compressed-tensors int4); null = float weights. */
+  quantization: QuantizationConfig | null;
 }
 
 const ARCHITECTURES: Readonly<Record<string, Architecture>> = {
@@ -152,6 +155,7 @@ export function parseModelConfig(configJson: unknown, generationConfigJson?: unk
     bosTokenId: optionalInt(c, 'bos_token_id') ?? optionalInt(g, 'bos_token_id') ?? null,
     eosTokenIds: [...new Set([...tokenIdList(c.eos_token_id, 'config.json'), ...tokenIdList(g.eos_token_id, 'generation_config.json')])],
     torchDtype: parseDtype(c.torch_dtype ?? c.dtype),
+    quantization: parseQuantizationConfig(c.quantization_config),
   };
 }
 

@@ -1,14 +1,17 @@
 // Safetensors reading without loading whole files: parse each file's header (8-byte little-endian length +
 // JSON), then read one tensor's byte range at a time with FileHandle.read at its offset. Offsets are plain
-// numbers (exact below 2^53), so files over 4 GB work. Also the f32 <-> f16/bf16 conversions.
-import { open, readFile, type FileHandle } from 'node:fs/promises';
+// numbers (exact below 2^53), so files over 4 GB work. Also the f32 <-> f16/bf16 conversions, and raw
+// integer reads for the packed words, zero points and shapes of 4-bit checkpoints (AWQ, GPTQ, compressed-tensors).
+import { open, readdir, readFile, type FileHandle } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16';
+/** Integer dtypes read as they are stored (readInt): packed 4-bit words (I32), shapes (I64), zero points (I8/U8). */
+export type IntegerDtype = 'I32' | 'I64' | 'I8' | 'U8';
 
 export interface TensorInfo {
   name: string;
-  dtype: SafetensorsDtype;
+  dtype: SafetensorsDtype | IntegerDtype;
   shape: number[];
   /** Absolute path of the file holding the tensor. */
   file: string;
@@ -34,7 +37,8 @@ export const BYTES_PER_ELEMENT: Readonly<Record<string, number>> = {
   F8_E4M3: 1,
   F8_E5M2: 1,
 };
-const SUPPORTED_DTYPES: ReadonlySet<string> = new Set(['F32', 'F16', 'BF16']);
+const FLOAT_DTYPES: ReadonlySet<string> = new Set(['F32', 'F16', 'BF16']);
+const INTEGER_DTYPES: ReadonlySet<string> = new Set(['I32', 'I64', 'I8', 'U8']);
 /** Real headers are well under 1 MB; a bigger "length" means this is not a safetensors file. */
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 /** Node rejects single reads of 2 GiB or more. */
@@ -67,7 +71,7 @@ export class SafetensorsReader {
           if (tensors.has(entry.name) || unsupported.has(entry.name)) {
             throw new Error(`tensor "${entry.name}" appears in more than one safetensors file (second: ${file})`);
           }
-          if (SUPPORTED_DTYPES.has(entry.dtype)) tensors.set(entry.name, entry as TensorInfo);
+          if (FLOAT_DTYPES.has(entry.dtype) || INTEGER_DTYPES.has(entry.dtype)) tensors.set(entry.name, entry as TensorInfo);
           else unsupported.set(entry.name, entry.dtype);
         }
       }
@@ -89,8 +93,31 @@ export class SafetensorsReader {
   async read(name: string, as: 'f32' | 'f16'): Promise<Float32Array | Uint16Array>;
   async read(name: string, as: 'f32' | 'f16'): Promise<Float32Array | Uint16Array> {
     const info = this.info(name);
+    if (!FLOAT_DTYPES.has(info.dtype)) throw new Error(`tensor "${name}" has dtype ${info.dtype}, not a float; it holds integers (readInt)`);
+    const dtype = info.dtype as SafetensorsDtype;
     const bytes = await this.readBytes(info);
-    return as === 'f32' ? bytesToF32(bytes, info.dtype) : bytesToF16(bytes, info.dtype);
+    return as === 'f32' ? bytesToF32(bytes, dtype) : bytesToF16(bytes, dtype);
+  }
+
+  /**
+   * Reads an integer tensor as stored: I32 as Int32Array (bit patterns intact, so packed words survive),
+   * I8 as Int8Array, U8 as Uint8Array, I64 as BigInt64Array. Throws naming the tensor for any other dtype.
+   */
+  async readInt(name: string): Promise<Int32Array | BigInt64Array | Int8Array | Uint8Array> {
+    const info = this.info(name);
+    const bytes = await this.readBytes(info);
+    switch (info.dtype) {
+      case 'I32':
+        return new Int32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+      case 'I64':
+        return new BigInt64Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 8);
+      case 'I8':
+        return new Int8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      case 'U8':
+        return bytes;
+      default:
+        throw new Error(`tensor "${name}" has dtype ${info.dtype}; an integer tensor (I32, I64, I8 or U8) was expected`);
+    }
   }
 
   info(name: string): TensorInfo {
@@ -98,7 +125,7 @@ export class SafetensorsReader {
     if (info) return info;
     const dtype = this.unsupportedDtypeByName.get(name);
     if (dtype !== undefined) {
-      throw new Error(`tensor "${name}" has dtype ${dtype}; only F32, F16 and BF16 are supported (quantized checkpoints are not)`);
+      throw new Error(`tensor "${name}" has dtype ${dtype}; supported: F32, F16, BF16 and, for 4-bit checkpoints' integer tensors, I32, I64, I8, U8`);
     }
     throw new Error(`tensor "${name}" is not in the safetensors files of ${this.modelDir}`);
   }
@@ -132,10 +159,14 @@ async function listSafetensorsFiles(modelDir: string): Promise<{ paths: string[]
     const single = join(modelDir, 'model.safetensors');
     try {
       await (await open(single, 'r')).close();
+      return { paths: [single] };
     } catch {
-      throw new Error(`no model.safetensors or model.safetensors.index.json in ${modelDir}: the model must be in Hugging Face safetensors format`);
+      // AutoGPTQ-era repos name their one file after the quantization (gptq_model-4bit-128g.safetensors).
+      const others = (await readdir(modelDir)).filter((f) => f.endsWith('.safetensors')).sort();
+      if (others.length === 1) return { paths: [join(modelDir, others[0]!)] };
+      const found = others.length ? ` (found ${others.join(', ')} without an index to say which holds what)` : '';
+      throw new Error(`no model.safetensors or model.safetensors.index.json in ${modelDir}${found}: the model must be in Hugging Face safetensors format`);
     }
-    return { paths: [single] };
   }
   let index: unknown;
   try {

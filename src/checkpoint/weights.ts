@@ -5,11 +5,17 @@
 //   '.q' [numHeads*headDim, hidden]; '.k' / '.v' [numKvHeads*headDim, hidden]; '.o' [hidden, numHeads*headDim];
 //   '.q_bias' '.k_bias' '.v_bias' (qkvBias); '.q_norm' / '.k_norm' [headDim] (qkNorm, Qwen3); '.o_bias' (oBias);
 //   '.gate' / '.up' [intermediate, hidden]; '.down' [hidden, intermediate].
+// In a 4-bit checkpoint (config.quantization) the projections quantization_config covers arrive as
+// CanonicalQ4Tensor (same names and [out, in] shapes, repacked by quantized.ts); everything else as before.
 import { strict as assert } from 'node:assert';
 import type { ModelConfig } from './config.js';
 import type { LoadProgress } from '../common/progress.js';
+import { q4ConcatRows, q4SliceRows, type Q4Matrix } from '../common/q4.js';
+import { isQuantizedLinear } from './quantization.js';
+import { checkQ4Linear, hasQ4Linear, q4GroupSize, readQ4Linear } from './quantized.js';
 import type { SafetensorsReader } from './safetensors.js';
 
+/** A float tensor (matrices in the caller's matrixDtype, norms and biases f32). */
 export interface CanonicalTensor {
   name: string;
   shape: number[];
@@ -17,9 +23,21 @@ export interface CanonicalTensor {
   dtype: 'f32' | 'f16';
 }
 
+/** A 4-bit projection of a quantized checkpoint, shape [out, in]. */
+export interface CanonicalQ4Tensor {
+  name: string;
+  shape: number[];
+  dtype: 'q4';
+  q4: Q4Matrix;
+}
+
+export type CanonicalWeight = CanonicalTensor | CanonicalQ4Tensor;
+
 /** One read from the checkpoint, yielding one canonical tensor, or three for InternLM2's packed wqkv. */
 interface PlannedRead {
   hfName: string;
+  /** The 4-bit linear's module prefix (hfName without '.weight') when quantization_config covers it. */
+  q4Prefix?: string;
   shape: number[];
   /** Matrices follow the caller's matrixDtype; norms and biases are always f32. */
   isMatrix: boolean;
@@ -33,9 +51,20 @@ export function canonicalTensorNames(config: ModelConfig): string[] {
   return planReads(config).flatMap((r) => r.outputs.map((o) => o.name));
 }
 
+/** Canonical name -> group size of every tensor that arrives 4-bit (empty for a float checkpoint), for memory planning. */
+export function q4TensorGroupSizes(config: ModelConfig): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const read of planReads(config)) {
+    if (read.q4Prefix === undefined) continue;
+    const g = q4GroupSize(config.quantization!, read.q4Prefix, read.shape[1]!);
+    for (const o of read.outputs) out.set(o.name, g);
+  }
+  return out;
+}
+
 /**
- * Streams canonical tensors to `onTensor`, awaiting each call before reading the next.
- * Missing tensor -> Error naming the HF tensor; wrong shape -> Error naming tensor, expected and actual shape.
+ * Streams the canonical tensors of a float checkpoint to `onTensor` (see loadCanonicalWeights); a 4-bit
+ * checkpoint is refused here, since this caller cannot take CanonicalQ4Tensor.
  */
 export async function loadCanonicalTensors(
   reader: SafetensorsReader,
@@ -44,21 +73,53 @@ export async function loadCanonicalTensors(
   onTensor: (t: CanonicalTensor) => Promise<void> | void,
   progress?: LoadProgress,
 ): Promise<void> {
+  if (config.quantization) {
+    throw new Error(
+      `${reader.modelDir} is a 4-bit ${config.quantization.method} checkpoint; this loader reads float weights only (loadCanonicalWeights reads both)`,
+    );
+  }
+  await loadCanonicalWeights(reader, config, matrixDtype, (t) => onTensor(t as CanonicalTensor), progress);
+}
+
+/**
+ * Streams canonical tensors to `onTensor`, awaiting each call before reading the next: floats as
+ * CanonicalTensor, the 4-bit projections of a quantized checkpoint as CanonicalQ4Tensor.
+ * Missing tensor -> Error naming the HF tensor; wrong shape -> Error naming tensor, expected and actual shape.
+ */
+export async function loadCanonicalWeights(
+  reader: SafetensorsReader,
+  config: ModelConfig,
+  matrixDtype: 'f32' | 'f16',
+  onTensor: (t: CanonicalWeight) => Promise<void> | void,
+  progress?: LoadProgress,
+): Promise<void> {
   // 1. Plan every read and check names and shapes up front, so a bad checkpoint fails before any upload.
   const plan = planReads(config);
   for (const read of plan) checkTensor(reader, config, read);
-  const bytesOf = (read: PlannedRead) => read.shape.reduce((a, b) => a * b, 1) * (read.isMatrix && matrixDtype === 'f16' ? 2 : 4);
+  const bytesOf = (read: PlannedRead) => {
+    const n = read.shape.reduce((a, b) => a * b, 1);
+    if (read.q4Prefix === undefined) return n * (read.isMatrix && matrixDtype === 'f16' ? 2 : 4);
+    // Half a byte per weight plus a 2-byte scale and a 1-byte zero per group.
+    return n / 2 + (n / q4GroupSize(config.quantization!, read.q4Prefix, read.shape[1]!)) * 3;
+  };
   progress?.start(
     plan.reduce((sum, r) => sum + bytesOf(r), 0),
     config.numLayers,
   );
   // 2. Read, split where packed, and hand over one tensor at a time.
   for (const read of plan) {
-    const dtype = read.isMatrix ? matrixDtype : 'f32';
-    const data = await reader.read(read.hfName, dtype);
-    const parts = read.splitPackedQkv ? splitPackedQkv(data, config, read.shape.length === 2 ? config.hiddenSize : 1) : [data];
-    for (const [i, out] of read.outputs.entries()) {
-      await onTensor({ name: out.name, shape: out.shape, data: parts[i]!, dtype });
+    if (read.q4Prefix !== undefined) {
+      const [rows, cols] = read.shape as [number, number];
+      const m = await readQ4Linear(reader, config.quantization!, read.q4Prefix, rows, cols);
+      const parts = read.splitPackedQkv ? splitPackedQkvQ4(m, config) : [m];
+      for (const [i, out] of read.outputs.entries()) await onTensor({ name: out.name, shape: out.shape, dtype: 'q4', q4: parts[i]! });
+    } else {
+      const dtype = read.isMatrix ? matrixDtype : 'f32';
+      const data = await reader.read(read.hfName, dtype);
+      const parts = read.splitPackedQkv ? splitPackedQkv(data, config, read.shape.length === 2 ? config.hiddenSize : 1) : [data];
+      for (const [i, out] of read.outputs.entries()) {
+        await onTensor({ name: out.name, shape: out.shape, data: parts[i]!, dtype });
+      }
     }
     progress?.advance(bytesOf(read), read.outputs[read.outputs.length - 1]!.name);
   }
@@ -67,6 +128,22 @@ export async function loadCanonicalTensors(
 
 function checkTensor(reader: SafetensorsReader, config: ModelConfig, read: PlannedRead): void {
   const canonical = read.outputs.map((o) => o.name).join('/');
+  const q = config.quantization;
+  if (read.q4Prefix !== undefined) {
+    checkQ4Linear(reader, q!, read.q4Prefix, read.shape[0]!, read.shape[1]!, canonical);
+    return;
+  }
+  const module = read.hfName.replace(/\.weight$/, '');
+  if (q && read.isMatrix && hasQ4Linear(reader, q, module)) {
+    const what =
+      read.outputs[0]!.name === 'embed' || read.outputs[0]!.name === 'lm_head'
+        ? `a 4-bit ${canonical} is not supported`
+        : 'quantization_config leaves it in 16 bits';
+    throw new Error(
+      `"${module}" is stored in 4 bits in ${reader.modelDir}, but ${what}` +
+        (q.method === 'compressed-tensors' ? ' (ignore / targets)' : q.method === 'awq' ? ' (modules_to_not_convert)' : ' (modules_in_block_to_quantize)'),
+    );
+  }
   if (!reader.has(read.hfName)) {
     throw new Error(
       `tensor "${read.hfName}" (${canonical}) is missing from the safetensors files in ${reader.modelDir}; ` +
@@ -83,6 +160,11 @@ function checkTensor(reader: SafetensorsReader, config: ModelConfig, read: Plann
 }
 
 function planReads(config: ModelConfig): PlannedRead[] {
+  const q = config.quantization;
+  const linear = (read: PlannedRead): PlannedRead => {
+    const module = read.hfName.replace(/\.weight$/, '');
+    return q && read.isMatrix && isQuantizedLinear(q, module) ? { ...read, q4Prefix: module } : read;
+  };
   const names = config.architecture === 'internlm2' ? INTERNLM2_NAMES : HF_LLAMA_NAMES;
   const { hiddenSize: h, numHeads, numKvHeads, headDim, intermediateSize: ffn, vocabSize } = config;
   const qDim = numHeads * headDim;
@@ -106,14 +188,14 @@ function planReads(config: ModelConfig): PlannedRead[] {
         { name: c(`k${suffix}`), shape: [kvDim, ...shapeTail] },
         { name: c(`v${suffix}`), shape: [kvDim, ...shapeTail] },
       ];
-      reads.push({ hfName: hf(`${names.packedQkv}.weight`), shape: [packedRows, h], isMatrix: true, outputs: qkv('', [h]), splitPackedQkv: true });
+      reads.push(linear({ hfName: hf(`${names.packedQkv}.weight`), shape: [packedRows, h], isMatrix: true, outputs: qkv('', [h]), splitPackedQkv: true }));
       if (config.qkvBias) {
         reads.push({ hfName: hf(`${names.packedQkv}.bias`), shape: [packedRows], isMatrix: false, outputs: qkv('_bias', []), splitPackedQkv: true });
       }
     } else {
-      reads.push(one(hf(`${names.q}.weight`), c('q'), [qDim, h]));
-      reads.push(one(hf(`${names.k}.weight`), c('k'), [kvDim, h]));
-      reads.push(one(hf(`${names.v}.weight`), c('v'), [kvDim, h]));
+      reads.push(linear(one(hf(`${names.q}.weight`), c('q'), [qDim, h])));
+      reads.push(linear(one(hf(`${names.k}.weight`), c('k'), [kvDim, h])));
+      reads.push(linear(one(hf(`${names.v}.weight`), c('v'), [kvDim, h])));
       if (config.qkvBias) {
         reads.push(one(hf(`${names.q}.bias`), c('q_bias'), [qDim]));
         reads.push(one(hf(`${names.k}.bias`), c('k_bias'), [kvDim]));
@@ -124,12 +206,12 @@ function planReads(config: ModelConfig): PlannedRead[] {
       reads.push(one(hf('self_attn.q_norm.weight'), c('q_norm'), [headDim]));
       reads.push(one(hf('self_attn.k_norm.weight'), c('k_norm'), [headDim]));
     }
-    reads.push(one(hf(`${names.o}.weight`), c('o'), [h, qDim]));
+    reads.push(linear(one(hf(`${names.o}.weight`), c('o'), [h, qDim])));
     if (config.oBias) reads.push(one(hf(`${names.o}.bias`), c('o_bias'), [h]));
     reads.push(one(hf(names.postNorm), c('post_norm'), [h]));
-    reads.push(one(hf(names.gate), c('gate'), [ffn, h]));
-    reads.push(one(hf(names.up), c('up'), [ffn, h]));
-    reads.push(one(hf(names.down), c('down'), [h, ffn]));
+    reads.push(linear(one(hf(names.gate), c('gate'), [ffn, h])));
+    reads.push(linear(one(hf(names.up), c('up'), [ffn, h])));
+    reads.push(linear(one(hf(names.down), c('down'), [h, ffn])));
   }
   reads.push(one(names.norm, 'norm', [h]));
   if (!config.tieWordEmbeddings) reads.push(one(names.lmHead, 'lm_head', [vocabSize, h]));
@@ -209,4 +291,21 @@ export function splitPackedQkv<T extends Float32Array | Uint16Array>(packed: T, 
     v.set(packed.subarray(base + (group + 1) * headSize, base + (group + 2) * headSize), h * headSize);
   }
   return [q, k, v];
+}
+
+/** splitPackedQkv for a 4-bit wqkv: the same per-kv-head row order, as Q4Matrix row slices. */
+function splitPackedQkvQ4(packed: Q4Matrix, config: ModelConfig): [Q4Matrix, Q4Matrix, Q4Matrix] {
+  const { numHeads, numKvHeads, headDim } = config;
+  const group = numHeads / numKvHeads;
+  assert.equal(packed.rows, (group + 2) * numKvHeads * headDim, 'packed wqkv rows must match the config');
+  const q: Q4Matrix[] = [],
+    k: Q4Matrix[] = [],
+    v: Q4Matrix[] = [];
+  for (let h = 0; h < numKvHeads; h++) {
+    const base = h * (group + 2) * headDim;
+    q.push(q4SliceRows(packed, base, group * headDim));
+    k.push(q4SliceRows(packed, base + group * headDim, headDim));
+    v.push(q4SliceRows(packed, base + (group + 1) * headDim, headDim));
+  }
+  return [q4ConcatRows(q), q4ConcatRows(k), q4ConcatRows(v)];
 }

@@ -4,6 +4,29 @@ import type { Argv } from 'yargs';
 import { DEFAULT_ENGINE_OPTIONS, type EngineOptions } from '../engine/engine.js';
 import { parseBytes } from '../common/bytes.js';
 import type { LogLevel } from '../common/log.js';
+import type { KvCacheDtype } from '../common/types.js';
+import { MODEL_FORMATS, type ModelFormat } from '../checkpoint/quantization.js';
+
+const KV_CACHE_DTYPES = ['f32', 'f16', 'int8', 'int4'] as const satisfies readonly KvCacheDtype[];
+/** LMDeploy's --quant-policy values: 0 off, 4 int4 KV cache, 8 int8 KV cache. */
+const QUANT_POLICIES = [0, 4, 8] as const;
+const QUANT_POLICY_DTYPE = { 4: 'int4', 8: 'int8' } as const;
+
+/**
+ * The KV cache dtype from --kv-cache-dtype and LMDeploy's --quant-policy: policy 4 / 8 selects int4 /
+ * int8, 0 (or none) keeps --kv-cache-dtype (default f32); both naming different dtypes is an error.
+ */
+export function resolveKvCacheDtype(kvCacheDtype: KvCacheDtype | undefined, quantPolicy: number | undefined): KvCacheDtype {
+  if (quantPolicy === undefined || quantPolicy === 0) return kvCacheDtype ?? DEFAULT_ENGINE_OPTIONS.kvCacheDtype;
+  if (quantPolicy !== 4 && quantPolicy !== 8) {
+    throw new Error(`--quant-policy must be one of ${QUANT_POLICIES.join(', ')} (0 off, 4 int4 KV cache, 8 int8 KV cache); got ${quantPolicy}`);
+  }
+  const dtype = QUANT_POLICY_DTYPE[quantPolicy];
+  if (kvCacheDtype !== undefined && kvCacheDtype !== dtype) {
+    throw new Error(`--quant-policy ${quantPolicy} stores an ${dtype} KV cache but --kv-cache-dtype is ${kvCacheDtype}; give one of them`);
+  }
+  return dtype;
+}
 
 const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 
@@ -46,9 +69,20 @@ export function withEngineOptions<T>(y: Argv<T>) {
     })
     .option('kv-cache-blocks', { type: 'number', describe: 'KV-cache size in blocks (overrides --cache-max-entry-count)' })
     .option('kv-cache-dtype', {
-      choices: ['f32', 'f16'] as const,
-      default: DEFAULT_ENGINE_OPTIONS.kvCacheDtype,
-      describe: 'KV-cache element type; f16 halves KV memory (about twice the blocks) at f16 precision',
+      choices: KV_CACHE_DTYPES,
+      describe: `KV-cache element type (default ${DEFAULT_ENGINE_OPTIONS.kvCacheDtype}); f16 halves KV memory (about twice the blocks) at f16 precision; int8/int4 are --quant-policy 8/4`,
+    })
+    .option('model-format', {
+      choices: MODEL_FORMATS,
+      describe:
+        "LMDeploy's weight format: hf (default) loads what config.json's quantization_config says (float, AWQ, GPTQ or compressed-tensors int4); awq / gptq also insist the checkpoint is one",
+    })
+    .option('quant-policy', {
+      type: 'number',
+      choices: QUANT_POLICIES,
+      default: 0,
+      describe:
+        "LMDeploy's KV-cache quantization: 8 = int8, 4 = int4 (per token and kv head, asymmetric, f16 scale and min; about 1.9x / 3.6x the blocks of f16 at head_dim 128), 0 = off (--kv-cache-dtype decides)",
     })
     .option('gpu-memory', {
       type: 'string',
@@ -73,8 +107,12 @@ export interface EngineArgs {
   blockSize: number;
   cacheMaxEntryCount: number;
   kvCacheBlocks?: number;
-  /** Absent (callers that predate the flag) means 'f32'. */
-  kvCacheDtype?: 'f32' | 'f16';
+  /** Absent means 'f32', or what quantPolicy selects. */
+  kvCacheDtype?: KvCacheDtype;
+  /** LMDeploy's --quant-policy: 0 (or absent) off, 4 int4, 8 int8 KV cache. */
+  quantPolicy?: number;
+  /** LMDeploy's --model-format: absent or 'hf' = as config.json says; 'awq' / 'gptq' must match its quantization_config. */
+  modelFormat?: ModelFormat;
   gpuMemory?: string;
   maxWaiting: number;
   enablePrefixCaching: boolean;
@@ -126,7 +164,8 @@ export async function toEngineOptions(args: EngineArgs, modelDir: string, extra:
     maxNumBatchedTokens: args.maxPrefillTokens,
     cacheMaxEntryCount: args.cacheMaxEntryCount,
     kvCacheBlocks: args.kvCacheBlocks,
-    kvCacheDtype: args.kvCacheDtype ?? DEFAULT_ENGINE_OPTIONS.kvCacheDtype,
+    kvCacheDtype: resolveKvCacheDtype(args.kvCacheDtype, args.quantPolicy),
+    modelFormat: args.modelFormat,
     gpuMemoryBytes: args.gpuMemory ? parseBytes(args.gpuMemory) : undefined,
     maxWaiting: args.maxWaiting,
     enablePrefixCaching: args.enablePrefixCaching,

@@ -38,5 +38,17 @@ export interface TextCodec {
   readonly bosTokenId: number | null;
 }
 
-/** Element type of the paged KV cache: f16 halves its memory (packed u32 pairs, no shader-f16 needed). */
-export type KvCacheDtype = 'f32' | 'f16';
+/**
+ * Element type of the paged KV cache: f16 halves its memory (packed u32 pairs, no shader-f16 needed);
+ * 'int8' and 'int4' are LMDeploy's quant_policy 8 and 4: per (token, kv head) asymmetric quantization
+ * with an f16 (scale, min) pair per row, dequantized to f32 inside attention.
+ */
+export type KvCacheDtype = 'f32' | 'f16' | 'int8' | 'int4';
+
+/** The quantized KV cache dtypes and their bits per element. */
+export const KV_QUANT_BITS = { int8: 8, int4: 4 } as const;
+
+/** True for the dtypes that store codes plus a per-row (scale, min) pair. */
+export function isQuantizedKvCache(dtype: KvCacheDtype): dtype is keyof typeof KV_QUANT_BITS {
+  return dtype === 'int8' || dtype === 'int4';
+}

@@ -5,6 +5,7 @@ import { openDevices, type GpuDevice } from '../gpu/index.js';
 import { shardPlacementFor } from '../runner/worker/placement.js';
 import { KvCacheManager } from '../kv/kv-manager.js';
 import { loadModelConfig, type ModelConfig } from '../checkpoint/config.js';
+import { checkModelFormat, describeWeightFormat, type ModelFormat } from '../checkpoint/quantization.js';
 import type { KvCacheDtype } from '../common/types.js';
 import { ModelRunner } from '../runner/runner.js';
 import { shardLayout } from '../runner/sharding.js';
@@ -47,7 +48,11 @@ export interface EngineOptions {
   maxNumBatchedTokens: number;
   cacheMaxEntryCount: number;
   kvCacheBlocks?: number;
-  /** KV cache element type; 'f16' halves KV memory (twice the blocks) at f16 precision. Default 'f32'. */
+  /**
+   * KV cache element type; 'f16' halves KV memory (twice the blocks) at f16 precision; 'int8' / 'int4'
+   * (LMDeploy's quant_policy 8 / 4) store per-(token, kv head) asymmetric codes and an f16 (scale, min)
+   * pair, about 1.9x / 3.6x the blocks of f16 at head_dim 128. Default 'f32'.
+   */
   kvCacheDtype?: KvCacheDtype;
   gpuMemoryBytes?: number;
   maxWaiting: number;
@@ -56,6 +61,8 @@ export interface EngineOptions {
   /** 'auto': generation_config.json's sampling fields become request defaults (vLLM's --generation-config); default 'vllm': none. */
   generationConfig?: 'auto' | 'vllm';
   progress?: boolean;
+  /** LMDeploy's --model-format: absent or 'hf' = what config.json says; 'awq' / 'gptq' must match its quantization_config. */
+  modelFormat?: ModelFormat;
 }
 
 export const DEFAULT_ENGINE_OPTIONS = {
@@ -122,6 +129,7 @@ export class Engine implements EngineClient {
 
   static async create(options: EngineOptions): Promise<Engine> {
     const config = await loadModelConfig(options.modelDir);
+    checkModelFormat(config.quantization, options.modelFormat);
     const tokenizer = await Tokenizer.fromModelDir(options.modelDir, { chatTemplate: options.chatTemplate });
     const sessionLen = options.sessionLen ?? Math.min(config.maxPositionEmbeddings, 32768);
     // Check the tensor-parallel layout before touching any GPU, so a bad --tp fails fast.
@@ -153,6 +161,7 @@ export class Engine implements EngineClient {
       const name = options.modelName ?? options.modelDir.replace(/\/+$/, '').split('/').pop() ?? 'model';
       log.info(
         `model=${name} arch=${config.hfArchitecture} layers=${config.numLayers} tp=${runner.shards.length}${placements ? ' (worker processes)' : ''} dtype=${options.dtype} ` +
+          `weights=${describeWeightFormat(config.quantization, options.dtype)} ` +
           `kv_blocks=${runner.numBlocks}x${options.blockSize} kv_dtype=${runnerOptions.kvCacheDtype} session_len=${sessionLen} max_tokens_per_step=${runner.maxTokensPerStep}`,
       );
       const engine = new Engine(name, sessionLen, config, tokenizer, runner, kv, scheduler, devices);
@@ -224,7 +233,9 @@ export class Engine implements EngineClient {
     const requestId = req.requestId ?? randomUUID();
     if (this.states.has(requestId)) throw new InvalidRequestError(`request id ${requestId} is already running`);
     const eos = this.eosTokenIds;
-    const stopTokenIds = [...new Set([...(req.ignoreEos ? [] : eos), ...req.stopTokenIds])];
+    // A guided request ends when its grammar does (EOS is masked until the grammar may end), even with
+    // ignoreEos: past that point no token is valid (vLLM finishes it when the matcher terminates).
+    const stopTokenIds = [...new Set([...(req.ignoreEos && !req.guided ? [] : eos), ...req.stopTokenIds])];
     const promptLogprobs = req.promptLogprobs ?? null;
     const request = new Request({ requestId, promptTokenIds: [...req.promptTokenIds], sampling: req.sampling, maxTokens, stopTokenIds, promptLogprobs });
     const guided = req.guided ?? null;

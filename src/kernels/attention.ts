@@ -4,9 +4,10 @@
 // keys over workgroups (flash-decoding) and merges the partials in a second pass. On CPU adapters with
 // 8-lane subgroups every batch goes to a barrier-free subgroup kernel (shaders/attention_decode.wgsl),
 // one query token per workgroup: pure decode batches always did; prefill and mixed batches since it
-// measured 2-5x faster there than the tiled kernel (docs/benchmarks.md).
+// measured 2-5x faster there than the tiled kernel (docs/benchmarks.md). Int8/int4 caches are
+// dequantized on read by their own compiled variants of both kernels.
 import assert from 'node:assert/strict';
-import type { KvCacheDtype } from '../common/types.js';
+import { isQuantizedKvCache, type KvCacheDtype } from '../common/types.js';
 import { dispatch, grid1d, loadShaderSections, type Binding, type GpuDevice, type UniformArena } from '../gpu/index.js';
 
 /**
@@ -34,6 +35,8 @@ export interface AttentionArgs {
   out: Binding;
   kCache: Binding;
   vCache: Binding;
+  /** Int8/int4 caches only: u32 [numBlocks, blockSize, numKvHeads, 2], the rows' (k, v) f16 (scale, min) pairs. */
+  kvParams?: Binding;
   blockTables: Binding;
   maxBlocksPerSeq: number;
   tokenSeq: Binding;
@@ -115,7 +118,7 @@ export interface AttentionOptions {
    * 2-5x slower (docs/benchmarks.md); false keeps the tiled kernel for them (tests use it).
    */
   subgroupPrefill?: boolean;
-  /** Element type of the caches attend() reads (default 'f32'; 'f16' = packed u32 pairs, see KvCacheKernel). */
+  /** Element type of the caches attend() reads (default 'f32'; 'f16' = packed u32 pairs, 'int8'/'int4' = codes + kvParams, see KvCacheKernel). */
   kvCacheDtype?: KvCacheDtype;
 }
 
@@ -152,9 +155,10 @@ export class AttentionKernel {
     }
     const useSubgroupDecode = decodePath === 'subgroup' || (decodePath === 'auto' && gpu.isSoftware && supportsSubgroupDecode(gpu));
     const kvCacheDtype = options.kvCacheDtype ?? 'f32';
-    // The cache section declares k_cache/v_cache and the load_k/load_v that unpack them.
-    // The cache element type and the Params/bindings layout are shared by both kernels.
-    const cache = loadShaderSections('attention', [`cache_${kvCacheDtype}`, 'layout']);
+    // The cache sections declare k_cache/v_cache (and a quantized cache's kv_params) and the functions
+    // that read them; they and the Params/bindings layout are shared by both kernels.
+    const cacheSections = isQuantizedKvCache(kvCacheDtype) ? [`cache_${kvCacheDtype}`, 'cache_quant'] : [`cache_${kvCacheDtype}`];
+    const cache = loadShaderSections('attention', [...cacheSections, 'layout']);
     const code = `${cache}\n${loadShaderSections('attention', ['attention'])}`;
     const decodeCode = `${cache}\n${loadShaderSections('attention_decode', ['decode'])}`;
     const [attend, reduce, decode] = await Promise.all([
@@ -212,6 +216,7 @@ export class AttentionKernel {
     const paramsBinding = uniforms.alloc(new Uint8Array(params));
     const shared = [this.partialAcc, this.partialMl, args.out, paramsBinding];
     const attendBindings = [...shared, args.qkv, args.kCache, args.vCache, args.blockTables, args.tokenSeq, args.tokenPos];
+    if (args.kvParams) attendBindings.push(args.kvParams);
     dispatch(this.gpu.device, pass, onSubgroupKernel ? this.decodePipeline! : this.attendPipeline, attendBindings, [
       plan.numTiles,
       args.numKvHeads * plan.numHeadGroups,
@@ -235,6 +240,16 @@ export class AttentionKernel {
     assert(args.qOffset + numHeads * headDim <= args.rowStride, 'attention: q heads run past rowStride');
     assert(args.blockSize > 0 && args.maxBlocksPerSeq > 0, 'attention: blockSize and maxBlocksPerSeq must be positive');
     assert(Number.isInteger(args.slidingWindow) && args.slidingWindow >= 0, 'attention: slidingWindow must be a non-negative integer (0 = none)');
+    const quantized = isQuantizedKvCache(this.kvCacheDtype);
+    assert(
+      quantized === (args.kvParams !== undefined),
+      quantized
+        ? `attention: an ${this.kvCacheDtype} cache needs kvParams (the per-row scale/min pairs)`
+        : `attention: kvParams is only for int8/int4 caches, this one is ${this.kvCacheDtype}`,
+    );
+    // An int4 vec4 column is half a u32 word, so a row must be whole words.
+    if (this.kvCacheDtype === 'int4')
+      assert(headDim % 8 === 0, `attention: an int4 cache packs 8 codes per u32 word, so headDim ${headDim} must be a multiple of 8`);
   }
 
   private ensureScratch(accBytes: number, mlBytes: number): void {

@@ -59,6 +59,7 @@ export class EmbeddingKernel {
       `gather: table ${table.label} has ${table.chunks.length} chunks for ${table.rows} rows of ${table.rowsPerChunk}`,
     );
     assert(numTokens * table.cols < 2 ** 32, 'gather: numTokens * cols overflows u32 indexing; split the batch');
+    if (table.dtype === 'q4') throw new Error(`gather: table ${table.label} is 4-bit; embedding tables are gathered from f32 or f16 rows`);
     if (numTokens === 0) return;
     const pipeline = table.dtype === 'f32' ? this.f32Pipeline : this.f16Pipeline;
     const workgroups = grid1d(Math.ceil((numTokens * table.cols) / WORKGROUP_SIZE));

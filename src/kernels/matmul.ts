@@ -1,10 +1,10 @@
 // y = x W^T (+ bias) for HF-layout weights: GEMV for decode-sized batches, tiled GEMM for prefill.
-// One binding per weight storage kind (f32, native f16, f16 packed in u32 pairs), chosen per path
-// (gemv, skinny, gemm) since both f16 views read the same bytes; weights may be row-major or
-// interleaved8 (src/kernels/weight.ts), a uniform says which. The shader source is assembled from
-// sections of shaders/matmul.wgsl (see its header).
+// One binding per weight storage kind (f32, native f16, f16 packed in u32 pairs, 4-bit with a
+// scale/zero binding), chosen per path (gemv, skinny, gemm) since both f16 views read the same bytes;
+// weights may be row-major or interleaved8 (src/kernels/weight.ts), a uniform says which. The shader
+// source is assembled from sections of shaders/matmul.wgsl (see its header).
 import { dispatch, grid1d, loadShaderSections, type Binding, type GpuDevice, type UniformArena } from '../gpu/index.js';
-import { WEIGHT_ROW_ALIGN, type GpuWeight, type WeightLayout } from './weight.js';
+import { WEIGHT_ROW_ALIGN, type GpuWeight, type Q4GpuWeight, type WeightLayout } from './weight.js';
 
 /**
  * numRows at or below this are decode-sized: one row runs the GEMV kernel, 2..16 rows a skinny GEMM
@@ -16,7 +16,7 @@ export const GEMV_MAX_ROWS = 16;
 const SKINNY_TILE_ROWS = [2, 4, 8, 16] as const;
 
 /** How a kernel views the weight buffer; f16 and f16_packed are the same bytes (little-endian halves). */
-export type WeightStorage = 'f32' | 'f16' | 'f16_packed';
+export type WeightStorage = 'f32' | 'f16' | 'f16_packed' | 'q4';
 
 /** The matmul paths, each compiled with its own view of f16 weights. */
 export type MatmulPath = 'gemv' | 'skinny' | 'gemm';
@@ -25,6 +25,8 @@ export type MatmulPath = 'gemv' | 'skinny' | 'gemm';
 export interface MatmulTuning {
   /** gemv_sg (subgroups): weight rows per lane (1..8); a workgroup owns 8x as many. */
   gemvRowsPerLane: number;
+  /** gemv_q4_sg (subgroups, 4-bit 'interleaved8' weights): 4-row quads per lane (1..4); a workgroup owns 32x as many rows. */
+  gemvQ4QuadsPerLane: number;
   /** Portable gemv: lanes per workgroup (lanes stride over k). */
   gemvLanes: number;
   /** Portable gemv: weight rows per workgroup (1..16): each x block loaded is reused this many times. */
@@ -38,6 +40,10 @@ export interface MatmulTuning {
   /** gemm_sg for 2..16 rows (skinny; tile heights 2, 4, 8, 16: one covers all rows): weight rows per lane, f32 / f16 weights. */
   skinnyTn: number;
   skinnyTnF16: number;
+  /** The same for 4-bit weights (one u32 per 8 weights plus a scale/zero word). */
+  gemmTmQ4: number;
+  gemmTnQ4: number;
+  skinnyTnQ4: number;
   /** Use the subgroup kernels (gemv_sg, gemm_sg) when the device has subgroups of >= 8 lanes. */
   useSubgroupKernels: boolean;
   /**
@@ -58,6 +64,12 @@ export interface MatmulTuning {
 export interface MatmulOptions {
   /** false forces the packed-u32 f16 view on every path even when the device has shader-f16 (tests use it). */
   nativeF16?: boolean;
+  /**
+   * Also compile the 4-bit weight kernels (matmul() of a Q4GpuWeight needs them). Off by default: they
+   * add about a third to create()'s compile time (~0.3 s on lavapipe), which a model without 4-bit
+   * weights should not pay at startup.
+   */
+  q4?: boolean;
   tuning?: Partial<MatmulTuning>;
 }
 
@@ -66,6 +78,7 @@ export function defaultTuning(gpu: GpuDevice): MatmulTuning {
   const cpu = gpu.isSoftware;
   return {
     gemvRowsPerLane: 4,
+    gemvQ4QuadsPerLane: 2,
     gemvLanes: cpu ? 8 : 64,
     gemvRowsPerGroup: cpu ? 4 : 2,
     // Lavapipe, interleaved A/B runs (docs/benchmarks.md): 2x2 / 2x4 tiles beat 1x2 by 15-40%;
@@ -76,6 +89,10 @@ export function defaultTuning(gpu: GpuDevice): MatmulTuning {
     gemmTnF16: 4,
     skinnyTn: 2,
     skinnyTnF16: 4,
+    // 4-bit: the f16 tiles measured best as well (same-run A/B, docs/benchmarks.md "4-bit weights").
+    gemmTmQ4: 2,
+    gemmTnQ4: 4,
+    skinnyTnQ4: 4,
     // The subgroup kernels use 8-lane workgroups: right for lavapipe, wasteful on discrete GPUs.
     useSubgroupKernels: cpu,
     // Lavapipe: packed measured faster on every path (interleaved A/B runs, docs/benchmarks.md).
@@ -114,6 +131,8 @@ interface GemvPipelines {
 
 interface KernelSet {
   gemv: GemvPipelines;
+  /** The GEMV for 'interleaved8' weights where it is its own kernel (4-bit with subgroups: gemv_q4_sg), else null. */
+  gemvInterleaved: GemvPipelines | null;
   /** Subgroup GEMM for 2, 3..4, 5..8 and 9..16 rows (SKINNY_TILE_ROWS); null without subgroups (gemm_tile serves them). */
   skinny: GemmPipelines[] | null;
   gemm: GemmPipelines;
@@ -130,11 +149,13 @@ export function defaultWeightLayout(gpu: GpuDevice): WeightLayout {
 }
 
 export class MatmulKernels {
-  private readonly params = new Uint32Array(8);
+  /** The shader's Params (12 u32s, a multiple of 16 bytes). */
+  private readonly params = new Uint32Array(12);
 
   private constructor(
     private readonly gpu: GpuDevice,
-    private readonly kernels: Record<'f32' | 'f16', KernelSet>,
+    /** q4: null unless created with `q4: true`. */
+    private readonly kernels: Record<'f32' | 'f16', KernelSet> & { q4: KernelSet | null },
     /** The view each path takes of f16 weights. */
     readonly f16Storage: Record<MatmulPath, WeightStorage>,
     /** Bound where a binding is unused (no bias; x4 when x cannot be read as vec4s). */
@@ -151,15 +172,21 @@ export class MatmulKernels {
     const useSubgroups = usesSubgroupKernels(gpu, tuning);
     // Unless asked for, the layout follows the kernels actually compiled (see MatmulTuning.weightLayout).
     if (options.tuning?.weightLayout === undefined) tuning.weightLayout = useSubgroups ? 'interleaved8' : 'rows';
-    const [f32, f16] = await Promise.all([
+    const [f32, f16, q4] = await Promise.all([
       compileKernelSet(gpu, { gemv: 'f32', skinny: 'f32', gemm: 'f32' }, tuning, useSubgroups, {
         gemm: [tuning.gemmTm, tuning.gemmTn],
         skinnyTn: tuning.skinnyTn,
       }),
       compileKernelSet(gpu, f16Storage, tuning, useSubgroups, { gemm: [tuning.gemmTmF16, tuning.gemmTnF16], skinnyTn: tuning.skinnyTnF16 }),
+      options.q4
+        ? compileKernelSet(gpu, { gemv: 'q4', skinny: 'q4', gemm: 'q4' }, tuning, useSubgroups, {
+            gemm: [tuning.gemmTmQ4, tuning.gemmTnQ4],
+            skinnyTn: tuning.skinnyTnQ4,
+          })
+        : null,
     ]);
     const placeholder = gpu.createBuffer('matmul.placeholder', 16, GPUBufferUsage.STORAGE);
-    return new MatmulKernels(gpu, { f32, f16 }, f16Storage, placeholder, tuning);
+    return new MatmulKernels(gpu, { f32, f16, q4 }, f16Storage, placeholder, tuning);
   }
 
   /** The layout to upload weights in (uploadWeight's `layout`) when only matmul reads them; both layouts work. */
@@ -177,9 +204,11 @@ export class MatmulKernels {
     if (w.chunks.length === 0) throw new Error(`matmul(${w.label}): weight was destroyed`);
     if (w.rowStride % WEIGHT_ROW_ALIGN !== 0)
       throw new Error(`matmul(${w.label}): rowStride ${w.rowStride} is not a multiple of ${WEIGHT_ROW_ALIGN}; upload weights with uploadWeight()`);
+    const gshift = w.dtype === 'q4' ? q4GroupShift(w) : 0;
     const set = this.kernels[w.dtype];
+    if (!set) throw new Error(`matmul(${w.label}): 4-bit weights need the q4 kernels; create MatmulKernels with { q4: true }`);
     const xMode = xModeOf(w.cols, x);
-    const kernel = this.select(set, numRows);
+    const kernel = this.select(set, numRows, w.layout);
     for (let c = 0; c < w.chunks.length; c++) {
       const row0 = c * w.rowsPerChunk;
       const outRows = Math.min(w.rowsPerChunk, w.rows - row0);
@@ -192,7 +221,9 @@ export class MatmulKernels {
       p[5] = w.rows;
       p[6] = bias ? 1 : 0;
       p[7] = w.layout === 'interleaved8' ? 1 : 0;
+      p[8] = gshift;
       const bindings = [x, xMode !== 0 ? x : this.placeholder, w.chunks[c]!, bias ?? this.placeholder, y, uniforms.alloc(p)];
+      if (w.dtype === 'q4') bindings.push(w.scaleChunks[c]!);
       if ('rowsPerGroup' in kernel) {
         dispatch(this.gpu.device, pass, kernel.pipelines[xMode]!, bindings, grid1d(Math.ceil(outRows / kernel.rowsPerGroup)));
       } else {
@@ -207,8 +238,8 @@ export class MatmulKernels {
   }
 
   /** GEMV for one row, the skinny subgroup GEMM for 2..16 rows, the prefill GEMM above. */
-  private select(set: KernelSet, numRows: number): GemmPipelines | GemvPipelines {
-    if (numRows === 1) return set.gemv;
+  private select(set: KernelSet, numRows: number, layout: WeightLayout): GemmPipelines | GemvPipelines {
+    if (numRows === 1) return (layout === 'interleaved8' && set.gemvInterleaved) || set.gemv;
     if (numRows <= GEMV_MAX_ROWS && set.skinny) return set.skinny[SKINNY_TILE_ROWS.findIndex((rows) => numRows <= rows)]!;
     return set.gemm;
   }
@@ -218,13 +249,30 @@ export class MatmulKernels {
   }
 }
 
+/**
+ * log2(groupSize / 8) of a 4-bit weight, after checking what the kernels' shift indexing relies on:
+ * a power-of-two group of >= 8 that divides cols, unpadded rows, and a scale buffer per chunk.
+ */
+function q4GroupShift(w: Q4GpuWeight): number {
+  const g = w.groupSize;
+  const what = `matmul(${w.label})`;
+  if (!(Number.isInteger(g) && g >= 8 && (g & (g - 1)) === 0)) throw new Error(`${what}: 4-bit groupSize ${g} is not a power of two >= 8`);
+  if (w.cols % g !== 0) throw new Error(`${what}: 4-bit weight has ${w.cols} in features, not a multiple of its groupSize ${g}`);
+  if (w.rowStride !== w.cols) throw new Error(`${what}: 4-bit rowStride ${w.rowStride} must equal cols ${w.cols}; upload with uploadQ4Weight()`);
+  if (w.scaleChunks.length !== w.chunks.length) {
+    throw new Error(`${what}: ${w.scaleChunks.length} scale/zero buffers for ${w.chunks.length} weight chunks; upload with uploadQ4Weight()`);
+  }
+  return Math.log2(g / 8);
+}
+
 function bindingOffset(b: Binding): number {
   return b instanceof GPUBuffer ? 0 : (b.offset ?? 0);
 }
 
 /** Concatenates the header-less sections of matmul.wgsl that make up one weight storage kind. */
 export function matmulSource(storage: WeightStorage, withSubgroups: boolean): string {
-  return loadShaderSections('matmul', [`weights_${storage}`, 'common', 'kernels', ...(withSubgroups ? ['subgroups'] : [])]);
+  const subgroups = withSubgroups ? ['subgroups', ...(storage === 'q4' ? ['q4_subgroups'] : [])] : [];
+  return loadShaderSections('matmul', [`weights_${storage}`, 'common', 'kernels', ...subgroups]);
 }
 
 /** gemm_sg tile shapes of one weight dtype. */
@@ -267,10 +315,19 @@ async function compileKernelSet(
     if (!(tn >= 1 && tm >= 1 && 8 * tm * tn <= 128)) throw new Error(`matmul tuning: need 8 * TM * TN <= 128 (got TM ${tm}, TN ${tn})`);
     return { pipelines: await allXModes(path, 'gemm_sg', { TM: tm, TN: tn, MR: mr }), tileRows: 8 * (tm - 1) + mr, tileCols: 8 * tn };
   };
-  const [gemvPipelines, skinny, gemm] = await Promise.all([
+  // 4-bit interleaved8 weights get their own GEMV (see gemv_q4_sg in matmul.wgsl); it reads x as
+  // scalars and needs no guard (cols % 8 == 0), so one pipeline serves every x mode.
+  let gemvInterleaved: Promise<GemvPipelines> | null = null;
+  if (useSubgroups && storage.gemv === 'q4') {
+    const qpl = tuning.gemvQ4QuadsPerLane;
+    if (!(Number.isInteger(qpl) && qpl >= 1 && qpl <= 4)) throw new Error(`matmul tuning: gemvQ4QuadsPerLane must be 1..4, got ${qpl}`);
+    gemvInterleaved = pipeline('gemv', 'gemv_q4_sg', { QPL: qpl }).then((p) => ({ pipelines: [p, p, p], rowsPerGroup: 32 * qpl }));
+  }
+  const [gemvPipelines, gemvInterleavedPipelines, skinny, gemm] = await Promise.all([
     gemv,
+    gemvInterleaved,
     useSubgroups ? Promise.all(SKINNY_TILE_ROWS.map((rows) => sg('skinny', Math.ceil(rows / 8), tiles.skinnyTn, rows - 8 * (Math.ceil(rows / 8) - 1)))) : null,
     useSubgroups ? sg('gemm', ...tiles.gemm) : allXModes('gemm', 'gemm_tile', {}).then((pipelines) => ({ pipelines, tileRows: 32, tileCols: 32 })),
   ]);
-  return { gemv: gemvPipelines, skinny, gemm };
+  return { gemv: gemvPipelines, gemvInterleaved: gemvInterleavedPipelines, skinny, gemm };
 }

@@ -3,10 +3,14 @@
 // kernels load 8 weights at a time without a tail case), split into row chunks that each fit one
 // storage binding. Optionally 'interleaved8': groups of 8 rows stored block-interleaved, so the 8
 // lanes of a matmul workgroup, each on its own row, read one contiguous run of memory.
+// 4-bit weights (src/common/q4.ts) keep their packed nibble words in the same block order, plus one
+// scale/zero word per (row, group) in a second buffer per chunk.
 import { f32ToF16Bits } from '../common/half.js';
+import { checkQ4Matrix, type Q4Matrix } from '../common/q4.js';
 import { align, type GpuDevice } from '../gpu/index.js';
 
-export type WeightDtype = 'f32' | 'f16';
+/** 'q4': 4-bit weights with per-group f16 scales and integer zeros (uploadQ4Weight). */
+export type WeightDtype = 'f32' | 'f16' | 'q4';
 
 /**
  * 'rows': row r at r * rowStride (what gathers such as the embedding lookup need).
@@ -20,13 +24,12 @@ export type WeightLayout = 'rows' | 'interleaved8';
 /** Rows per group of the 'interleaved8' layout. */
 export const WEIGHT_ROW_GROUP = 8;
 
-export interface GpuWeight {
+interface GpuWeightBase {
   label: string;
   /** Out features (HF layout [out, in]). */
   rows: number;
   /** In features. */
   cols: number;
-  dtype: WeightDtype;
   layout: WeightLayout;
   /** Row chunks, each <= device.limits.maxStorageBufferBindingSize bytes. */
   chunks: GPUBuffer[];
@@ -34,14 +37,37 @@ export interface GpuWeight {
   rowsPerChunk: number;
   /** Elements per stored row: cols rounded up to a multiple of WEIGHT_ROW_ALIGN (the pad is zeros). */
   rowStride: number;
+  /** Bytes of every buffer the weight holds (for q4: packed words and scale/zero words). */
   byteLength: number;
 }
 
-/** Stored rows are padded to this many elements (16 bytes of f16, 32 bytes of f32). */
+/** f32 / f16 elements, one per stored position. */
+export interface DenseGpuWeight extends GpuWeightBase {
+  dtype: 'f32' | 'f16';
+}
+
+/**
+ * 4-bit weights: chunk words are 8-element blocks (element 8*b + j in bits 4j..4j+3) in the block order
+ * of `layout`, rowStride = cols (a multiple of groupSize, so no padding). scaleChunks[i] belongs to
+ * chunks[i]: one u32 per (row, group), f16 scale bits in bits 0..15 and the zero point (0..16) in
+ * bits 16..23, at row * groupsPerRow + g ('rows') or ((row >> 3) * groupsPerRow + g) * 8 + (row & 7)
+ * ('interleaved8'), so the matmul kernels find a block's scale word by shifting its block index.
+ */
+export interface Q4GpuWeight extends GpuWeightBase {
+  dtype: 'q4';
+  /** Input elements per scale/zero: a power of two >= 8. */
+  groupSize: number;
+  scaleChunks: GPUBuffer[];
+}
+
+export type GpuWeight = DenseGpuWeight | Q4GpuWeight;
+
+/** Stored rows are padded to this many elements (16 bytes of f16, 32 bytes of f32, one u32 of q4). */
 export const WEIGHT_ROW_ALIGN = 8;
 
+/** Bytes per stored element; q4's per-group scale/zero words come on top. */
 export function bytesPerElement(dtype: WeightDtype): number {
-  return dtype === 'f32' ? 4 : 2;
+  return dtype === 'f32' ? 4 : dtype === 'f16' ? 2 : 0.5;
 }
 
 /**
@@ -59,28 +85,28 @@ export function uploadWeight(
   dtype: WeightDtype,
   maxChunkBytes = gpu.limits.maxStorageBufferBindingSize,
   layout: WeightLayout = 'rows',
-): GpuWeight {
+): DenseGpuWeight {
   if (!(Number.isInteger(rows) && rows > 0 && Number.isInteger(cols) && cols > 0)) {
     throw new Error(`uploadWeight(${label}): rows and cols must be positive integers, got ${rows} x ${cols}`);
   }
   if (data.length !== rows * cols) {
     throw new Error(`uploadWeight(${label}): data has ${data.length} elements, expected rows*cols = ${rows}*${cols} = ${rows * cols}`);
   }
+  if (dtype === 'q4') throw new Error(`uploadWeight(${label}): 4-bit weights are uploaded from a Q4Matrix with uploadQ4Weight()`);
   if (data instanceof Uint16Array && dtype !== 'f16') {
     throw new Error(`uploadWeight(${label}): Uint16Array data holds f16 bits, so dtype must be 'f16' (got '${dtype}')`);
   }
   const limit = Math.min(maxChunkBytes, gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
   const rowStride = align(cols, WEIGHT_ROW_ALIGN);
-  const rowBytes = rowStride * bytesPerElement(dtype);
-  // Interleaved chunks start on a row group and hold whole (zero-padded) groups.
-  const rowQuantum = layout === 'interleaved8' ? WEIGHT_ROW_GROUP : 1;
-  const fitRows = Math.floor(limit / rowBytes / rowQuantum) * rowQuantum;
-  if (fitRows < 1) {
-    throw new Error(
-      `uploadWeight(${label}): ${rowQuantum} row(s) of ${cols} ${dtype} values (${rowQuantum * rowBytes} bytes) exceed the ${limit}-byte chunk limit; use f16, layout 'rows' or a device with a larger maxStorageBufferBindingSize`,
-    );
-  }
-  const rowsPerChunk = Math.min(align(rows, rowQuantum), fitRows);
+  const rowsPerChunk = chunkRows(
+    `uploadWeight(${label})`,
+    rows,
+    rowStride * bytesPerElement(dtype),
+    limit,
+    layout,
+    `${cols} ${dtype} values`,
+    BIGGER_CHUNKS_ADVICE,
+  );
   const source = dtype === 'f16' && data instanceof Float32Array ? f32ToF16Bits(data) : data;
   const chunks: GPUBuffer[] = [];
   for (let row0 = 0; row0 < rows; row0 += rowsPerChunk) {
@@ -89,6 +115,95 @@ export function uploadWeight(
   }
   const byteLength = chunks.reduce((sum, b) => sum + b.size, 0);
   return { label, rows, cols, dtype, layout, chunks, rowsPerChunk, rowStride, byteLength };
+}
+
+/**
+ * Uploads a 4-bit matrix (checked with checkQ4Matrix; zeros must be 0..16) as a Q4GpuWeight: packed
+ * words in `layout` block order and a scale/zero word per (row, group). maxChunkBytes bounds each
+ * chunk's packed words (its scale buffer is never larger, since groupSize >= 8), as for uploadWeight.
+ */
+export function uploadQ4Weight(
+  gpu: GpuDevice,
+  label: string,
+  m: Q4Matrix,
+  maxChunkBytes = gpu.limits.maxStorageBufferBindingSize,
+  layout: WeightLayout = 'rows',
+): Q4GpuWeight {
+  checkQ4Matrix(m, `uploadQ4Weight(${label})`);
+  const badZero = m.zeros.findIndex((z) => z > 16);
+  if (badZero >= 0) {
+    throw new Error(`uploadQ4Weight(${label}): zeros[${badZero}] is ${m.zeros[badZero]}; 4-bit zero points must be 0..16`);
+  }
+  const { rows, cols, groupSize } = m;
+  const limit = Math.min(maxChunkBytes, gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
+  const rowsPerChunk = chunkRows(
+    `uploadQ4Weight(${label})`,
+    rows,
+    cols / 2,
+    limit,
+    layout,
+    `${cols} 4-bit values`,
+    "use layout 'rows' or a device with a larger maxStorageBufferBindingSize",
+  );
+  const scaleZeros = packScaleZeros(m);
+  const chunks: GPUBuffer[] = [];
+  const scaleChunks: GPUBuffer[] = [];
+  for (let row0 = 0; row0 < rows; row0 += rowsPerChunk) {
+    const numRows = Math.min(rowsPerChunk, rows - row0);
+    const i = chunks.length;
+    chunks.push(uploadWords(gpu, `${label}[${i}]`, m.qweight, row0, numRows, cols / 8, layout));
+    scaleChunks.push(uploadWords(gpu, `${label}.scales[${i}]`, scaleZeros, row0, numRows, cols / groupSize, layout));
+  }
+  const byteLength = [...chunks, ...scaleChunks].reduce((sum, b) => sum + b.size, 0);
+  return { label, rows, cols, dtype: 'q4', layout, chunks, rowsPerChunk, rowStride: cols, byteLength, groupSize, scaleChunks };
+}
+
+/** One u32 per (row, group): f16 scale bits low, zero point in bits 16..23 (the kernels' scale/zero word). */
+function packScaleZeros(m: Q4Matrix): Uint32Array {
+  const out = new Uint32Array(m.scales.length);
+  for (let i = 0; i < out.length; i++) out[i] = (m.scales[i]! | (m.zeros[i]! << 16)) >>> 0;
+  return out;
+}
+
+/**
+ * Copies rows [row0, row0+numRows) of a [rows, wordsPerRow] u32 matrix into a new buffer, with
+ * 'interleaved8' putting word k of row r at ((r >> 3) * wordsPerRow + k) * 8 + (r & 7) (zero-padded
+ * to a whole row group): the block order of the f16 path, one word standing for one block.
+ */
+function uploadWords(gpu: GpuDevice, label: string, source: Uint32Array, row0: number, numRows: number, wordsPerRow: number, layout: WeightLayout): GPUBuffer {
+  const G = WEIGHT_ROW_GROUP;
+  const storedRows = layout === 'interleaved8' ? align(numRows, G) : numRows;
+  const buffer = gpu.device.createBuffer({
+    label,
+    size: align(storedRows * wordsPerRow * 4, 16),
+    usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
+    mappedAtCreation: true,
+  });
+  const dst = new Uint32Array(buffer.getMappedRange());
+  const rowsSrc = source.subarray(row0 * wordsPerRow, (row0 + numRows) * wordsPerRow);
+  if (layout === 'interleaved8') {
+    for (let r = 0; r < numRows; r++) {
+      const base = Math.floor(r / G) * wordsPerRow * G + (r % G);
+      for (let k = 0; k < wordsPerRow; k++) dst[base + k * G] = rowsSrc[r * wordsPerRow + k]!;
+    }
+  } else {
+    dst.set(rowsSrc);
+  }
+  buffer.unmap();
+  return buffer;
+}
+
+const BIGGER_CHUNKS_ADVICE = "use f16, layout 'rows' or a device with a larger maxStorageBufferBindingSize";
+
+/** Rows per chunk so that one chunk of rowBytes-long rows fits `limit`; interleaved chunks hold whole row groups. */
+function chunkRows(what: string, rows: number, rowBytes: number, limit: number, layout: WeightLayout, rowDescription: string, advice: string): number {
+  // Interleaved chunks start on a row group and hold whole (zero-padded) groups.
+  const rowQuantum = layout === 'interleaved8' ? WEIGHT_ROW_GROUP : 1;
+  const fitRows = Math.floor(limit / rowBytes / rowQuantum) * rowQuantum;
+  if (fitRows < 1) {
+    throw new Error(`${what}: ${rowQuantum} row(s) of ${rowDescription} (${rowQuantum * rowBytes} bytes) exceed the ${limit}-byte chunk limit; ${advice}`);
+  }
+  return Math.min(align(rows, rowQuantum), fitRows);
 }
 
 /** Copies rows [row0, row0+numRows) into a new buffer in `layout`, padding each row to rowStride elements. */
@@ -147,6 +262,10 @@ function interleaveRows(
 export function destroyWeight(w: GpuWeight): void {
   for (const chunk of w.chunks) chunk.destroy();
   w.chunks.length = 0;
+  if (w.dtype === 'q4') {
+    for (const chunk of w.scaleChunks) chunk.destroy();
+    w.scaleChunks.length = 0;
+  }
 }
 
 export { f32ToF16Bits, f32ToF16, f16BitsToF32, f16ToNumber } from '../common/half.js';

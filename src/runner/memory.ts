@@ -3,17 +3,46 @@
 // --cache-max-entry-count of what remains after weights and activations (LMDeploy's meaning), unless
 // --kv-cache-blocks gives it outright.
 import { formatBytes } from '../common/bytes.js';
-import type { KvCacheDtype } from '../common/types.js';
+import { isQuantizedKvCache, type KvCacheDtype } from '../common/types.js';
 
 /** GPU memory reads best in binary units (GiB), as drivers and --gpu-memory state it. */
 const gib = (n: number) => formatBytes(n, 'binary');
 import type { GpuDevice } from '../gpu/index.js';
 import type { ModelConfig } from '../checkpoint/config.js';
+import { q4TensorGroupSizes } from '../checkpoint/weights.js';
 import type { ShardLayout } from './sharding.js';
 
-/** Bytes per KV cache element. */
-export function kvCacheElementBytes(dtype: KvCacheDtype = 'f32'): number {
-  return dtype === 'f16' ? 2 : 4;
+/** A quantized cache row's pack2x16float(scale, min), kept per (token, kv head) for K and for V. */
+export const KV_QUANT_PARAM_BYTES = 4;
+
+/** Bytes of one token's K (or V) elements for one kv head, without a quantized row's (scale, min) pair. */
+export function kvCacheDataBytesPerTokenHead(dtype: KvCacheDtype, headDim: number): number {
+  switch (dtype) {
+    case 'f32':
+      return 4 * headDim;
+    case 'f16':
+      return 2 * headDim;
+    case 'int8':
+      return headDim;
+    case 'int4':
+      return headDim / 2;
+  }
+}
+
+/**
+ * Bytes of one token's K (or V) for one kv head, a quantized row's (scale, min) pair included: the
+ * unit of KV memory. head_dim 128: f16 256, int8 132 (1.94x the tokens of f16), int4 68 (3.76x).
+ */
+export function kvCacheBytesPerTokenHead(dtype: KvCacheDtype, headDim: number): number {
+  return kvCacheDataBytesPerTokenHead(dtype, headDim) + (isQuantizedKvCache(dtype) ? KV_QUANT_PARAM_BYTES : 0);
+}
+
+/** A quantized cache's rows must hold whole u32 words of codes: head_dim % 4 (int8) or % 8 (int4). */
+function checkKvCacheHeadDim(dtype: KvCacheDtype, headDim: number): void {
+  const perWord = dtype === 'int8' ? 4 : dtype === 'int4' ? 8 : 1;
+  if (headDim % perWord !== 0) {
+    throw new Error(`a ${dtype} KV cache packs ${perWord} codes per u32 word, so head_dim must be a multiple of ${perWord}; this model's is ${headDim}`);
+  }
 }
 
 export interface MemoryOptions {
@@ -30,7 +59,7 @@ export interface MemoryOptions {
   /** Session length: prompt + output never exceed it (sizes the block tables). */
   maxModelLen: number;
   dtype: 'f16' | 'f32';
-  /** KV cache element type (default 'f32'); 'f16' stores two halves per u32 word, halving the cache. */
+  /** KV cache element type (default 'f32'); 'f16' halves the cache; 'int8'/'int4' store codes plus a (scale, min) pair per row (kvCacheBytesPerTokenHead). */
   kvCacheDtype?: KvCacheDtype;
 }
 
@@ -65,8 +94,13 @@ export function planMemory(config: ModelConfig, layout: ShardLayout, gpu: GpuDev
   const perToken = 4 * (3 * H + qkvWidth + layout.numHeads * hd + 3 * layout.intermediate + 4);
   const vocabShard = layout.vocabEnd - layout.vocabStart;
   const activationBytes = maxTokensPerStep * perToken + options.maxNumSeqs * 4 * (H + vocabShard * (layout.tp > 1 ? 2 : 1));
-  const kvBytesPerLayerBlock = options.blockSize * layout.numKvHeads * hd * kvCacheElementBytes(options.kvCacheDtype);
+  const kvDtype = options.kvCacheDtype ?? 'f32';
+  checkKvCacheHeadDim(kvDtype, hd);
+  const kvBytesPerLayerBlock = options.blockSize * layout.numKvHeads * kvCacheBytesPerTokenHead(kvDtype, hd);
   const kvBytesPerBlock = 2 * config.numLayers * kvBytesPerLayerBlock;
+  // The largest per-layer buffer: K (or V) codes, or a quantized cache's (k, v) pairs when head_dim is tiny.
+  const kvBindingBytesPerLayerBlock =
+    options.blockSize * layout.numKvHeads * Math.max(kvCacheDataBytesPerTokenHead(kvDtype, hd), isQuantizedKvCache(kvDtype) ? 2 * KV_QUANT_PARAM_BYTES : 0);
   const left = budgetBytes - weightBytes - activationBytes;
   if (left <= 0) {
     throw new Error(
@@ -80,8 +114,8 @@ export function planMemory(config: ModelConfig, layout: ShardLayout, gpu: GpuDev
       `--kv-cache-blocks ${options.kvCacheBlocks} needs ${gib(options.kvCacheBlocks * kvBytesPerBlock)}, but only ${gib(left)} is left after weights; lower it or raise --gpu-memory`,
     );
   }
-  // Each layer's K (and V) pool is one storage binding.
-  numBlocks = Math.min(numBlocks, Math.floor(maxBinding / kvBytesPerLayerBlock));
+  // Each layer's K (and V, and a quantized cache's params) pool is one storage binding.
+  numBlocks = Math.min(numBlocks, Math.floor(maxBinding / kvBindingBytesPerLayerBlock));
   if (numBlocks < 2) {
     throw new Error(
       `the KV cache would get ${numBlocks} blocks (${gib(left)} left after weights); raise --gpu-memory or --cache-max-entry-count, or lower --block-size`,
@@ -96,7 +130,25 @@ function estimateWeightBytes(config: ModelConfig, layout: ShardLayout, dtype: 'f
   const H = config.hiddenSize;
   const hd = config.headDim;
   const vocab = layout.vocabEnd - layout.vocabStart;
-  const perLayer = H * (layout.numHeads + 2 * layout.numKvHeads) * hd * b + layout.numHeads * hd * H * b + 3 * H * layout.intermediate * b + 2 * H * 4;
+  // 4-bit projections: half a byte per weight plus one scale/zero word (4 bytes) per group (kernels/weight.ts).
+  const q4 = q4TensorGroupSizes(config);
+  const bytes = (name: string, n: number) => {
+    const g = q4.get(name);
+    return g === undefined ? n * b : n * (0.5 + 4 / g);
+  };
+  let layers = 0;
+  for (let i = 0; i < config.numLayers; i++) {
+    const c = (part: string) => `layers.${i}.${part}`;
+    layers +=
+      bytes(c('q'), H * layout.numHeads * hd) +
+      bytes(c('k'), H * layout.numKvHeads * hd) +
+      bytes(c('v'), H * layout.numKvHeads * hd) +
+      bytes(c('o'), layout.numHeads * hd * H) +
+      bytes(c('gate'), H * layout.intermediate) +
+      bytes(c('up'), H * layout.intermediate) +
+      bytes(c('down'), H * layout.intermediate) +
+      2 * H * 4;
+  }
   const embed = vocab * H * b * (config.tieWordEmbeddings ? 1 : 2);
-  return config.numLayers * perLayer + embed + H * 4;
+  return layers + embed + H * 4;
 }

@@ -6,7 +6,7 @@ import type { GpuDevice } from '../gpu/index.js';
 import type { ModelConfig } from '../checkpoint/config.js';
 import { ropeInvFreq } from '../checkpoint/rope.js';
 import { SafetensorsReader } from '../checkpoint/safetensors.js';
-import { loadCanonicalTensors } from '../checkpoint/weights.js';
+import { loadCanonicalWeights } from '../checkpoint/weights.js';
 import { ConsoleLoadProgress } from '../common/progress.js';
 import type { MemoryPlan } from './memory.js';
 import type { RunnerOptions } from './options.js';
@@ -47,7 +47,7 @@ export async function loadShards(
   const reader = await SafetensorsReader.open(modelDir);
   try {
     const progress = options.progress ? new ConsoleLoadProgress() : undefined;
-    await loadCanonicalTensors(
+    await loadCanonicalWeights(
       reader,
       config,
       options.dtype,

@@ -1,10 +1,16 @@
 // Uploads one shard's share of the canonical tensors to its device, fusing q/k/v and gate/up into
-// single matrices so each layer needs two input matmuls instead of five.
+// single matrices so each layer needs two input matmuls instead of five. 4-bit projections stay packed
+// (Q4Matrix row and group-aligned column slices); a fused group whose parts are not all 4-bit (one of
+// q/k/v left in 16 bits by modules_to_not_convert) is dequantized and fused in the float dtype instead.
 import type { GpuDevice } from '../gpu/index.js';
 import { defaultWeightLayout } from '../kernels/matmul.js';
-import { uploadWeight, type GpuWeight, type WeightDtype, type WeightLayout } from '../kernels/weight.js';
+import { uploadQ4Weight, uploadWeight, type GpuWeight, type WeightDtype, type WeightLayout } from '../kernels/weight.js';
 import type { ModelConfig } from '../checkpoint/config.js';
-import type { CanonicalTensor } from '../checkpoint/weights.js';
+import { dequantizeQ4 } from '../checkpoint/quantized.js';
+import type { CanonicalTensor, CanonicalWeight } from '../checkpoint/weights.js';
+import { q4ConcatRows, q4HeadRows, q4SliceCols, q4SliceRows, type Q4Matrix } from '../common/q4.js';
+import { f16BitsToF32 } from '../common/half.js';
+import { createLogger } from '../common/log.js';
 import { concatRows, headRows, sliceCols, sliceRows, type ShardLayout } from './sharding.js';
 
 export interface LayerWeights {
@@ -29,15 +35,25 @@ export interface ShardWeights {
 }
 
 type Matrix = Float32Array | Uint16Array;
+type AnyMatrix = Matrix | Q4Matrix;
+
+const log = createLogger('runner');
+
+/** The canonical layer tensors that may arrive 4-bit. */
+const Q4_PARTS: ReadonlySet<string> = new Set(['q', 'k', 'v', 'o', 'gate', 'up', 'down']);
+
+const isQ4 = (m: AnyMatrix): m is Q4Matrix => !ArrayBuffer.isView(m);
 
 /** Collects a shard's tensors as they stream in and uploads each fused group once it is complete. */
 export class ShardWeightBuilder {
-  private readonly pending = new Map<string, CanonicalTensor>();
+  private readonly pending = new Map<string, CanonicalWeight>();
   private readonly layers: Partial<LayerWeights>[];
   private embed: GpuWeight | null = null;
   private lmHead: GpuWeight | null = null;
   private norm: GPUBuffer | null = null;
   numBytes = 0;
+  /** Fused groups that mixed 4-bit and float parts and were uploaded dequantized (for the startup log). */
+  readonly dequantizedGroups: string[] = [];
   /** Matmul weights go in the layout the device's matmul kernels read fastest; the embedding table stays row-major for the gather. */
   private readonly weightLayout: WeightLayout;
 
@@ -51,37 +67,29 @@ export class ShardWeightBuilder {
     this.weightLayout = defaultWeightLayout(gpu);
   }
 
-  add(t: CanonicalTensor): void {
-    if (t.name === 'embed') {
-      this.addEmbedding(t);
-      return;
-    }
-    if (t.name === 'lm_head') {
-      this.lmHead = this.matrix('lm_head', this.vocabRows(t.data), this.layout.vocabEnd - this.layout.vocabStart, this.config.hiddenSize);
-      return;
-    }
-    if (t.name === 'norm') {
-      this.norm = this.vector('norm', t.data as Float32Array);
-      return;
-    }
+  add(t: CanonicalWeight): void {
     const m = /^layers\.(\d+)\.(.+)$/.exec(t.name);
-    if (!m) throw new Error(`unexpected canonical tensor ${t.name}`);
+    if (t.dtype === 'q4' && !(m && Q4_PARTS.has(m[2]!)))
+      throw new Error(`a 4-bit ${t.name} is not supported (only the q/k/v/o and MLP projections may be 4-bit)`);
+    if (!m) {
+      this.addGlobal(t.name, (t as CanonicalTensor).data);
+      return;
+    }
     const layer = Number(m[1]);
     const part = m[2]!;
     const lw = this.layers[layer]!;
+    const data: AnyMatrix = t.dtype === 'q4' ? t.q4 : t.data;
     switch (part) {
       case 'input_norm':
-        lw.inputNorm = this.vector(t.name, t.data as Float32Array);
+        lw.inputNorm = this.vector(t.name, data as Float32Array);
         return;
       case 'post_norm':
-        lw.postNorm = this.vector(t.name, t.data as Float32Array);
+        lw.postNorm = this.vector(t.name, data as Float32Array);
         return;
       case 'o': {
         const { numHeads, firstHead } = this.layout;
         const hd = this.config.headDim;
-        const cols = this.config.numHeads * hd;
-        const data = this.layout.tp === 1 ? t.data : sliceCols(t.data, this.config.hiddenSize, cols, firstHead * hd, numHeads * hd);
-        lw.o = this.matrix(t.name, data, this.config.hiddenSize, numHeads * hd);
+        lw.o = this.rowParallel(t.name, data, this.config.hiddenSize, this.config.numHeads * hd, firstHead * hd, numHeads * hd);
         return;
       }
       case 'q_norm':
@@ -89,7 +97,7 @@ export class ShardWeightBuilder {
         this.pending.set(t.name, t);
         const q = this.pending.get(`layers.${layer}.q_norm`);
         const k = this.pending.get(`layers.${layer}.k_norm`);
-        if (q && k) {
+        if (q && k && q.dtype !== 'q4' && k.dtype !== 'q4') {
           lw.qkNorm = this.vector(`layers.${layer}.qk_norm`, concatRows([q.data as Float32Array, k.data as Float32Array]));
           this.pending.delete(`layers.${layer}.q_norm`);
           this.pending.delete(`layers.${layer}.k_norm`);
@@ -98,13 +106,11 @@ export class ShardWeightBuilder {
       }
       case 'o_bias':
         // Row-parallel o_proj: the bias is added once, by rank 0, before the all-reduce sums the shards.
-        lw.oBias = this.layout.rank === 0 ? this.vector(t.name, t.data as Float32Array) : null;
+        lw.oBias = this.layout.rank === 0 ? this.vector(t.name, data as Float32Array) : null;
         return;
       case 'down': {
         const { intermediate, firstIntermediate } = this.layout;
-        const I = this.config.intermediateSize;
-        const data = this.layout.tp === 1 ? t.data : sliceCols(t.data, this.config.hiddenSize, I, firstIntermediate, intermediate);
-        lw.down = this.matrix(t.name, data, this.config.hiddenSize, intermediate);
+        lw.down = this.rowParallel(t.name, data, this.config.hiddenSize, this.config.intermediateSize, firstIntermediate, intermediate);
         return;
       }
       default:
@@ -113,10 +119,35 @@ export class ShardWeightBuilder {
     }
   }
 
-  private addEmbedding(t: CanonicalTensor): void {
+  /** embed, lm_head and the final norm: always float. */
+  private addGlobal(name: string, data: Matrix): void {
+    if (name === 'embed') this.addEmbedding(data);
+    else if (name === 'lm_head')
+      this.lmHead = this.matrix('lm_head', this.vocabRows(data), this.layout.vocabEnd - this.layout.vocabStart, this.config.hiddenSize);
+    else if (name === 'norm') this.norm = this.vector('norm', data as Float32Array);
+    else throw new Error(`unexpected canonical tensor ${name}`);
+  }
+
+  /**
+   * A row-parallel projection (o, down) [rows, cols]: this shard's input columns [start, start + count).
+   * 4-bit: whole groups only, else a startup error naming the tp degree and the group size.
+   */
+  private rowParallel(label: string, data: AnyMatrix, rows: number, cols: number, start: number, count: number): GpuWeight {
+    if (!isQ4(data)) return this.matrix(label, this.layout.tp === 1 ? data : sliceCols(data, rows, cols, start, count), rows, count);
+    if (this.layout.tp === 1) return this.q4Matrix(label, data);
+    if (start % data.groupSize !== 0 || count % data.groupSize !== 0) {
+      throw new Error(
+        `cannot split this model over ${this.layout.tp} devices: the 4-bit ${label} has ${cols} in features in groups of ${data.groupSize} ` +
+          `(quantization_config group_size), so a shard's ${count} columns are not whole groups; use a tp degree that divides in_features / group_size = ${cols / data.groupSize}`,
+      );
+    }
+    return this.q4Matrix(label, q4SliceCols(data, start, count));
+  }
+
+  private addEmbedding(data: Matrix): void {
     const { vocabStart, vocabEnd, tp } = this.layout;
     const H = this.config.hiddenSize;
-    const rows = this.vocabRows(t.data);
+    const rows = this.vocabRows(data);
     const numRows = vocabEnd - vocabStart;
     if (tp === 1) {
       this.embed = this.matrix('embed', rows, numRows, H);
@@ -147,14 +178,24 @@ export class ShardWeightBuilder {
       v = p('v');
     const biasesReady = !this.config.qkvBias || (p('q_bias') && p('k_bias') && p('v_bias'));
     if (!lw.qkv && q && k && v && biasesReady) {
-      const fused = concatRows([headRows(q.data, H, hd, qHeads), headRows(k.data, H, hd, kvHeadIndices), headRows(v.data, H, hd, kvHeadIndices)]);
-      lw.qkv = this.matrix(`layers.${layer}.qkv`, fused, (numHeads + 2 * kvHeadIndices.length) * hd, H);
+      const label = `layers.${layer}.qkv`;
+      const parts = this.fusable(label, [q, k, v]);
+      if (parts.every(isQ4)) {
+        lw.qkv = this.q4Matrix(
+          label,
+          q4ConcatRows([q4HeadRows(parts[0]!, hd, qHeads), q4HeadRows(parts[1]!, hd, kvHeadIndices), q4HeadRows(parts[2]!, hd, kvHeadIndices)]),
+        );
+      } else {
+        const [fq, fk, fv] = parts as Matrix[];
+        const fused = concatRows([headRows(fq!, H, hd, qHeads), headRows(fk!, H, hd, kvHeadIndices), headRows(fv!, H, hd, kvHeadIndices)]);
+        lw.qkv = this.matrix(label, fused, (numHeads + 2 * kvHeadIndices.length) * hd, H);
+      }
       lw.qkvBias = null;
       if (this.config.qkvBias) {
         const bias = concatRows([
-          headRows(p('q_bias')!.data as Float32Array, 1, hd, qHeads),
-          headRows(p('k_bias')!.data as Float32Array, 1, hd, kvHeadIndices),
-          headRows(p('v_bias')!.data as Float32Array, 1, hd, kvHeadIndices),
+          headRows(this.vectorOf(p('q_bias')!), 1, hd, qHeads),
+          headRows(this.vectorOf(p('k_bias')!), 1, hd, kvHeadIndices),
+          headRows(this.vectorOf(p('v_bias')!), 1, hd, kvHeadIndices),
         ]);
         lw.qkvBias = this.vector(`layers.${layer}.qkv_bias`, bias);
       }
@@ -164,11 +205,40 @@ export class ShardWeightBuilder {
       up = p('up');
     if (!lw.gateUp && gate && up) {
       const { intermediate, firstIntermediate } = this.layout;
-      const fused = concatRows([sliceRows(gate.data, H, firstIntermediate, intermediate), sliceRows(up.data, H, firstIntermediate, intermediate)]);
-      lw.gateUp = this.matrix(`layers.${layer}.gate_up`, fused, 2 * intermediate, H);
+      const label = `layers.${layer}.gate_up`;
+      const [g, u] = this.fusable(label, [gate, up]);
+      if (isQ4(g!) && isQ4(u!)) {
+        lw.gateUp = this.q4Matrix(label, q4ConcatRows([q4SliceRows(g, firstIntermediate, intermediate), q4SliceRows(u, firstIntermediate, intermediate)]));
+      } else {
+        const fused = concatRows([sliceRows(g as Matrix, H, firstIntermediate, intermediate), sliceRows(u as Matrix, H, firstIntermediate, intermediate)]);
+        lw.gateUp = this.matrix(label, fused, 2 * intermediate, H);
+      }
       this.pending.delete(`layers.${layer}.gate`);
       this.pending.delete(`layers.${layer}.up`);
     }
+  }
+
+  /**
+   * The parts of a fused group as they will be fused: all 4-bit, all float, or (mixed) the 4-bit parts
+   * dequantized to f32 (uploadWeight rounds them to f16 with --dtype f16), since one matmul reads one format.
+   */
+  private fusable(label: string, parts: CanonicalWeight[]): AnyMatrix[] {
+    const matrices = parts.map((p): AnyMatrix => (p.dtype === 'q4' ? p.q4 : p.data));
+    const q4 = matrices.filter(isQ4);
+    if (q4.length === 0 || (q4.length === matrices.length && new Set(q4.map((m) => m.groupSize)).size === 1)) return matrices;
+    this.dequantizedGroups.push(label);
+    return matrices.map((m) => (isQ4(m) ? dequantizeQ4(m) : m instanceof Uint16Array ? f16BitsToF32(m) : m));
+  }
+
+  private vectorOf(t: CanonicalWeight): Float32Array {
+    if (t.dtype === 'q4') throw new Error(`${t.name} must be a float vector`);
+    return t.data as Float32Array;
+  }
+
+  private q4Matrix(label: string, m: Q4Matrix): GpuWeight {
+    const w = uploadQ4Weight(this.gpu, `${this.gpu.label}:${label}`, m, undefined, this.weightLayout);
+    this.numBytes += w.byteLength;
+    return w;
   }
 
   private matrix(label: string, data: Matrix, rows: number, cols: number): GpuWeight {
@@ -194,6 +264,9 @@ export class ShardWeightBuilder {
       if (this.config.qkNorm && !l.qkNorm) missing.push(`layers.${i}.qkNorm`);
     });
     if (missing.length) throw new Error(`model weights incomplete: missing ${missing.join(', ')}`);
+    if (this.dequantizedGroups.length && this.layout.rank === 0) {
+      log.warn(`fused ${this.dequantizedGroups.join(', ')} from 4-bit and 16-bit parts: uploaded dequantized as ${this.dtype} (one matmul reads one format)`);
+    }
     return {
       embed: this.embed!,
       lmHead: this.lmHead!,

@@ -16,8 +16,8 @@ import { RotaryKernel } from '../kernels/rotary.js';
 import { destroyWeight } from '../kernels/weight.js';
 import type { ModelConfig } from '../checkpoint/config.js';
 import { dynamicNtkRows, ropeInvFreq } from '../checkpoint/rope.js';
-import { kvCacheElementBytes } from './memory.js';
-import type { KvCacheDtype } from '../common/types.js';
+import { KV_QUANT_PARAM_BYTES, kvCacheDataBytesPerTokenHead } from './memory.js';
+import { isQuantizedKvCache, type KvCacheDtype } from '../common/types.js';
 import type { ShardLayout } from './sharding.js';
 import type { ShardWeights } from './shard-weights.js';
 
@@ -125,7 +125,21 @@ export interface StepShape {
   maxBlocksPerSeq: number;
 }
 
+/**
+ * Calibration (the quantize command): buffers the forward copies layer `layer`'s linear inputs into,
+ * f32 [numTokens, width] each: what q/k/v, o_proj, gate/up and down_proj read.
+ */
+export interface LinearInputCapture {
+  layer: number;
+  qkv: GPUBuffer;
+  o: GPUBuffer;
+  gateUp: GPUBuffer;
+  down: GPUBuffer;
+}
+
 export class Shard implements ShardHandle {
+  /** Set by runner/calibration.ts around a calibration prefill; null in serving. */
+  capture: LinearInputCapture | null = null;
   private encoder: GPUCommandEncoder | null = null;
   private sampler: GpuSampler | null = null;
   private scorer: PromptLogprobsKernel | null = null;
@@ -139,6 +153,8 @@ export class Shard implements ShardHandle {
   readonly uniforms: UniformArena;
   readonly kCaches: GPUBuffer[];
   readonly vCaches: GPUBuffer[];
+  /** Int8/int4 caches: per layer, u32 [numBlocks, blockSize, numKvHeads, 2], each row's (k, v) f16 (scale, min); null otherwise. */
+  readonly kvParams: GPUBuffer[] | null;
 
   constructor(
     readonly gpu: GpuDevice,
@@ -165,15 +181,20 @@ export class Shard implements ShardHandle {
       throw new Error(
         `shard: attention reads ${kernels.attn.kvCacheDtype} caches but the KV write stores ${kernels.kv.dtype}; create both kernels with the same kvCacheDtype`,
       );
-    const bytesPerLayer = numBlocks * blockSize * layout.numKvHeads * config.headDim * kvCacheElementBytes(kernels.kv.dtype);
+    const rowsPerLayer = numBlocks * blockSize * layout.numKvHeads;
+    const bytesPerLayer = rowsPerLayer * kvCacheDataBytesPerTokenHead(kernels.kv.dtype, config.headDim);
     const usage = storageUsage();
     this.kCaches = Array.from({ length: config.numLayers }, (_, l) => gpu.createBuffer(`k_cache.${l}`, bytesPerLayer, usage));
     this.vCaches = Array.from({ length: config.numLayers }, (_, l) => gpu.createBuffer(`v_cache.${l}`, bytesPerLayer, usage));
+    this.kvParams = isQuantizedKvCache(kernels.kv.dtype)
+      ? Array.from({ length: config.numLayers }, (_, l) => gpu.createBuffer(`kv_params.${l}`, rowsPerLayer * 2 * KV_QUANT_PARAM_BYTES, usage))
+      : null;
   }
 
-  static async createKernels(gpu: GpuDevice, kvCacheDtype: KvCacheDtype = 'f32'): Promise<ShardKernels> {
+  /** q4: also compile the 4-bit matmul kernels (a checkpoint with quantization_config). */
+  static async createKernels(gpu: GpuDevice, kvCacheDtype: KvCacheDtype = 'f32', q4 = false): Promise<ShardKernels> {
     const [matmul, norm, act, embed, rotary, kv, attn] = await Promise.all([
-      MatmulKernels.create(gpu),
+      MatmulKernels.create(gpu, { q4 }),
       RmsNormKernel.create(gpu),
       ActivationKernel.create(gpu),
       EmbeddingKernel.create(gpu),
@@ -192,7 +213,7 @@ export class Shard implements ShardHandle {
   }
 
   get kvCacheBytes(): number {
-    return 2 * this.kCaches.reduce((n, b) => n + b.size, 0);
+    return 2 * this.kCaches.reduce((n, b) => n + b.size, 0) + (this.kvParams ?? []).reduce((n, b) => n + b.size, 0);
   }
 
   begin(): GPUComputePassEncoder {
@@ -311,6 +332,7 @@ export class Shard implements ShardHandle {
       k.norm.addNorm(this.p, u, { x: b.proj, residual: b.residual, weight: w.inputNorm, out: b.normed, numRows: T, dim: c.hiddenSize, eps });
     }
     k.matmul.matmul(this.p, u, b.normed, w.qkv, b.qkv, T, w.qkvBias ?? undefined);
+    this.captureInput(l, 'qkv', b.normed, T * c.hiddenSize);
     const hd = c.headDim;
     const rowStride = (layout.numHeads + 2 * layout.numKvHeads) * hd;
     const kOffset = layout.numHeads * hd;
@@ -354,6 +376,7 @@ export class Shard implements ShardHandle {
       headDim: hd,
       kCache: this.kCaches[l]!,
       vCache: this.vCaches[l]!,
+      kvParams: this.kvParams?.[l],
       slotMapping: b.slotMapping,
     });
     k.attn.attend(this.p, u, {
@@ -363,6 +386,7 @@ export class Shard implements ShardHandle {
       out: b.attnOut,
       kCache: this.kCaches[l]!,
       vCache: this.vCaches[l]!,
+      kvParams: this.kvParams?.[l],
       blockTables: b.blockTables,
       maxBlocksPerSeq: s.maxBlocksPerSeq,
       tokenSeq: b.tokenSeq,
@@ -378,6 +402,7 @@ export class Shard implements ShardHandle {
       maxContextLen: s.maxContextLen,
     });
     k.matmul.matmul(this.p, u, b.attnOut, w.o, b.proj, T, w.oBias ?? undefined);
+    this.captureInput(l, 'o', b.attnOut, T * layout.numHeads * hd);
   }
 
   /** Layer `l`'s MLP block: residual += attention output, then (partial) down_proj output in buffers.proj. */
@@ -387,8 +412,19 @@ export class Shard implements ShardHandle {
     const T = s.numTokens;
     k.norm.addNorm(this.p, u, { x: b.proj, residual: b.residual, weight: w.postNorm, out: b.normed, numRows: T, dim: c.hiddenSize, eps: c.rmsNormEps });
     k.matmul.matmul(this.p, u, b.normed, w.gateUp, b.gateUp, T);
+    this.captureInput(l, 'gateUp', b.normed, T * c.hiddenSize);
     k.act.siluAndMul(this.p, u, { gateUp: b.gateUp, out: b.act, numRows: T, intermediate: layout.intermediate });
     k.matmul.matmul(this.p, u, b.act, w.down, b.proj, T);
+    this.captureInput(l, 'down', b.act, T * layout.intermediate);
+  }
+
+  /** With a capture of layer `l` set, copies `count` floats of `src` aside (a copy is an encoder command, so the pass is ended and reopened). */
+  private captureInput(l: number, point: 'qkv' | 'o' | 'gateUp' | 'down', src: GPUBuffer, count: number): void {
+    const c = this.capture;
+    if (!c || c.layer !== l || !this.encoder) return;
+    this.p.end();
+    this.encoder.copyBufferToBuffer(src, 0, c[point], 0, count * 4);
+    this.pass = this.encoder.beginComputePass({ label: `${this.gpu.label}:forward` });
   }
 
   /** Final norm over every token, then lm_head on the rows that sample. */
@@ -415,7 +451,7 @@ export class Shard implements ShardHandle {
     this.sampler?.destroy();
     this.scorer?.destroy();
     this.fullLogits?.destroy();
-    for (const buf of [...this.kCaches, ...this.vCaches, ...Object.values(this.buffers)]) buf.destroy();
+    for (const buf of [...this.kCaches, ...this.vCaches, ...(this.kvParams ?? []), ...Object.values(this.buffers)]) buf.destroy();
     const w = this.weights;
     destroyWeight(w.embed);
     if (w.lmHead.chunks !== w.embed.chunks) destroyWeight(w.lmHead);
@@ -448,7 +484,7 @@ export interface ShardBuildOptions {
 
 /** Kernels, activation buffers and (rank 0) the sampler around uploaded weights: the same in-process and in a worker. */
 export async function createShard(gpu: GpuDevice, config: ModelConfig, layout: ShardLayout, weights: ShardWeights, o: ShardBuildOptions): Promise<Shard> {
-  const kernels = await Shard.createKernels(gpu, o.kvCacheDtype);
+  const kernels = await Shard.createKernels(gpu, o.kvCacheDtype, config.quantization !== null);
   const buffers = allocateBuffers(gpu, config, layout, o.maxTokensPerStep, o.maxNumSeqs, o.maxBlocksPerSeq, o.invFreq);
   const shard = new Shard(gpu, layout, config, weights, kernels, buffers, o.blockSize, o.numBlocks, o.attentionScaling);
   if (layout.rank === 0) await shard.enableSampling(o.maxNumSeqs);

@@ -1,7 +1,8 @@
 // Megatron-style tensor-parallel layout: which rows of each canonical tensor a shard holds.
 // q/k/v and gate/up are split by output rows (heads / intermediate rows), o and down by input columns,
-// embedding and lm_head by vocabulary. Pure functions: no GPU, easy to test.
+// embedding and lm_head by vocabulary; 4-bit o/down only on group boundaries. Pure functions: no GPU, easy to test.
 import type { ModelConfig } from '../checkpoint/config.js';
+import { q4TensorGroupSizes } from '../checkpoint/weights.js';
 
 export interface ShardLayout {
   tp: number;
@@ -24,6 +25,7 @@ export function shardLayout(config: ModelConfig, tp: number, rank: number): Shar
     problems.push(`num_key_value_heads ${config.numKvHeads} must divide or be divisible by tp ${tp}`);
   }
   if (config.intermediateSize % tp !== 0) problems.push(`intermediate_size ${config.intermediateSize} is not divisible by tp ${tp}`);
+  if (tp > 1 && problems.length === 0) problems.push(...q4SplitProblems(config, tp));
   if (problems.length) throw new Error(`cannot split this model over ${tp} devices: ${problems.join('; ')}`);
   const numHeads = config.numHeads / tp;
   const firstHead = rank * numHeads;
@@ -52,6 +54,24 @@ export function shardLayout(config: ModelConfig, tp: number, rank: number): Shar
     vocabStart,
     vocabEnd,
   };
+}
+
+/**
+ * Row-parallel 4-bit projections (o, down) are split by input columns, which must fall on group
+ * boundaries: one problem per (projection, group size) whose per-shard width is not whole groups.
+ */
+function q4SplitProblems(config: ModelConfig, tp: number): string[] {
+  const problems = new Set<string>();
+  for (const [name, g] of q4TensorGroupSizes(config)) {
+    const part = name.slice(name.lastIndexOf('.') + 1);
+    const cols = part === 'o' ? config.numHeads * config.headDim : part === 'down' ? config.intermediateSize : 0;
+    if (cols === 0 || (cols / tp) % g === 0) continue;
+    problems.add(
+      `the 4-bit ${part === 'o' ? 'o_proj' : 'down_proj'} has ${cols} in features in groups of ${g} (quantization_config group_size), so a shard's ${cols / tp} ` +
+        `columns are not whole groups; use a tp degree that divides in_features / group_size = ${cols / g}`,
+    );
+  }
+  return [...problems];
 }
 
 type Rows = Float32Array | Uint16Array;

@@ -20,7 +20,7 @@ import { skip } from '../helpers/skip.js';
 const SECURED_API_KEY = 'sk-example-key';
 const SECURED_ORIGIN = 'http://localhost:8080';
 const MIN_EXAMPLES = 10;
-const COMMANDS = ['devices', 'serve', 'generate', 'chat', 'api_client', 'webui'];
+const COMMANDS = ['devices', 'serve', 'generate', 'chat', 'api_client', 'webui', 'quantize'];
 
 type ServerName = 'main' | 'secured';
 

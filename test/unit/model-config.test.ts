@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadModelConfig, parseModelConfig } from '../../src/checkpoint/config.js';
+import { checkModelFormat, describeWeightFormat, isQuantizedLinear } from '../../src/checkpoint/quantization.js';
 
 const STORIES = '../shared/models/stories260K';
 
@@ -38,6 +39,7 @@ test('stories260K config.json + generation_config.json', async () => {
     bosTokenId: 1,
     eosTokenIds: [2],
     torchDtype: 'float32',
+    quantization: null,
   });
 });
 
@@ -325,6 +327,105 @@ test('loadModelConfig: missing folder says what it expected', async () => {
   } catch (err) {
     assert.match((err as Error).message, /config.json.*Hugging Face model folder/);
   }
+});
+
+const awqConfig = { quant_method: 'awq', bits: 4, group_size: 128, zero_point: true, version: 'gemm', modules_to_not_convert: ['mlp.down_proj'] };
+const gptqConfig = { quant_method: 'gptq', bits: 4, group_size: 64, desc_act: false, sym: true, checkpoint_format: 'gptq' };
+const ctConfig = {
+  quant_method: 'compressed-tensors',
+  format: 'pack-quantized',
+  quantization_status: 'compressed',
+  ignore: ['lm_head', 're:.*layers\\.0\\..*v_proj'],
+  config_groups: {
+    group_0: {
+      targets: ['Linear'],
+      input_activations: null,
+      output_activations: null,
+      weights: { num_bits: 4, type: 'int', symmetric: false, strategy: 'group', group_size: 32, dynamic: false, actorder: null },
+    },
+  },
+};
+const quant = (q: unknown) => parseModelConfig({ ...llamaBase, quantization_config: q }).quantization;
+
+test('quantization_config: AWQ gemm, GPTQ v1/v2 and per-channel, compressed-tensors pack-quantized', () => {
+  assert.equal(quant(awqConfig), {
+    method: 'awq',
+    bits: 4,
+    groupSize: 128,
+    symmetric: false,
+    zerosMinusOne: false,
+    modulesToNotConvert: ['mlp.down_proj'],
+    modulesInBlockToQuantize: null,
+    targets: [],
+    ignore: [],
+  });
+  assert.is(quant({ ...awqConfig, version: 'GEMM', modules_to_not_convert: null })!.modulesToNotConvert.length, 0);
+  const g = quant(gptqConfig)!;
+  assert.equal([g.method, g.groupSize, g.zerosMinusOne], ['gptq', 64, true]);
+  assert.is(quant({ ...gptqConfig, checkpoint_format: 'gptq_v2' })!.zerosMinusOne, false);
+  assert.is(quant({ ...gptqConfig, checkpoint_format: undefined })!.zerosMinusOne, true);
+  assert.is(quant({ ...gptqConfig, group_size: -1 })!.groupSize, null);
+  assert.is(quant({ ...gptqConfig, desc_act: true })!.method, 'gptq'); // g_idx is checked per tensor
+  const c = quant(ctConfig)!;
+  assert.equal([c.method, c.groupSize, c.symmetric, c.targets], ['compressed-tensors', 32, false, ['Linear']]);
+  assert.is(parseModelConfig(llamaBase).quantization, null);
+  assert.is(describeWeightFormat(quant(awqConfig), 'f16'), 'awq-int4 g128');
+  assert.is(describeWeightFormat(quant({ ...gptqConfig, group_size: -1 }), 'f16'), 'gptq-int4 per-channel');
+  assert.is(describeWeightFormat(null, 'f16'), 'f16');
+});
+
+test('which linears are 4-bit: modules_to_not_convert (substring), modules_in_block_to_quantize, ignore (names and re:)', () => {
+  const awq = quant(awqConfig)!;
+  assert.ok(isQuantizedLinear(awq, 'model.layers.3.self_attn.q_proj'));
+  assert.not.ok(isQuantizedLinear(awq, 'model.layers.3.mlp.down_proj'));
+  const gptq = quant({ ...gptqConfig, modules_in_block_to_quantize: [['self_attn.q_proj', 'self_attn.k_proj'], ['mlp.up_proj']] })!;
+  assert.ok(isQuantizedLinear(gptq, 'model.layers.0.self_attn.k_proj'));
+  assert.not.ok(isQuantizedLinear(gptq, 'model.layers.0.self_attn.v_proj'));
+  const ct = quant(ctConfig)!;
+  assert.ok(isQuantizedLinear(ct, 'model.layers.1.self_attn.v_proj'));
+  assert.not.ok(isQuantizedLinear(ct, 'model.layers.0.self_attn.v_proj'));
+  assert.not.ok(isQuantizedLinear(ct, 'lm_head'));
+});
+
+test('quantization_config refusals name the field', () => {
+  const refuses = (q: unknown, re: RegExp) => assert.throws(() => quant(q), re);
+  refuses({ ...awqConfig, bits: 8 }, /quantization_config.bits 8 is not supported; only 4-bit/);
+  refuses({ ...awqConfig, version: 'gemv' }, /quantization_config.version "gemv" is not supported: only AutoAWQ's "gemm"/);
+  refuses({ ...awqConfig, version: 'marlin' }, /version "marlin"/);
+  refuses({ ...awqConfig, zero_point: false }, /quantization_config.zero_point false is not supported/);
+  refuses({ ...awqConfig, group_size: 100 }, /quantization_config.group_size 100 is not supported/);
+  refuses({ ...gptqConfig, checkpoint_format: 'marlin' }, /quantization_config.checkpoint_format "marlin" is not supported/);
+  refuses({ ...gptqConfig, lm_head: true }, /quantization_config.lm_head true/);
+  refuses({ ...gptqConfig, pack_dtype: 'int16' }, /quantization_config.pack_dtype "int16" is not supported/);
+  refuses({ ...gptqConfig, is_marlin_format: true }, /is_marlin_format true/);
+  refuses({ ...gptqConfig, dynamic: { '-:.*down': {} } }, /quantization_config.dynamic/);
+  refuses({ quant_method: 'fp8' }, /quant_method "fp8" is not supported/);
+  refuses({ ...ctConfig, format: 'int-quantized' }, /quantization_config.format "int-quantized" is not supported; only compressed-tensors "pack-quantized"/);
+  refuses({ ...ctConfig, quantization_status: 'frozen' }, /quantization_status "frozen"/);
+  const weights = (w: object) => ({
+    ...ctConfig,
+    config_groups: { group_0: { ...ctConfig.config_groups.group_0, weights: { ...ctConfig.config_groups.group_0.weights, ...w } } },
+  });
+  refuses(weights({ num_bits: 8 }), /config_groups.group_0.weights.num_bits 8 is not supported/);
+  refuses(weights({ type: 'float' }), /weights.type "float" is not supported/);
+  refuses(weights({ strategy: 'tensor' }), /weights.strategy "tensor" is not supported/);
+  refuses(weights({ actorder: 'group' }), /weights.actorder "group" is not supported/);
+  refuses(weights({ dynamic: true }), /weights.dynamic true/);
+  refuses(
+    { ...ctConfig, config_groups: { group_0: { ...ctConfig.config_groups.group_0, input_activations: { num_bits: 8 } } } },
+    /input_activations \(activation quantization\)/,
+  );
+  refuses({ ...ctConfig, kv_cache_scheme: { num_bits: 8 } }, /kv_cache_scheme/);
+});
+
+test('--model-format: hf / absent load anything; awq / gptq must match quant_method', () => {
+  checkModelFormat(null, undefined);
+  checkModelFormat(quant(awqConfig), 'hf');
+  checkModelFormat(quant(awqConfig), 'awq');
+  checkModelFormat(quant(gptqConfig), 'gptq');
+  assert.throws(() => checkModelFormat(null, 'awq'), /--model-format awq: config.json has no quantization_config/);
+  assert.throws(() => checkModelFormat(quant(gptqConfig), 'awq'), /--model-format awq: config.json's quantization_config.quant_method is "gptq"/);
+  assert.throws(() => checkModelFormat(quant(ctConfig), 'gptq'), /quant_method is "compressed-tensors"/);
 });
 
 test.run();

@@ -200,12 +200,24 @@ test('header errors say what is wrong', async () => {
   assert.match(await openError(join(root, 'empty')), /no model.safetensors or model.safetensors.index.json/);
 });
 
+test('one safetensors file under another name (AutoGPTQ-era repos) opens; two without an index are named in the error', async () => {
+  const dir = join(root, 'gptq-named');
+  await mkdir(dir);
+  const bytes = rawFile({ w: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }, 8);
+  await writeFile(join(dir, 'gptq_model-4bit-128g.safetensors'), bytes);
+  const reader = await SafetensorsReader.open(dir);
+  assert.ok(reader.has('w'));
+  await reader.close();
+  await writeFile(join(dir, 'other.safetensors'), bytes);
+  assert.match(await openError(dir), /found gptq_model-4bit-128g.safetensors, other.safetensors without an index/);
+});
+
 test('unsupported dtypes: open succeeds, reading names the tensor and dtype', async () => {
   const dir = join(root, 'int');
   await writeRaw(
     dir,
     rawFile(
-      { __metadata__: { format: 'pt' }, ids: { dtype: 'I64', shape: [2], data_offsets: [0, 16] }, w: { dtype: 'F32', shape: [1], data_offsets: [16, 20] } },
+      { __metadata__: { format: 'pt' }, ids: { dtype: 'F64', shape: [2], data_offsets: [0, 16] }, w: { dtype: 'F32', shape: [1], data_offsets: [16, 20] } },
       20,
     ),
   );
@@ -216,7 +228,7 @@ test('unsupported dtypes: open succeeds, reading names the tensor and dtype', as
     await reader.read('ids', 'f32');
     assert.unreachable('should throw');
   } catch (err) {
-    assert.match((err as Error).message, /tensor "ids" has dtype I64; only F32, F16 and BF16/);
+    assert.match((err as Error).message, /tensor "ids" has dtype F64; supported: F32, F16, BF16 and, for 4-bit checkpoints' integer tensors, I32, I64/);
   }
   await assertRejectsWith(() => reader.read('nope', 'f32'), /tensor "nope" is not in the safetensors files/);
   await reader.close();

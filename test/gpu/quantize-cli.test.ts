@@ -1,0 +1,42 @@
+// `node dist/cli.js quantize` as a user runs it (needs the build): flags reach the quantizer, the
+// folder is written, and a bad flag exits 1 with an error naming it.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runCli } from '../helpers/cli.js';
+import { STORIES } from '../helpers/engine.js';
+
+let root = '';
+test.before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'quantize-cli-'));
+});
+test.after(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+test('quantize --method awq --group-size 64 writes an AWQ folder', async () => {
+  const out = join(root, 'awq');
+  const r = await runCli(['quantize', STORIES, '--out', out, '--method', 'awq', '--group-size', '64', '--calib-samples', '2', '--calib-seqlen', '64'], {
+    timeoutMs: 60_000,
+  });
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stderr, /AWQ: summed linear-group output MSE/);
+  const config = JSON.parse(await readFile(join(out, 'config.json'), 'utf8'));
+  assert.equal([config.quantization_config.quant_method, config.quantization_config.group_size], ['awq', 64]);
+  assert.ok(existsSync(join(out, 'model.safetensors')));
+  assert.ok(existsSync(join(out, 'tokenizer.json')));
+});
+
+test('a bad --group-size or a missing --calib-data file exits 1 naming the flag', async () => {
+  const bad = await runCli(['quantize', STORIES, '--out', join(root, 'bad'), '--group-size', '96']);
+  assert.is(bad.code, 1);
+  assert.match(bad.stderr, /--group-size must be a power of two/);
+  const missing = await runCli(['quantize', STORIES, '--out', join(root, 'bad2'), '--calib-data', join(root, 'nope.txt')]);
+  assert.is(missing.code, 1);
+  assert.match(missing.stderr, /--calib-data .*nope\.txt/);
+});
+
+test.run();

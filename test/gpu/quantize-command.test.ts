@@ -1,0 +1,197 @@
+// The quantize command end to end: stories260K (hidden 64, intermediate 172: only the attention
+// projections quantize at group 32) and a random model whose every linear quantizes at group 128
+// (multi-head attention, so AWQ also scales o_proj through v_proj), with --method rtn and awq. The
+// folders are checked against the AutoAWQ layout, unpacked by the independent reader in
+// test/support/awq-reference.ts, and run on the CPU reference model: AWQ's output error on the
+// calibration text must not be worse than RTN's.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Tokenizer } from '../../src/tokenizer/tokenizer.js';
+import { BUILTIN_CALIBRATION_TEXT } from '../../src/quantize/calibration-text.js';
+import { calibrationSequences, quantizeModel, type QuantizeMethod, type QuantizeResult } from '../../src/quantize/quantize.js';
+import { dequantizeAwqFolder, readRawFolder } from '../support/awq-reference.js';
+import { ReferenceModel } from '../support/reference-model.js';
+import { STORIES260K_DIR, writeSyntheticModel } from '../support/synthetic-model.js';
+import { testDevice } from '../helpers/gpu.js';
+import { collect, openEngine, request } from '../helpers/engine.js';
+import { argmax } from '../helpers/runner.js';
+
+let root = '';
+test.before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'quantize-test-'));
+});
+test.after(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+const SAMPLES = 2;
+const SEQLEN = 64;
+
+async function quantize(modelDir: string, name: string, method: QuantizeMethod, groupSize: number): Promise<QuantizeResult> {
+  return quantizeModel({
+    modelDir,
+    outDir: join(root, name),
+    method,
+    groupSize,
+    calibSamples: SAMPLES,
+    calibSeqlen: SEQLEN,
+    gpu: await testDevice(),
+    calibrationDtype: 'f32',
+  });
+}
+
+/** Mean squared logit error of `dir` against the original model's logits over the calibration sequences (CPU reference forward). */
+async function logitError(dir: string, sequences: number[][], baselineLogits: Float32Array[]): Promise<number> {
+  const model = await ReferenceModel.load(dir);
+  let sum = 0;
+  let n = 0;
+  sequences.forEach((seq, i) => {
+    model.reset();
+    const logits = model.forward(seq);
+    const ref = baselineLogits[i]!;
+    for (let j = 0; j < logits.length; j++) sum += (logits[j]! - ref[j]!) ** 2;
+    n += logits.length;
+  });
+  return sum / n;
+}
+
+async function compareMethods(modelDir: string, tag: string, groupSize: number) {
+  const rtn = await quantize(modelDir, `${tag}-rtn`, 'rtn', groupSize);
+  const awq = await quantize(modelDir, `${tag}-awq`, 'awq', groupSize);
+  const sequences = calibrationSequences(await Tokenizer.fromModelDir(modelDir), BUILTIN_CALIBRATION_TEXT, SAMPLES, SEQLEN);
+  const original = await ReferenceModel.load(modelDir);
+  const baselineLogits = sequences.map((seq) => {
+    original.reset();
+    return original.forward(seq);
+  });
+  const errors: Record<QuantizeMethod, number> = { rtn: 0, awq: 0 };
+  for (const [method, result] of [
+    ['rtn', rtn],
+    ['awq', awq],
+  ] as const) {
+    const plain = join(root, `${tag}-${method}-dequantized`);
+    await dequantizeAwqFolder(result.outDir, plain);
+    errors[method] = await logitError(plain, sequences, baselineLogits);
+  }
+  return { rtn, awq, errors };
+}
+
+test('stories260K at group 32: attention projections in 4 bits, MLPs listed in modules_to_not_convert; AWQ beats RTN', async () => {
+  const { rtn, awq, errors } = await compareMethods(STORIES260K_DIR, 'stories', 32);
+  for (const result of [rtn, awq]) {
+    const config = JSON.parse(await readFile(join(result.outDir, 'config.json'), 'utf8'));
+    assert.is(config.torch_dtype, 'float16');
+    const qc = config.quantization_config;
+    assert.equal(
+      { ...qc, modules_to_not_convert: undefined },
+      {
+        quant_method: 'awq',
+        bits: 4,
+        group_size: 32,
+        zero_point: true,
+        version: 'gemm',
+        modules_to_not_convert: undefined,
+      },
+    );
+    const skipped: string[] = qc.modules_to_not_convert;
+    assert.is(skipped.length, 15);
+    for (let l = 0; l < 5; l++) for (const m of ['gate_proj', 'up_proj', 'down_proj']) assert.ok(skipped.includes(`model.layers.${l}.mlp.${m}`));
+    assert.ok(!skipped.some((m) => m.includes('self_attn')));
+    const autoAwq = JSON.parse(await readFile(join(result.outDir, 'quant_config.json'), 'utf8'));
+    assert.equal([autoAwq.w_bit, autoAwq.q_group_size, autoAwq.zero_point, autoAwq.version], [4, 32, true, 'GEMM']);
+    for (const f of ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) assert.ok(existsSync(join(result.outDir, f)), f);
+
+    const tensors = await readRawFolder(result.outDir);
+    const q = (name: string) => tensors.get(`model.layers.2.${name}`);
+    assert.equal([q('self_attn.q_proj.qweight')?.dtype, q('self_attn.q_proj.qweight')?.shape], ['I32', [64, 8]]);
+    assert.equal([q('self_attn.k_proj.qzeros')?.dtype, q('self_attn.k_proj.qzeros')?.shape], ['I32', [2, 4]]);
+    assert.equal([q('self_attn.o_proj.scales')?.dtype, q('self_attn.o_proj.scales')?.shape], ['F16', [2, 64]]);
+    assert.is(q('self_attn.q_proj.weight'), undefined);
+    assert.equal([q('mlp.gate_proj.weight')?.dtype, q('mlp.gate_proj.weight')?.shape], ['F16', [172, 64]]);
+    assert.equal(tensors.get('model.embed_tokens.weight')?.dtype, 'F16');
+  }
+  // Every searched group scored at least as well as RTN on the calibration tokens (GQA: o is not scaled).
+  assert.is(awq.searches.length, 5);
+  for (const s of awq.searches) assert.ok(s.loss <= s.rtnLoss, `layer ${s.layer} ${s.group}: ${s.loss} > ${s.rtnLoss}`);
+  assert.ok(awq.searches.some((s) => s.loss < s.rtnLoss));
+  // Clipping (auto_clip) on every quantized linear but q and k, never worse than unclipped on the calibration tokens.
+  assert.equal(
+    awq.clips.map((c) => `${c.layer}:${c.linear}`),
+    [0, 1, 2, 3, 4].flatMap((l) => [`${l}:v`, `${l}:o`]),
+  );
+  for (const c of awq.clips) assert.ok(c.clippedError <= c.rtnError, `layer ${c.layer} ${c.linear}`);
+  assert.ok(errors.awq <= errors.rtn, `AWQ logit MSE ${errors.awq} > RTN ${errors.rtn}`);
+  assert.ok(errors.rtn > 0 && errors.rtn < 1, `RTN logit MSE ${errors.rtn}`);
+});
+
+test('a random model with every linear quantizable at group 128: nothing left in f16, o_proj scaled through v_proj', async () => {
+  const dir = await writeSyntheticModel(join(root, 'random-src'), {
+    architecture: 'llama',
+    hiddenSize: 128,
+    numLayers: 2,
+    numHeads: 4,
+    numKvHeads: 4,
+    intermediateSize: 256,
+    dtype: 'F16',
+    seed: 5,
+  });
+  const { rtn, awq, errors } = await compareMethods(dir, 'random', 128);
+  const config = JSON.parse(await readFile(join(awq.outDir, 'config.json'), 'utf8'));
+  assert.is(config.quantization_config.modules_to_not_convert, null);
+  assert.equal(rtn.modulesToNotConvert, []);
+  const tensors = await readRawFolder(awq.outDir);
+  assert.equal(tensors.get('model.layers.1.mlp.down_proj.qweight')?.shape, [256, 16]);
+  assert.equal(tensors.get('model.layers.1.mlp.gate_proj.scales')?.shape, [1, 256]);
+  assert.equal(tensors.get('lm_head.weight')?.dtype, 'F16');
+  assert.equal(
+    awq.searches.map((s) => `${s.layer}:${s.group}`),
+    ['0:q/k/v', '0:o', '0:gate/up', '0:down', '1:q/k/v', '1:o', '1:gate/up', '1:down'],
+  );
+  for (const s of awq.searches) assert.ok(s.loss <= s.rtnLoss, `layer ${s.layer} ${s.group}: ${s.loss} > ${s.rtnLoss}`);
+  assert.is(awq.clips.length, 2 * 5);
+  assert.ok(errors.awq <= errors.rtn, `AWQ logit MSE ${errors.awq} > RTN ${errors.rtn}`);
+});
+
+test('the engine loads the AWQ folder and greedy-decodes what the CPU reference decodes from its dequantized weights', async () => {
+  const awqDir = join(root, 'stories-awq');
+  const engine = await openEngine({ modelDir: awqDir, dtype: 'f16' });
+  let tokens: number[];
+  try {
+    tokens = (await collect(engine.generate(request([1], { maxTokens: 20, ignoreEos: true })))).tokenIds;
+  } finally {
+    await engine.shutdown();
+  }
+  const reference = await ReferenceModel.load(join(root, 'stories-awq-dequantized'));
+  const expected: number[] = [];
+  let logits = reference.forward([1]);
+  for (let i = 0; i < 20; i++) {
+    expected.push(argmax(logits));
+    logits = reference.forward([expected[i]!]);
+  }
+  assert.equal(tokens, expected);
+});
+
+test('bad arguments fail naming the flag', async () => {
+  const gpu = await testDevice();
+  const base = { modelDir: STORIES260K_DIR, method: 'rtn' as const, calibSamples: 1, calibSeqlen: 8, gpu };
+  await assertRejects(quantizeModel({ ...base, outDir: join(root, 'bad1'), groupSize: 100 }), /--group-size/);
+  await assertRejects(quantizeModel({ ...base, outDir: STORIES260K_DIR, groupSize: 32 }), /--out/);
+  await assertRejects(quantizeModel({ ...base, outDir: join(root, 'stories-rtn'), groupSize: 32 }), /--out .* is not empty/);
+  await assertRejects(quantizeModel({ ...base, method: 'awq', outDir: join(root, 'bad2'), groupSize: 32, calibText: 'too short' }), /--calib-seqlen/);
+});
+
+async function assertRejects(p: Promise<unknown>, pattern: RegExp): Promise<void> {
+  try {
+    await p;
+  } catch (err) {
+    assert.match((err as Error).message, pattern);
+    return;
+  }
+  assert.unreachable(`expected a rejection matching ${pattern}`);
+}
+
+test.run();
