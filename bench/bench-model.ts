@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DEFAULT_ENGINE_OPTIONS, Engine } from '../src/engine/engine.js';
 import { writeSyntheticModel } from '../test/support/synthetic-model.js';
 
 export const BENCH_MODEL = {
@@ -38,3 +39,31 @@ export function randomPrompt(length: number, seed: number): number[] {
     return 3 + (s % 509);
   });
 }
+
+/** The engine the decode and structured-output benches time: one device, f16, 16 sequences, 64 blocks of 64, no prefix cache. */
+export function openBenchEngine(modelDir: string): Promise<Engine> {
+  return Engine.create({
+    ...DEFAULT_ENGINE_OPTIONS,
+    modelDir,
+    devices: [0],
+    dtype: 'f16',
+    maxBatchSize: 16,
+    kvCacheBlocks: 64,
+    blockSize: 64,
+    enablePrefixCaching: false,
+    sessionLen: 1024,
+    progress: false,
+  });
+}
+
+/** The issue's 10-property JSON schema (strings with maxLength, bounded integers, enums), all required. */
+export const TEN_PROPERTY_SCHEMA: Record<string, unknown> = {
+  type: 'object',
+  properties: Object.fromEntries(
+    Array.from({ length: 10 }, (_, i) => [
+      `p${i}`,
+      i % 3 === 0 ? { type: 'string', maxLength: 12 } : i % 3 === 1 ? { type: 'integer', minimum: 0, maximum: 999 } : { enum: ['red', 'green', 'blue'] },
+    ]),
+  ),
+  required: Array.from({ length: 10 }, (_, i) => `p${i}`),
+};

@@ -8,12 +8,12 @@ import { statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Engine, DEFAULT_ENGINE_OPTIONS } from '../src/engine/engine.js';
+import type { Engine } from '../src/engine/engine.js';
 import { QUANTIZE_DEFAULTS, quantizeModel, type QuantizeMethod } from '../src/quantize/quantize.js';
 import { DEFAULT_SAMPLING } from '../src/sampling/params.js';
 import type { GenerateRequest } from '../src/engine/types.js';
 import { argValue, median, nodeVersion, printTable, StreamRead, timePass, wantsJson, type Row } from './common.js';
-import { benchModelDir, BENCH_MODEL, randomPrompt } from './bench-model.js';
+import { benchModelDir, BENCH_MODEL, openBenchEngine, randomPrompt } from './bench-model.js';
 
 const json = wantsJson();
 const say = (s: string) => {
@@ -25,24 +25,12 @@ if (quant !== undefined && quant !== 'awq' && quant !== 'rtn') throw new Error(`
 const modelDir = await benchModelDir();
 const fileBytes = statSync(join(modelDir, 'model.safetensors')).size;
 say(`[bench] Node ${nodeVersion()}, model ${modelDir} (${(fileBytes / 1e6).toFixed(1)} MB)`);
-const openEngine = (dir: string) =>
-  Engine.create({
-    ...DEFAULT_ENGINE_OPTIONS,
-    modelDir: dir,
-    devices: [0],
-    dtype: 'f16',
-    maxBatchSize: 16,
-    kvCacheBlocks: 64,
-    blockSize: 64,
-    enablePrefixCaching: false,
-    sessionLen: 1024,
-    progress: false,
-  });
+
 if (quant) {
   await runQuantComparison(quant);
   process.exit(0);
 }
-const engine = await openEngine(modelDir);
+const engine = await openBenchEngine(modelDir);
 const gpu = engine.devices[0]!;
 
 // Same-run streaming-read baseline over 128 MiB (one storage binding).
@@ -171,7 +159,7 @@ async function runQuantComparison(method: QuantizeMethod): Promise<void> {
     say(`[bench] quantizing the bench model (${method}, group 128) into ${outDir}`);
     const q = await quantizeModel({ ...QUANTIZE_DEFAULTS, modelDir, outDir, method, groupSize: 128 });
     const q4Bytes = statSync(join(outDir, 'model.safetensors')).size;
-    const engines = { f16: await openEngine(modelDir), q4: await openEngine(outDir) };
+    const engines = { f16: await openBenchEngine(modelDir), q4: await openBenchEngine(outDir) };
     const adapter = engines.f16.devices[0]!.adapter.info.description;
     const rounds: Record<'f16' | 'q4', Measured[]> = { f16: [], q4: [] };
     for (const e of Object.values(engines)) await timed(randomPrompt(128, 1), 4, 1, e); // compile pipelines

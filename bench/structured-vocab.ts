@@ -12,6 +12,7 @@ import { Tiktoken, type TiktokenBPE } from 'js-tiktoken/lite';
 import type { GrammarSpec, GrammarVocab } from '../src/structured/types.js';
 import { GrammarService } from '../src/structured/grammar-service.js';
 import { nodeVersion, wantsJson } from './common.js';
+import { TEN_PROPERTY_SCHEMA } from './bench-model.js';
 
 const ENCODINGS = ['cl100k_base', 'o200k_base'] as const;
 type Encoding = (typeof ENCODINGS)[number];
@@ -53,16 +54,7 @@ function byteLevelVocab(bpe: TiktokenBPE): { vocab: GrammarVocab; eos: number } 
   return { vocab: { tokens, vocabType: 'byte_level', vocabSize: tokens.length, stopTokenIds: [eos] }, eos };
 }
 
-const SCHEMA: Record<string, unknown> = {
-  type: 'object',
-  properties: Object.fromEntries(
-    Array.from({ length: 10 }, (_, i) => [
-      `p${i}`,
-      i % 3 === 0 ? { type: 'string', maxLength: 12 } : i % 3 === 1 ? { type: 'integer', minimum: 0, maximum: 999 } : { enum: ['red', 'green', 'blue'] },
-    ]),
-  ),
-  required: Array.from({ length: 10 }, (_, i) => `p${i}`),
-};
+const SCHEMA = TEN_PROPERTY_SCHEMA;
 const VALUES = Array.from({ length: 10 }, (_, i) => [`p${i}`, i % 3 === 0 ? `item ${i} ok` : i % 3 === 1 ? 100 + i * 37 : 'green'] as const);
 /** A document valid under SCHEMA, compact as the schema grammar wants it (separators "," and ":"). */
 const DOCUMENT = JSON.stringify(Object.fromEntries(VALUES));

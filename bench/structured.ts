@@ -2,45 +2,24 @@
 // schema vs unconstrained in the same run, single stream and batch 8 (target ratio >= 0.9); plus the
 // grammar engine's compile time and mask time per token (p50/p99) on the model's vocabulary.
 // Usage: npm run bench:structured [-- --json]
-import { Engine, DEFAULT_ENGINE_OPTIONS } from '../src/engine/engine.js';
 import { DEFAULT_SAMPLING } from '../src/sampling/params.js';
 import type { GenerateRequest, GuidedDecoding } from '../src/engine/types.js';
 import { GrammarService } from '../src/structured/grammar-service.js';
 import { grammarVocab } from '../src/structured/vocab.js';
 import { nodeVersion, wantsJson } from './common.js';
-import { benchModelDir, BENCH_MODEL, randomPrompt } from './bench-model.js';
+import { benchModelDir, BENCH_MODEL, openBenchEngine, randomPrompt, TEN_PROPERTY_SCHEMA } from './bench-model.js';
 
 const json = wantsJson();
 const say = (s: string) => {
   if (!json) process.stderr.write(`${s}\n`);
 };
 
-const SCHEMA: Record<string, unknown> = {
-  type: 'object',
-  properties: Object.fromEntries(
-    Array.from({ length: 10 }, (_, i) => [
-      `p${i}`,
-      i % 3 === 0 ? { type: 'string', maxLength: 12 } : i % 3 === 1 ? { type: 'integer', minimum: 0, maximum: 999 } : { enum: ['red', 'green', 'blue'] },
-    ]),
-  ),
-  required: Array.from({ length: 10 }, (_, i) => `p${i}`),
-};
+const SCHEMA = TEN_PROPERTY_SCHEMA;
 const GUIDED: GuidedDecoding = { type: 'json_schema', schema: SCHEMA };
 const MAX_TOKENS = 64;
 
 const modelDir = await benchModelDir();
-const engine = await Engine.create({
-  ...DEFAULT_ENGINE_OPTIONS,
-  modelDir,
-  devices: [0],
-  dtype: 'f16',
-  maxBatchSize: 16,
-  kvCacheBlocks: 64,
-  blockSize: 64,
-  enablePrefixCaching: false,
-  sessionLen: 1024,
-  progress: false,
-});
+const engine = await openBenchEngine(modelDir);
 
 /** Output tokens per second of `batch` concurrent requests. */
 async function decodeRate(batch: number, guided: GuidedDecoding | null): Promise<number> {

@@ -2,7 +2,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { KvCacheKernel, PADDING_SLOT, type KvCacheOptions } from '../../src/kernels/kv-cache.js';
 import { f32ToF16Bits } from '../../src/common/half.js';
-import { randomF32, rng, runPass, testDevice } from '../helpers/gpu.js';
+import { randomF32, runPass, testDevice } from '../helpers/gpu.js';
+import { shuffledSlotMapping } from '../support/reference-attention.js';
 
 interface Case {
   numTokens: number;
@@ -24,14 +25,8 @@ async function runCase(c: Case, seed: number, options: KvCacheOptions = {}): Pro
   const rowStride = vOffset + rowLen + c.gaps[2];
   const qkv = randomF32(c.numTokens * rowStride, seed);
   // Distinct random slots scattered over all blocks; some tokens are padding.
-  const r = rng(seed + 100);
   const numSlots = c.numBlocks * c.blockSize;
-  const slots = Array.from({ length: numSlots }, (_, i) => i);
-  for (let i = slots.length - 1; i > 0; i--) {
-    const j = Math.floor(r() * (i + 1));
-    [slots[i], slots[j]] = [slots[j]!, slots[i]!];
-  }
-  const slotMapping = Uint32Array.from({ length: c.numTokens }, (_, t) => (c.padEvery && t % c.padEvery === c.padEvery - 1 ? PADDING_SLOT : slots[t]!));
+  const slotMapping = shuffledSlotMapping(numSlots, c.numTokens, seed + 100, PADDING_SLOT, c.padEvery);
   // An f16 cache holds halves (element e = half e & 1 of u32 word e >> 1, i.e. little-endian u16 order),
   // so its expected contents are the same scatter of f16-rounded bits (RNE, src/util/half.ts).
   const f16 = options.dtype === 'f16';

@@ -8,8 +8,8 @@ import { KvCacheKernel, PADDING_SLOT } from '../../src/kernels/kv-cache.js';
 import { f16BitsToF32, f32ToF16Bits } from '../../src/common/half.js';
 import { KV_QUANT_BITS } from '../../src/common/types.js';
 import { kvCacheBytesPerTokenHead } from '../../src/runner/memory.js';
-import { assertClose, randomF32, rng, runPass, testDevice } from '../helpers/gpu.js';
-import { attentionReference, buildPagedBatch, type PagedBatch, type PagedBatchSpec } from '../support/reference-attention.js';
+import { assertClose, randomF32, runPass, testDevice } from '../helpers/gpu.js';
+import { attentionReference, buildPagedBatch, shuffledSlotMapping, type PagedBatch, type PagedBatchSpec } from '../support/reference-attention.js';
 import { dequantizeCache, interleaveParams, packCodes, quantizeCache, quantizeRow, unpackCodes, type KvQuantBits } from '../support/kv-quant.js';
 
 type QuantDtype = keyof typeof KV_QUANT_BITS;
@@ -40,14 +40,8 @@ async function runWriteCase(c: WriteCase, dtype: QuantDtype, seed: number): Prom
   const vOffset = kOffset + rowLen + c.gaps[1];
   const rowStride = vOffset + rowLen + c.gaps[2];
   const qkv = randomF32(c.numTokens * rowStride, seed, c.scale ?? 1).map((x) => x + (c.offset ?? 0));
-  const r = rng(seed + 100);
   const numSlots = c.numBlocks * c.blockSize;
-  const slots = Array.from({ length: numSlots }, (_, i) => i);
-  for (let i = slots.length - 1; i > 0; i--) {
-    const j = Math.floor(r() * (i + 1));
-    [slots[i], slots[j]] = [slots[j]!, slots[i]!];
-  }
-  const slotMapping = Uint32Array.from({ length: c.numTokens }, (_, t) => (c.padEvery && t % c.padEvery === c.padEvery - 1 ? PADDING_SLOT : slots[t]!));
+  const slotMapping = shuffledSlotMapping(numSlots, c.numTokens, seed + 100, PADDING_SLOT, c.padEvery);
   // Garbage everywhere first: slots nobody writes must keep it.
   const garbage = (n: number, s: number) => Uint32Array.from({ length: n }, (_, i) => Math.imul(i + 1, 2654435761 + s) >>> 0);
   const numRows = numSlots * c.numKvHeads;

@@ -8,22 +8,7 @@ import { destroyWeight, uploadQ4Weight, uploadWeight, type Q4GpuWeight, type Wei
 import { dequantizeQ4, q4Nibble, randomQ4Matrix } from '../support/q4-reference.js';
 import { assertClose, assertRejects, randomF32, runPass, testDevice } from '../helpers/gpu.js';
 import { testIf } from '../helpers/skip.js';
-
-/** y[r, c] = sum_k x[r, k] * w[c, k] + bias[c], accumulated in f64. */
-function referenceMatmul(x: Float32Array, w: Float32Array, numRows: number, rows: number, cols: number, bias?: Float32Array): Float32Array {
-  const y = new Float32Array(numRows * rows);
-  for (let r = 0; r < numRows; r++) {
-    for (let c = 0; c < rows; c++) {
-      let s = bias ? bias[c]! : 0;
-      for (let k = 0; k < cols; k++) s += x[r * cols + k]! * w[c * cols + k]!;
-      y[r * rows + c] = s;
-    }
-  }
-  return y;
-}
-
-/** Read after testDevice(): the GPU globals exist only once Dawn is loaded. */
-const storage = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+import { referenceMatmul, testStorageUsage } from '../support/reference-matmul.js';
 
 interface Case {
   numRows: number;
@@ -52,11 +37,11 @@ async function check(k: MatmulKernels, c: Case, seed: number): Promise<Q4GpuWeig
   const bias = c.bias ? randomF32(c.rows, seed + 2) : undefined;
   const w = uploadQ4Weight(gpu, 'w', m, c.maxChunkBytes, c.layout);
   const xOffset = c.xOffset ?? 0;
-  const xb = gpu.createBuffer('x', xOffset + x.byteLength + 64, storage());
+  const xb = gpu.createBuffer('x', xOffset + x.byteLength + 64, testStorageUsage());
   const xHost = new Float32Array(xb.size / 4).fill(NaN);
   xHost.set(x, xOffset / 4);
   gpu.write(xb, xHost);
-  const yb = gpu.createBuffer('y', c.numRows * c.rows * 4, storage());
+  const yb = gpu.createBuffer('y', c.numRows * c.rows * 4, testStorageUsage());
   const bb = bias ? gpu.upload('bias', bias) : undefined;
   await runPass(gpu, (pass, u) => k.matmul(pass, u, { buffer: xb, offset: xOffset, size: x.byteLength }, w, yb, c.numRows, bb));
   const got = await gpu.readF32(yb, c.numRows * c.rows);
@@ -160,8 +145,8 @@ test('zero points 0 and 16 and the largest nibbles dequantize exactly', async ()
   const x = new Float32Array(cols).fill(1);
   for (const layout of LAYOUTS) {
     const w = uploadQ4Weight(gpu, 'w', m, undefined, layout);
-    const xb = gpu.upload('x', x, storage());
-    const yb = gpu.createBuffer('y', rows * 4, storage());
+    const xb = gpu.upload('x', x, testStorageUsage());
+    const yb = gpu.createBuffer('y', rows * 4, testStorageUsage());
     await runPass(gpu, (pass, u) => k.matmul(pass, u, xb, w, yb, 1));
     assert.equal([...(await gpu.readF32(yb, rows))], [...referenceMatmul(x, dequantizeQ4(m), 1, rows, cols)], layout);
     destroyWeight(w);
@@ -251,7 +236,7 @@ test('matmul names what is wrong with a hand-built 4-bit weight', async () => {
   const gpu = await testDevice();
   const k = await kernels();
   const w = uploadQ4Weight(gpu, 'w', randomQ4Matrix(8, 64, 32, 9));
-  const buf = gpu.createBuffer('b', 64 * 4, storage());
+  const buf = gpu.createBuffer('b', 64 * 4, testStorageUsage());
   await runPass(gpu, (pass, u) => {
     assert.throws(() => k.matmul(pass, u, buf, { ...w, groupSize: 24 }, buf, 1), /groupSize 24 is not a power of two/);
     assert.throws(() => k.matmul(pass, u, buf, { ...w, groupSize: 128 }, buf, 1), /64 in features, not a multiple of its groupSize 128/);

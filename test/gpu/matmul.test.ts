@@ -8,22 +8,7 @@ import { destroyWeight, f16BitsToF32, f32ToF16Bits, uploadWeight, type GpuWeight
 import { assertClose, randomF32, runPass, testDevice } from '../helpers/gpu.js';
 import { testIf } from '../helpers/skip.js';
 import { StreamRead } from '../../bench/common.js';
-
-/** y[r, c] = sum_k x[r, k] * w[c, k] + bias[c], accumulated in f64. */
-function referenceMatmul(x: Float32Array, w: Float32Array, numRows: number, rows: number, cols: number, bias?: Float32Array): Float32Array {
-  const y = new Float32Array(numRows * rows);
-  for (let r = 0; r < numRows; r++) {
-    for (let c = 0; c < rows; c++) {
-      let s = bias ? bias[c]! : 0;
-      for (let k = 0; k < cols; k++) s += x[r * cols + k]! * w[c * cols + k]!;
-      y[r * rows + c] = s;
-    }
-  }
-  return y;
-}
-
-/** Read after testDevice(): the GPU globals exist only once Dawn is loaded. */
-const storage = () => GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+import { referenceMatmul, testStorageUsage } from '../support/reference-matmul.js';
 
 interface Case {
   numRows: number;
@@ -51,7 +36,7 @@ async function check(k: MatmulKernels, c: Case, seed: number): Promise<GpuWeight
   const bias = c.bias ? randomF32(c.rows, seed + 2) : undefined;
   const w = uploadWeight(gpu, 'w', wData, c.rows, c.cols, c.dtype, c.maxChunkBytes, c.layout);
   const xb = gpu.upload('x', c.xNaNTail ? Float32Array.from([...x, ...new Array<number>(16).fill(NaN)]) : x);
-  const yb = gpu.createBuffer('y', c.numRows * c.rows * 4, storage());
+  const yb = gpu.createBuffer('y', c.numRows * c.rows * 4, testStorageUsage());
   const bb = bias ? gpu.upload('bias', bias) : undefined;
   await runPass(gpu, (pass, u) => k.matmul(pass, u, xb, w, yb, c.numRows, bb));
   const got = await gpu.readF32(yb, c.numRows * c.rows);
@@ -292,7 +277,7 @@ test('f16 against the unrounded f32 weights stays within 1e-2', async () => {
     wData = randomF32(rows * cols, 501);
   const w = uploadWeight(gpu, 'w', wData, rows, cols, 'f16');
   const xb = gpu.upload('x', x),
-    yb = gpu.createBuffer('y', numRows * rows * 4, storage());
+    yb = gpu.createBuffer('y', numRows * rows * 4, testStorageUsage());
   await runPass(gpu, (pass, u) => k.matmul(pass, u, xb, w, yb, numRows));
   assertClose(await gpu.readF32(yb, numRows * rows), referenceMatmul(x, wData, numRows, rows, cols), 1e-2, 1e-2 * Math.sqrt(cols));
   destroyWeight(w);
@@ -311,9 +296,9 @@ test('x and y may be sub-ranges of larger buffers (offset bindings)', async () =
     const w = uploadWeight(gpu, 'w', wData, rows, cols, 'f32', undefined, layout);
     const xOffset = 256,
       yOffset = 512;
-    const xb = gpu.createBuffer('x', xOffset + x.byteLength, storage());
+    const xb = gpu.createBuffer('x', xOffset + x.byteLength, testStorageUsage());
     gpu.write(xb, x, xOffset);
-    const yb = gpu.createBuffer('y', yOffset + numRows * rows * 4, storage());
+    const yb = gpu.createBuffer('y', yOffset + numRows * rows * 4, testStorageUsage());
     await runPass(gpu, (pass, u) =>
       k.matmul(pass, u, { buffer: xb, offset: xOffset, size: x.byteLength }, w, { buffer: yb, offset: yOffset, size: numRows * rows * 4 }, numRows),
     );
@@ -333,7 +318,7 @@ test('a NaN in one x row stays in that row (the zero-padded tail of k never read
       const rows = 9;
       const x = randomF32(numRows * cols, 800);
       x.fill(NaN, cols, 2 * cols); // row 1 (absent when numRows is 1: then the NaN sits past x's end)
-      const xb = gpu.createBuffer('x', (numRows + 1) * cols * 4, storage());
+      const xb = gpu.createBuffer('x', (numRows + 1) * cols * 4, testStorageUsage());
       gpu.write(
         xb,
         numRows === 1
@@ -346,7 +331,7 @@ test('a NaN in one x row stays in that row (the zero-padded tail of k never read
       );
       const wData = randomF32(rows * cols, 801);
       const w = uploadWeight(gpu, 'w', wData, rows, cols, 'f32');
-      const yb = gpu.createBuffer('y', numRows * rows * 4, storage());
+      const yb = gpu.createBuffer('y', numRows * rows * 4, testStorageUsage());
       await runPass(gpu, (pass, u) => k.matmul(pass, u, { buffer: xb, offset: 0, size: numRows * cols * 4 }, w, yb, numRows));
       const got = await gpu.readF32(yb, numRows * rows);
       const want = referenceMatmul(x.subarray(0, numRows * cols), wData, numRows, rows, cols);
@@ -377,7 +362,7 @@ test('caller mistakes are reported with what to do', async () => {
   const gpu = await testDevice();
   const k = await kernels();
   const w = uploadWeight(gpu, 'w', randomF32(8, 1), 2, 4, 'f32');
-  const buf = gpu.createBuffer('b', 64, storage());
+  const buf = gpu.createBuffer('b', 64, testStorageUsage());
   await runPass(gpu, (pass, u) => {
     assert.throws(() => k.matmul(pass, u, buf, w, buf, 0), /numRows must be a positive integer/);
   });

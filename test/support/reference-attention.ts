@@ -171,3 +171,17 @@ export function attentionReference(batch: PagedBatch, a: AttentionRefArgs): Floa
   }
   return out;
 }
+
+/**
+ * A KV write's slot mapping: numTokens distinct slots drawn at random from all numSlots (a Fisher-Yates
+ * shuffle seeded by `seed`), every padEvery-th token `paddingSlot` (written nowhere).
+ */
+export function shuffledSlotMapping(numSlots: number, numTokens: number, seed: number, paddingSlot: number, padEvery?: number): Uint32Array {
+  const r = rng(seed);
+  const slots = Array.from({ length: numSlots }, (_, i) => i);
+  for (let i = slots.length - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [slots[i], slots[j]] = [slots[j]!, slots[i]!];
+  }
+  return Uint32Array.from({ length: numTokens }, (_, t) => (padEvery && t % padEvery === padEvery - 1 ? paddingSlot : slots[t]!));
+}
