@@ -317,9 +317,12 @@ export class Engine implements EngineClient {
     return { tokenIds: Uint32Array.from(entries.keys()), values: Float32Array.from(entries.values()) };
   }
 
-  /** The request's mask-free logits processing this step: its bias, and min_tokens' -inf on the stop ids. */
-  private staticProcessing(state: RequestState): LogitsProcessing | null {
-    const holdOff = state.request.outputTokenIds.length < state.minTokens ? [...state.request.stopTokenIds] : [];
+  /**
+   * The request's mask-free logits processing this step: its bias, and min_tokens' -inf on the stop ids
+   * (unless `holdStops` is false: a grammar that can only end overrides min_tokens, see processingFor).
+   */
+  private staticProcessing(state: RequestState, holdStops = true): LogitsProcessing | null {
+    const holdOff = holdStops && state.request.outputTokenIds.length < state.minTokens ? [...state.request.stopTokenIds] : [];
     if (!state.bias && holdOff.length === 0) return null;
     const entries = new Map<number, number>();
     if (state.bias) state.bias.tokenIds.forEach((id, i) => entries.set(id, state.bias!.values[i]!));
@@ -362,7 +365,12 @@ export class Engine implements EngineClient {
             return;
           }
           if (state?.guided) state.guided.numAccepted = it.numOutputs;
-          const p = fixed.get(it.requestId);
+          let p = fixed.get(it.requestId);
+          // The grammar wins over min_tokens (vLLM #54218): where it allows nothing but its end, holding
+          // the stop ids off would leave no token at all, so they stay allowed and the request ends with it.
+          if (state && it.numOutputs < state.minTokens && !allowsOtherThan(r.mask, state.request.stopTokenIds, this.config.vocabSize)) {
+            p = this.staticProcessing(state, false) ?? undefined;
+          }
           fixed.set(it.requestId, {
             allowedMask: r.mask,
             biasTokenIds: p?.biasTokenIds ?? new Uint32Array(0),
@@ -620,6 +628,21 @@ export class Engine implements EngineClient {
     this.grammarService?.destroy();
     for (const gpu of this.devices) gpu.destroy();
   }
+}
+
+/** Whether an allowed-token bitmask allows any token below vocabSize that is not one of `ids`. */
+function allowsOtherThan(mask: Uint32Array, ids: ReadonlySet<number>, vocabSize: number): boolean {
+  const words = Math.min(mask.length, Math.ceil(vocabSize / 32));
+  for (let w = 0; w < words; w++) {
+    let bits = mask[w]!;
+    while (bits !== 0) {
+      const bit = 31 - Math.clz32(bits);
+      const id = w * 32 + bit;
+      if (id < vocabSize && !ids.has(id)) return true;
+      bits &= ~(1 << bit);
+    }
+  }
+  return false;
 }
 
 /** Queue, prefill and decode seconds of a request that finishes now (vLLM's phases). */

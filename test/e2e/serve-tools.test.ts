@@ -2,7 +2,8 @@
 // (test/fixtures/chat-templates/hermes-tools.jinja): the parser chosen from the template and logged,
 // an agent round trip rendered by the template (tools, the assistant's tool_calls, the tool result),
 // tool_choice auto on a model that knows no tools (plain content), and tool_choice required / named,
-// where only the grammar can make stories260K comply: every answer's calls validate against the tool.
+// where only the grammar can make stories260K comply: every answer's calls validate against the tool,
+// and a streamed required call (name first, then argument fragments) equals the non-streamed one.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { join } from 'node:path';
@@ -129,20 +130,57 @@ test('tool_choice required: every answer has one tool call whose arguments valid
   }
 });
 
-test('a named tool_choice: every answer calls that tool with valid arguments (streamed too)', async () => {
+test('tool_choice required, streamed: the call arrives as OpenAI deltas in several argument fragments and equals the non-streamed one', async () => {
+  for (const seed of [1, 2]) {
+    const body = { model: 'stories', messages, tools, tool_choice: 'required' as const, parallel_tool_calls: false, seed };
+    const res = await client.chat.completions.create(body);
+    const whole = res.choices[0]!.message.tool_calls![0]! as ChatCompletionMessageFunctionToolCall;
+    const stream = await client.chat.completions.create({ ...body, stream: true });
+    let name: string | undefined;
+    const fragments: string[] = [];
+    let finish: string | null = null;
+    let content = '';
+    for await (const chunk of stream) {
+      const choice = chunk.choices[0];
+      if (!choice) continue;
+      content += choice.delta.content ?? '';
+      if (choice.finish_reason) finish = choice.finish_reason;
+      for (const d of choice.delta.tool_calls ?? []) {
+        assert.is(d.index, 0);
+        if (name === undefined) {
+          assert.ok(d.id?.startsWith('call_') && d.type === 'function' && d.function?.arguments === '', JSON.stringify(d));
+          name = d.function?.name;
+        } else fragments.push(d.function?.arguments ?? '');
+      }
+    }
+    assert.is(name, whole.function.name);
+    assert.ok(fragments.length > 1, `${fragments.length} argument fragments`);
+    assert.is(fragments.join(''), whole.function.arguments, 'the same seed streams the same arguments');
+    assert.is(content, '');
+    assert.is(finish, 'tool_calls');
+    assert.is(res.choices[0]!.finish_reason, 'tool_calls');
+  }
+});
+
+test('a named tool_choice: every answer calls that tool with valid arguments (streamed too), finish_reason stop as OpenAI', async () => {
   const choiceParam = { type: 'function' as const, function: { name: 'get_weather' } };
   for (const seed of [1, 2, 3]) {
     const res = await client.chat.completions.create({ model: 'stories', messages, tools, tool_choice: choiceParam, seed });
     const choice = res.choices[0]!;
-    assert.is(choice.finish_reason, 'tool_calls');
+    assert.is(choice.finish_reason, 'stop');
     const call = choice.message.tool_calls![0]! as ChatCompletionMessageFunctionToolCall;
     assert.is(call.function.name, 'get_weather');
     assert.ok(validators.get('get_weather')!(JSON.parse(call.function.arguments)), call.function.arguments);
 
     const stream = await client.chat.completions.create({ model: 'stories', messages, tools, tool_choice: choiceParam, seed, stream: true });
     let args = '';
-    for await (const chunk of stream) for (const d of chunk.choices[0]?.delta.tool_calls ?? []) args += d.function?.arguments ?? '';
+    let finish: string | null = null;
+    for await (const chunk of stream) {
+      for (const d of chunk.choices[0]?.delta.tool_calls ?? []) args += d.function?.arguments ?? '';
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+    }
     assert.is(args, call.function.arguments, 'the same seed streams the same arguments');
+    assert.is(finish, 'stop');
   }
 });
 

@@ -1,7 +1,7 @@
 // Structured output through the real server and the official `openai` client on stories260K, a
 // model with no idea of JSON: only the grammar (xgrammar, src/structured/) makes it comply.
 // response_format json_schema / json_object, vLLM's guided_regex / guided_choice / guided_grammar,
-// logit_bias, min_tokens, ignore_eos (ends with the grammar), the 400s for what cannot be enforced, and a grammar-engine abort that
+// logit_bias, min_tokens (the grammar wins when it can only end), ignore_eos (ends with the grammar), the 400s for what cannot be enforced, and a grammar-engine abort that
 // fails one request while the others go on.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -191,6 +191,36 @@ test('ignore_eos with a grammar: the request ends when the grammar does (finish_
   assert.is(chat.choices[0]!.finish_reason, 'stop');
   assert.ok(new Ajv2020().compile(SCHEMA)(JSON.parse(chat.choices[0]!.message.content!)), chat.choices[0]!.message.content!);
   // The grammar engine was never asked past its end (that would abort its WebAssembly instance).
+  assert.is(engine.grammarEngine.restarts, restarts);
+});
+
+test('min_tokens with a grammar that can only end: the grammar wins, the request stops when it does (vLLM #54218)', async () => {
+  const restarts = engine.grammarEngine.restarts;
+  for (const seed of [1, 2]) {
+    const res = await client.completions.create({
+      model: MODEL,
+      prompt: 'Once upon a time',
+      max_tokens: 40,
+      temperature: 1,
+      seed,
+      ...extra({ min_tokens: 10, guided_choice: ['yes', 'no'] }),
+    });
+    const choice = res.choices[0]!;
+    assert.is(choice.finish_reason, 'stop', choice.text);
+    assert.ok(['yes', 'no'].includes(choice.text), choice.text);
+    assert.ok(res.usage!.completion_tokens < 10, `ended before min_tokens: ${res.usage!.completion_tokens}`);
+  }
+  // Where the grammar allows more than its end, min_tokens still holds EOS off: a free-form string runs past it.
+  const open = await client.completions.create({
+    model: MODEL,
+    prompt: 'Once upon a time',
+    max_tokens: 40,
+    temperature: 0,
+    logit_bias: { [EOS]: 100 },
+    ...extra({ min_tokens: 6, guided_regex: '[a-z ]{1,200}' }),
+  });
+  assert.is(open.choices[0]!.finish_reason, 'stop');
+  assert.is(open.usage!.completion_tokens, 7);
   assert.is(engine.grammarEngine.restarts, restarts);
 });
 

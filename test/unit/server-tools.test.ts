@@ -1,7 +1,8 @@
 // Tool calling through the server with a fake engine that writes recorded model outputs: tool_choice
 // auto with a parser (message.tool_calls, finish_reason tool_calls, streamed deltas that assemble to
 // exactly the non-streamed message), named and required choices (the grammar request the engine gets,
-// the output read as arguments / as a call array), none, and the 400s.
+// the output read as arguments / as a call array streamed call by call, finish_reason stop for a named
+// function and tool_calls for required), none, and the 400s.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import OpenAI from 'openai';
@@ -170,7 +171,8 @@ test("a named function: the engine gets its parameters' json_schema; the output 
     assert.is(res.tool_calls.length, 1);
     assert.is(res.tool_calls[0]!.function.name, 'get_weather');
     assert.is(res.tool_calls[0]!.function.arguments, args);
-    assert.is(res.finish_reason, 'tool_calls');
+    // OpenAI (and vLLM since #25054): a named function keeps finish_reason "stop".
+    assert.is(res.finish_reason, 'stop');
     assert.equal(withoutIds(await streamed(client, { tool_choice: choice })), withoutIds(res));
   });
 });
@@ -196,6 +198,77 @@ test('required: the engine gets an array-of-calls schema; the array becomes tool
     assert.equal(withoutIds(await streamed(client, { tool_choice: 'required' })), withoutIds(res));
     await whole(client, { tool_choice: 'required', parallel_tool_calls: false });
     assert.is((server.engine.requests.at(-1)!.guided as { schema: Record<string, unknown> }).schema.maxItems, 1);
+  });
+});
+
+test('required: each call streams as it is written (name first, then argument fragments); the stream assembles to the whole answer', async () => {
+  const note = 'bring an umbrella, "just in case", and a map of the old town';
+  const out = `[{"name": "get_weather", "parameters": {"city": "Paris", "note": ${JSON.stringify(note)}}}, {"name": "get_time", "parameters": {"tz": "CET"}}, {"name": "get_weather", "parameters": {"city": "Oslo"}}]`;
+  await withServer(out, null, async (client) => {
+    const res = await whole(client, { tool_choice: 'required' });
+    assert.equal(
+      res.tool_calls.map((c) => [c.function.name, c.function.arguments]),
+      [
+        ['get_weather', JSON.stringify({ city: 'Paris', note })],
+        ['get_time', '{"tz":"CET"}'],
+        ['get_weather', '{"city":"Oslo"}'],
+      ],
+    );
+    assert.is(res.finish_reason, 'tool_calls');
+    const stream = await client.chat.completions.create({
+      model: 'fake-model',
+      messages,
+      tools,
+      temperature: 0,
+      max_tokens: 500,
+      stream: true,
+      tool_choice: 'required',
+    });
+    const fragments: string[][] = [];
+    const finishes: (string | null)[] = [];
+    for await (const chunk of stream) {
+      const choice = chunk.choices[0];
+      if (!choice) continue;
+      finishes.push(choice.finish_reason);
+      for (const d of choice.delta.tool_calls ?? []) {
+        if (d.function?.name) {
+          assert.is(d.index, fragments.length, 'calls start in order');
+          fragments.push([]);
+        } else {
+          assert.is(d.index, fragments.length - 1, 'arguments belong to the latest call');
+          fragments[d.index]!.push(d.function?.arguments ?? '');
+        }
+      }
+    }
+    assert.is(fragments.length, 3);
+    assert.ok(fragments[0]!.length > 20, `${fragments[0]!.length} argument fragments for the long call`);
+    assert.equal(
+      fragments.map((f) => f.join('')),
+      res.tool_calls.map((c) => c.function.arguments),
+    );
+    assert.equal(
+      finishes.filter((f) => f !== null),
+      ['tool_calls'],
+      'only the last chunk finishes',
+    );
+    assert.is(finishes.at(-1), 'tool_calls');
+    assert.equal(withoutIds(await streamed(client, { tool_choice: 'required' })), withoutIds(res));
+  });
+});
+
+test('required cut by max_tokens: the committed calls stay calls (arguments as written), finish_reason length; streamed equals whole', async () => {
+  const out = '[{"name": "get_time", "parameters": {"tz": "CET"}}, {"name": "get_weather", "parameters": {"city": "Paris"}}]';
+  await withServer(out, null, async (client) => {
+    const res = await whole(client, { tool_choice: 'required', max_tokens: 102 });
+    assert.equal(
+      res.tool_calls.map((c) => [c.function.name, c.function.arguments]),
+      [
+        ['get_time', '{"tz":"CET"}'],
+        ['get_weather', '{"city":"Pa'],
+      ],
+    );
+    assert.is(res.finish_reason, 'length');
+    assert.equal(withoutIds(await streamed(client, { tool_choice: 'required', max_tokens: 102 })), withoutIds(res));
   });
 });
 

@@ -1,7 +1,8 @@
 // Tool-call parsers (serve --tool-call-parser): recorded model-format answers parsed whole and in every
 // chunking (tags split across stream chunks never leak into content), several calls, text around them,
 // malformed JSON left as content; calls streamed as name then argument fragments once their JSON reads
-// `{"name": ..., "arguments": {`; aliases and detection from chat templates.
+// `{"name": ..., "arguments": {`; aliases and detection from chat templates. The same machine reads
+// tool_choice "required"'s grammar-forced array (required_array), streamed call by call.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
@@ -11,6 +12,7 @@ import {
   resolveToolCallParser,
   ToolCallParser,
   type ParsedToolCall,
+  type ToolCallFormatName,
   type ToolCallParserName,
 } from '../../src/server/tools/parsers.js';
 
@@ -87,7 +89,7 @@ const cases: [ToolCallParserName, string, string | null, ParsedToolCall[]][] = [
   ['mistral', 'No tools needed: 2 + 2 = 4.', 'No tools needed: 2 + 2 = 4.', []],
 ];
 
-function runChunks(name: ToolCallParserName, chunks: readonly string[]): { content: string | null; calls: ParsedToolCall[] } {
+function runChunks(name: ToolCallFormatName, chunks: readonly string[]): { content: string | null; calls: ParsedToolCall[] } {
   const parser = new ToolCallParser(name);
   const parts = chunks.map((c) => parser.push(c));
   parts.push(parser.flush());
@@ -146,6 +148,74 @@ test('a call streamed token by token: the name first, then its arguments in many
     assert.is(fragments.join(''), JSON.stringify(args), name);
     assert.equal(extractToolCalls(name, text).calls, [{ name: 'get_weather', arguments: JSON.stringify(args) }], name);
   }
+});
+
+// Recorded: stories260K under vLLM's required-mode schema (get_weather {city, units} / get_time {tz},
+// parallel calls, seeds 1 and 2 at temperature 1), as the grammar made it write them (no whitespace);
+// then the same with whitespace a looser grammar allows, and one cut off by max_tokens.
+const RECORDED_REQUIRED = [
+  '[{"name":"get_weather","parameters":{"city":". Doggand. Badrewally was so plantey are","units":"imperial"}},{"name":"get_time","parameters":{"tz":"CET"}},{"name":"get_time","parameters":{"tz":"UTC"}}]',
+  '[{"name":"get_weather","parameters":{"city":" said Lily. Her mom asked, ","units":"imperial"}},{"name":"get_weather","parameters":{"city":". Lily\'s mom packed and cut a flopper en","units":"imperial"}},{"name":"get_weather","parameters":{"city":". Lily and her mom splacked her hand on.","units":"imperial"}}]',
+];
+const requiredCases: [string, string | null, ParsedToolCall[]][] = [
+  ...RECORDED_REQUIRED.map((text): [string, null, ParsedToolCall[]] => [
+    text,
+    null,
+    (JSON.parse(text) as { name: string; parameters: unknown }[]).map((c) => ({ name: c.name, arguments: JSON.stringify(c.parameters) })),
+  ]),
+  [
+    ' [\n  {"name": "get_weather", "parameters": {"city": "Paris", "units": "metric"}},\n  {"name": "get_time", "parameters": {"tz": "UTC"}}\n]\n',
+    null,
+    [
+      { name: 'get_weather', arguments: '{"city":"Paris","units":"metric"}' },
+      { name: 'get_time', arguments: '{"tz":"UTC"}' },
+    ],
+  ],
+  // Cut by max_tokens: a committed call stays a call, its arguments as far as written (as the auto parsers do).
+  [
+    '[{"name":"get_time","parameters":{"tz":"UTC"}},{"name":"get_weather","parameters":{"city":"Par',
+    null,
+    [
+      { name: 'get_time', arguments: '{"tz":"UTC"}' },
+      { name: 'get_weather', arguments: '{"city":"Par' },
+    ],
+  ],
+  // No call committed (no grammar): the text is the content.
+  ['I will not call anything.', 'I will not call anything.', []],
+];
+
+test('required_array: recorded answers in every chunking (two, three, one character) give the whole answer', () => {
+  for (const [text, content, calls] of requiredCases) {
+    const expected = { content, calls };
+    assert.equal(runChunks('required_array', [text]), expected, JSON.stringify(text));
+    for (let cut = 0; cut <= text.length; cut++) {
+      assert.equal(runChunks('required_array', [text.slice(0, cut), text.slice(cut)]), expected, `cut at ${cut}: ${JSON.stringify(text)}`);
+      for (let cut2 = cut; cut2 <= text.length; cut2 += 7) {
+        assert.equal(runChunks('required_array', [text.slice(0, cut), text.slice(cut, cut2), text.slice(cut2)]), expected, `cuts ${cut},${cut2}`);
+      }
+    }
+    assert.equal(runChunks('required_array', [...text]), expected, `char by char: ${JSON.stringify(text)}`);
+  }
+});
+
+test('required_array: each call streams its name, then its arguments in fragments, before the array closes', () => {
+  const text = RECORDED_REQUIRED[1]!;
+  const parser = new ToolCallParser('required_array');
+  const pushes = [...text.match(/[\s\S]{1,4}/g)!].map((piece) => parser.push(piece));
+  const closing = parser.flush();
+  assert.equal(closing, { content: '', events: [] }, 'nothing is left for the end');
+  const events = pushes.flatMap((p) => p.events);
+  assert.equal(
+    events.filter((e) => e.type === 'start'),
+    [1, 2, 3].map(() => ({ type: 'start', name: 'get_weather' })),
+  );
+  const fragmentsPerCall: number[] = [];
+  for (const e of events) {
+    if (e.type === 'start') fragmentsPerCall.push(0);
+    else fragmentsPerCall[fragmentsPerCall.length - 1]! += 1;
+  }
+  for (const n of fragmentsPerCall) assert.ok(n > 5, `${fragmentsPerCall} fragments per call`);
+  assert.ok(pushes.findIndex((p) => p.events.length > 0) < 10, 'the first call starts within the first pushes');
 });
 
 test('LMDeploy names are aliases of vLLM parsers; unknown names are refused', () => {

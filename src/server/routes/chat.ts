@@ -108,12 +108,10 @@ async function wholeChat(
       : { role: 'assistant', content: r.text, refusal: null };
     let finishReason: ChatCompletionChoice['finish_reason'] = r.finishReason;
     if (toolMode.kind !== 'none') {
-      const answer = wholeToolAnswer(toolMode, message.content ?? '');
+      const answer = wholeToolAnswer(toolMode, message.content ?? '', finishReason);
       message.content = answer.content;
-      if (answer.toolCalls.length) {
-        message.tool_calls = answer.toolCalls;
-        if (finishReason === 'stop') finishReason = 'tool_calls';
-      }
+      if (answer.toolCalls.length) message.tool_calls = answer.toolCalls;
+      finishReason = answer.finishReason;
     }
     return {
       index,
@@ -200,7 +198,7 @@ async function streamChat(
           const rest = tools.finish();
           piece.content += rest.content;
           piece.toolCalls.push(...rest.toolCalls);
-          if (finishReason === 'stop' && tools.calledTools) finishReason = 'tool_calls';
+          finishReason = tools.finishReason(finishReason);
         }
         const { content: _dropped, ...others } = wireDelta;
         wireDelta = { ...others, ...(piece.content ? { content: piece.content } : {}) };

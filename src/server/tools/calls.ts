@@ -3,17 +3,20 @@
 //                           strict: true tool, a structural tag enforces calls once the parser's opening
 //                           tag is written (structural-tag.ts).
 //   tool_choice "required": the grammar forces a JSON array of 1 (or more, with parallel_tool_calls)
-//                           {"name", "parameters"} objects, one of the tools each; the array becomes tool_calls.
+//                           {"name", "parameters"} objects, one of the tools each; the array becomes tool_calls,
+//                           streamed as it is written (parsers.ts' required_array format, call-scanner.ts).
 //   a named function:       the grammar forces that function's parameters; the output is its arguments.
 //   tool_choice "none":     plain content (the template still sees the tools, vLLM's default).
 // One ToolCallStream per choice turns text deltas into content and OpenAI tool-call deltas; a whole
 // answer goes through the same stream, so streamed deltas assemble to exactly the non-streamed message.
+// finish_reason "stop" reads "tool_calls" for auto and required calls, and stays "stop" for a named
+// function, as OpenAI does (and vLLM since its PR #25054).
 import { randomBytes } from 'node:crypto';
 import type { GuidedDecoding } from '../../engine/types.js';
 import type { ChatCompletionRequest, ToolCall, ToolCallDelta, ToolDefinition } from '../../protocol/types.js';
 import { checkJsonSchema } from '../../structured/json-schema.js';
 import { ApiError } from '../errors.js';
-import { callEvents, ToolCallParser, type ParsedToolCall, type ToolCallEvent, type ToolCallParserName } from './parsers.js';
+import { ToolCallParser, type ToolCallEvent, type ToolCallParserName } from './parsers.js';
 import { hasStrictTool, strictToolsFormat } from './structural-tag.js';
 
 /** How one request's answer is read. */
@@ -93,16 +96,15 @@ export interface ToolStreamPiece {
 export class ToolCallStream {
   private readonly parser: ToolCallParser | null;
   private calls = 0;
-  private text = '';
   private namedStarted = false;
 
   constructor(private readonly mode: ToolMode) {
-    this.parser = mode.kind === 'auto' ? new ToolCallParser(mode.parser) : null;
+    this.parser = mode.kind === 'auto' ? new ToolCallParser(mode.parser) : mode.kind === 'required' ? new ToolCallParser('required_array') : null;
   }
 
-  /** Whether any call was produced (finish_reason "stop" then reads "tool_calls"). */
-  get calledTools(): boolean {
-    return this.calls > 0;
+  /** The choice's finish_reason: "stop" reads "tool_calls" once a call was produced, except for a named function (OpenAI keeps "stop"). */
+  finishReason<R extends string | null>(reason: R): R | 'tool_calls' {
+    return reason === 'stop' && this.calls > 0 && this.mode.kind !== 'named' ? 'tool_calls' : reason;
   }
 
   push(text: string): ToolStreamPiece {
@@ -123,7 +125,6 @@ export class ToolCallStream {
       if (text !== '') toolCalls.push({ index: 0, function: { arguments: text } });
       return { content: '', toolCalls };
     }
-    this.text += text; // required: the array is read whole at the end
     return { content: '', toolCalls: [] };
   }
 
@@ -131,11 +132,6 @@ export class ToolCallStream {
     if (this.parser) {
       const split = this.parser.flush();
       return { content: split.content, toolCalls: this.deltas(split.events) };
-    }
-    if (this.mode.kind === 'required') {
-      const calls = requiredCalls(this.text);
-      // Unreadable (cut by max_tokens, or no grammar): the text is the content.
-      return calls ? { content: '', toolCalls: this.deltas(callEvents(calls)) } : { content: this.text, toolCalls: [] };
     }
     return { content: '', toolCalls: [] };
   }
@@ -147,23 +143,6 @@ export class ToolCallStream {
       return { index: this.calls - 1, function: { arguments: e.text } };
     });
   }
-}
-
-function requiredCalls(text: string): ParsedToolCall[] | null {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    return null;
-  }
-  if (!Array.isArray(parsed) || parsed.length === 0) return null;
-  const calls: ParsedToolCall[] = [];
-  for (const item of parsed) {
-    if (typeof item !== 'object' || item === null || typeof (item as { name?: unknown }).name !== 'string') return null;
-    const { name, parameters } = item as { name: string; parameters?: unknown };
-    calls.push({ name, arguments: JSON.stringify(parameters ?? {}) });
-  }
-  return calls;
 }
 
 /** Tool-call deltas folded into whole calls (what a client does with the stream). */
@@ -180,11 +159,19 @@ export function assembleToolCalls(deltas: readonly ToolCallDelta[]): ToolCall[] 
   return calls;
 }
 
-/** A whole answer read by a fresh stream: content (null when empty) and tool calls. */
-export function wholeToolAnswer(mode: ToolMode, text: string): { content: string | null; toolCalls: ToolCall[] } {
+/** A whole answer read by a fresh stream: content (null when empty), tool calls and the finish_reason they make of `reason`. */
+export function wholeToolAnswer<R extends string | null>(
+  mode: ToolMode,
+  text: string,
+  reason: R,
+): { content: string | null; toolCalls: ToolCall[]; finishReason: R | 'tool_calls' } {
   const stream = new ToolCallStream(mode);
   const a = stream.push(text);
   const b = stream.finish();
   const content = a.content + b.content;
-  return { content: content === '' ? null : content, toolCalls: assembleToolCalls([...a.toolCalls, ...b.toolCalls]) };
+  return {
+    content: content === '' ? null : content,
+    toolCalls: assembleToolCalls([...a.toolCalls, ...b.toolCalls]),
+    finishReason: stream.finishReason(reason),
+  };
 }

@@ -7,6 +7,8 @@
 //   llama3_json: {"name": ..., "parameters": {...}} at the start (optionally after <|python_tag|>), several joined by ";"
 //   internlm:    <|action_start|><|plugin|>{"name": ..., "parameters": {...}}<|action_end|> (InternLM2)
 //   mistral:     [TOOL_CALLS][{"name": ..., "arguments": {...}}, ...] (or [TOOL_CALLS]name{...} of newer tokenizers)
+// and, not a --tool-call-parser but read the same way, tool_choice "required"'s grammar-forced answer:
+//   required_array: [{"name": ..., "parameters": {...}}, ...] and nothing else (vLLM's required-mode schema)
 // A call's name and arguments are streamed as they are written once its JSON reads
 // `{"name": ..., "arguments": {` (call-scanner.ts): from then on it is a call, even if cut off or
 // malformed later (its arguments are then what the model wrote). A region that does not read like that
@@ -17,6 +19,8 @@ import { scanRegion, type RegionLayout, type ScannedCall } from './call-scanner.
 
 export const TOOL_CALL_PARSERS = ['hermes', 'llama3_json', 'internlm', 'mistral'] as const;
 export type ToolCallParserName = (typeof TOOL_CALL_PARSERS)[number];
+/** What a ToolCallParser reads: a --tool-call-parser format, or the array tool_choice "required" forces. */
+export type ToolCallFormatName = ToolCallParserName | 'required_array';
 /** LMDeploy's names for the same formats. */
 export const TOOL_CALL_PARSER_ALIASES: Readonly<Record<string, ToolCallParserName>> = {
   qwen: 'hermes',
@@ -102,7 +106,7 @@ interface Format {
   parse(body: string): ParsedToolCall[] | null;
 }
 
-const FORMATS: Record<ToolCallParserName, Format> = {
+const FORMATS: Record<ToolCallFormatName, Format> = {
   hermes: { starts: ['<tool_call>'], end: '</tool_call>', layout: 'single', parse: oneCall },
   internlm: {
     starts: ['<|action_start|><|plugin|>'],
@@ -112,6 +116,8 @@ const FORMATS: Record<ToolCallParserName, Format> = {
   },
   llama3_json: { starts: ['<|python_tag|>'], end: null, leading: '{', layout: 'semicolon', parse: llamaCalls },
   mistral: { starts: ['[TOOL_CALLS]'], end: null, layout: 'array', parse: mistralCalls },
+  // The grammar makes the whole answer the array; text that is not one (no grammar) stays content.
+  required_array: { starts: [], end: null, leading: '[', layout: 'array', parse: arrayCalls },
 };
 
 type Mode = 'start' | 'text' | 'call';
@@ -129,7 +135,7 @@ export class ToolCallParser {
   /** Arguments text length already emitted for each call of the open region that was streamed. */
   private streamed: number[] = [];
 
-  constructor(readonly name: ToolCallParserName) {
+  constructor(readonly name: ToolCallFormatName) {
     this.format = FORMATS[name];
   }
 
@@ -336,14 +342,19 @@ function llamaCalls(body: string): ParsedToolCall[] | null {
   return calls.length ? calls : null;
 }
 
+/** A JSON array of one or more calls; anything else: null. */
+function arrayCalls(body: string): ParsedToolCall[] | null {
+  const parsed = parseJson(body.trim());
+  if (!Array.isArray(parsed)) return null;
+  const calls = parsed.map(toCall);
+  return calls.length && calls.every((c) => c !== null) ? (calls as ParsedToolCall[]) : null;
+}
+
 /** Mistral: a JSON array of calls, or (v11+ tokenizers) name{...} pairs each after [TOOL_CALLS]. */
 function mistralCalls(body: string): ParsedToolCall[] | null {
   const trimmed = body.trim();
   const parsed = parseJson(trimmed);
-  if (Array.isArray(parsed)) {
-    const calls = parsed.map(toCall);
-    return calls.length && calls.every((c) => c !== null) ? (calls as ParsedToolCall[]) : null;
-  }
+  if (Array.isArray(parsed)) return arrayCalls(trimmed);
   if (parsed !== undefined) {
     const call = toCall(parsed);
     return call ? [call] : null;
