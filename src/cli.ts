@@ -108,8 +108,8 @@ await yargs(hideBin(process.argv))
         })
         .option('group-size', { type: 'number', default: 128, describe: 'input channels per scale and zero point (32, 64 or 128)' })
         .option('calib-data', { type: 'string', describe: 'awq: a UTF-8 text file to calibrate on (default: a built-in English text)' })
-        .option('calib-samples', { type: 'number', default: 4, describe: 'awq: calibration sequences' })
-        .option('calib-seqlen', { type: 'number', default: 128, describe: 'awq: tokens per calibration sequence' })
+        .option('calib-samples', { type: 'number', describe: 'awq: calibration sequences (default 4)' })
+        .option('calib-seqlen', { type: 'number', describe: 'awq: tokens per calibration sequence (default 128)' })
         .option('device', { type: 'number', describe: 'awq: adapter index to run the calibration on (see `devices`; default 0)' })
         .option('log-level', { choices: ['debug', 'info', 'warn', 'error'] as const, describe: 'stderr log level' }),
     async (argv) => {

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { setLogLevel, type LogLevel } from '../common/log.js';
 import { openDevices } from '../gpu/index.js';
 import { resolveModel } from '../hub/hub.js';
-import { quantizeModel, type QuantizeMethod } from '../quantize/quantize.js';
+import { QUANTIZE_DEFAULTS, quantizeModel, type QuantizeMethod } from '../quantize/quantize.js';
 
 export interface QuantizeArgs {
   model: string;
@@ -12,14 +12,22 @@ export interface QuantizeArgs {
   method: QuantizeMethod;
   groupSize: number;
   calibData?: string;
-  calibSamples: number;
-  calibSeqlen: number;
+  calibSamples?: number;
+  calibSeqlen?: number;
   device?: number;
   logLevel?: LogLevel;
 }
 
 export async function runQuantize(args: QuantizeArgs): Promise<void> {
   if (args.logLevel) setLogLevel(args.logLevel);
+  if (args.method === 'rtn') {
+    // Round-to-nearest reads no activations: calibration flags would be accepted and ignored.
+    const awqOnly = (['calibData', 'calibSamples', 'calibSeqlen', 'device'] as const).filter((k) => args[k] !== undefined);
+    if (awqOnly.length) {
+      const flags = awqOnly.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
+      throw new Error(`${flags.join(', ')} only apply to --method awq (rtn quantizes without calibration)`);
+    }
+  }
   const modelDir = await resolveModel(args.model, { revision: args.revision, progress: true });
   const calibText = args.calibData === undefined ? undefined : await readCalibration(args.calibData);
   const gpu = args.method === 'awq' ? (await openDevices([args.device ?? 0]))[0] : undefined;
@@ -29,28 +37,26 @@ export async function runQuantize(args: QuantizeArgs): Promise<void> {
     method: args.method,
     groupSize: args.groupSize,
     calibText,
-    calibSamples: args.calibSamples,
-    calibSeqlen: args.calibSeqlen,
+    calibSamples: args.calibSamples ?? QUANTIZE_DEFAULTS.calibSamples,
+    calibSeqlen: args.calibSeqlen ?? QUANTIZE_DEFAULTS.calibSeqlen,
     gpu,
     progress: true,
     log: (line) => process.stderr.write(`${line}\n`),
   });
   if (result.searches.length) {
-    const gain =
-      result.searches.reduce((s, g) => s + g.rtnLoss, 0) /
-      Math.max(
-        1e-30,
-        result.searches.reduce((s, g) => s + g.loss, 0),
-      );
+    const gain = sumRatio(
+      result.searches,
+      (g) => g.rtnLoss,
+      (g) => g.loss,
+    );
     process.stderr.write(`[quantize] AWQ: summed linear-group output MSE on the calibration tokens ${gain.toFixed(2)}x lower than RTN's\n`);
   }
   if (result.clips.length) {
-    const gain =
-      result.clips.reduce((s, c) => s + c.rtnError, 0) /
-      Math.max(
-        1e-30,
-        result.clips.reduce((s, c) => s + c.clippedError, 0),
-      );
+    const gain = sumRatio(
+      result.clips,
+      (c) => c.rtnError,
+      (c) => c.clippedError,
+    );
     const clipped = result.clips.reduce((n, c) => n + c.clippedGroups, 0);
     const groups = result.clips.reduce((n, c) => n + c.groups, 0);
     process.stderr.write(
@@ -60,6 +66,12 @@ export async function runQuantize(args: QuantizeArgs): Promise<void> {
   if (result.modulesToNotConvert.length)
     process.stderr.write(`[quantize] kept in f16 (modules_to_not_convert): ${result.modulesToNotConvert.length} linears\n`);
   process.stderr.write(`[quantize] wrote ${result.files.join(', ')} to ${result.outDir}\n`);
+}
+
+/** sum(before) / sum(after) over `items`: how many times smaller the error got (guarded against a zero sum). */
+function sumRatio<T>(items: readonly T[], before: (item: T) => number, after: (item: T) => number): number {
+  const sum = (f: (item: T) => number) => items.reduce((s, item) => s + f(item), 0);
+  return sum(before) / Math.max(1e-30, sum(after));
 }
 
 async function readCalibration(path: string): Promise<string> {

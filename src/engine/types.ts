@@ -1,7 +1,7 @@
 // The engine as every layer above it sees it: submit a request, iterate its deltas, abort it.
 import type { FinishReason, TextCodec } from '../common/types.js';
 import type { SamplingParams } from '../sampling/params.js';
-import type { StructuralTagFormat } from '../structured/types.js';
+import type { GrammarSpec, StructuralTagFormat } from '../structured/types.js';
 
 export interface GenerateRequest {
   /** Unique per request; the engine assigns one when omitted. */
@@ -43,15 +43,11 @@ export interface GenerateRequest {
 
 export type { StructuralTagFormat };
 
-/** What a guided request's output must match. */
-export type GuidedDecoding =
-  | { type: 'json_object' }
-  | { type: 'json_schema'; schema: Record<string, unknown> }
-  | { type: 'regex'; pattern: string }
-  | { type: 'choice'; choices: string[] }
-  | { type: 'grammar'; ebnf: string }
-  /** xgrammar's structural tag (strict tools in tool_choice auto: free text, constrained calls). */
-  | { type: 'structural_tag'; format: StructuralTagFormat };
+/**
+ * What a guided request's output must match: the grammar service's own spec (json_object, json_schema,
+ * regex, choice, EBNF grammar, or xgrammar's structural tag for strict tools in tool_choice auto).
+ */
+export type GuidedDecoding = GrammarSpec;
 
 export interface TopLogprob {
   tokenId: number;

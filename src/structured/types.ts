@@ -1,6 +1,6 @@
 // What the grammar service and its worker thread say to each other, and the grammar specs they share.
 
-/** A grammar as the engine asks for it (the same union as GenerateRequest.guided). */
+/** A grammar as the engine asks for it (GenerateRequest.guided is this type). */
 export type GrammarSpec =
   | { type: 'json_object' }
   | { type: 'json_schema'; schema: Record<string, unknown> }

@@ -56,20 +56,22 @@ test('the tool call parser is chosen from the chat template and logged', async (
 });
 
 test('an agent round trip: tools, the assistant tool_calls and the tool result are rendered by the template', async () => {
+  // The history after one call: the assistant's tool_calls turn and the tool's answer.
+  const afterToolCall = [
+    ...messages,
+    {
+      role: 'assistant' as const,
+      content: null,
+      tool_calls: [{ id: 'call_1', type: 'function' as const, function: { name: 'get_weather', arguments: '{"city": "Paris"}' } }],
+    },
+    { role: 'tool' as const, tool_call_id: 'call_1', content: 'Sunny' },
+  ];
   const res = await fetch(`${serve.url}/tokenize`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({
       tools,
-      messages: [
-        ...messages,
-        {
-          role: 'assistant',
-          content: null,
-          tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city": "Paris"}' } }],
-        },
-        { role: 'tool', tool_call_id: 'call_1', content: 'Sunny' },
-      ],
+      messages: afterToolCall,
     }),
   });
   assert.is(res.status, 200);
@@ -87,15 +89,7 @@ test('an agent round trip: tools, the assistant tool_calls and the tool result a
     model: 'stories',
     tools: [tools[1]!],
     max_tokens: 8,
-    messages: [
-      ...messages,
-      {
-        role: 'assistant',
-        content: null,
-        tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city": "Paris"}' } }],
-      },
-      { role: 'tool', tool_call_id: 'call_1', content: 'Sunny' },
-    ],
+    messages: afterToolCall,
   });
   assert.is(next.choices[0]!.message.role, 'assistant');
 });

@@ -30,13 +30,17 @@ test('quantize --method awq --group-size 64 writes an AWQ folder', async () => {
   assert.ok(existsSync(join(out, 'tokenizer.json')));
 });
 
-test('a bad --group-size or a missing --calib-data file exits 1 naming the flag', async () => {
+test('a bad --group-size, a missing --calib-data file or a calibration flag with --method rtn exits 1 naming the flag', async () => {
   const bad = await runCli(['quantize', STORIES, '--out', join(root, 'bad'), '--group-size', '96']);
   assert.is(bad.code, 1);
   assert.match(bad.stderr, /--group-size must be a power of two/);
   const missing = await runCli(['quantize', STORIES, '--out', join(root, 'bad2'), '--calib-data', join(root, 'nope.txt')]);
   assert.is(missing.code, 1);
   assert.match(missing.stderr, /--calib-data .*nope\.txt/);
+  const rtnCalib = await runCli(['quantize', STORIES, '--out', join(root, 'bad3'), '--method', 'rtn', '--calib-seqlen', '64', '--device', '0']);
+  assert.is(rtnCalib.code, 1);
+  assert.match(rtnCalib.stderr, /--calib-seqlen, --device only apply to --method awq/);
+  assert.not.ok(existsSync(join(root, 'bad3')));
 });
 
 test.run();
