@@ -11,8 +11,9 @@
 //   step with row_stride, offsets in f32 elements and row_len in words; `write_f16_vec4` copies a vec4
 //   of qkv into a vec2<u32> of the cache, with the same vec4 units as `write_vec4`.
 //   Quantized cache (kvCacheDtype 'int8' / 'int4', LMDeploy's quant_policy 8 / 4): `write_quant` with the
-//   BITS override. 1 k_cache_h, 2 v_cache_h: array<u32> of codes, element e of a (slot, kv head) row is
-//   bits [(e % P) * BITS, +BITS) of the row's word e / P, P = 32 / BITS (low bits first); row r =
+//   BITS override (the shard has already rotated k by a Hadamard matrix, kernels/hadamard.ts; this
+//   kernel quantizes whatever k it is given). 1 k_cache_h, 2 v_cache_h: array<u32> of codes, element
+//   e of a (slot, kv head) row is bits [(e % P) * BITS, +BITS) of the row's word e / P, P = 32 / BITS (low bits first); row r =
 //   slot * num_kv_heads + h starts at word r * head_dim / P. 4 qparams: uniform QuantParams.
 //   5 kv_params: array<u32> [numBlocks, blockSize, num_kv_heads, 2]: pack2x16float(scale, min) of the
 //   row's k (index 0) and v (index 1). Per (token, kv head) and separately for k and v, over head_dim:

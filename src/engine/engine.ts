@@ -19,7 +19,7 @@ import { EngineUnavailableError, InvalidRequestError } from '../common/errors.js
 import type { SchedulerOutput } from '../scheduler/types.js';
 import { OutputProcessor } from './output-processor.js';
 import { checkRequest } from './validate.js';
-import type { EngineClient, EngineHealth, EngineStats, GenerateDelta, GenerateRequest, PromptTokenLogprob, RequestTiming } from './types.js';
+import type { EngineClient, EngineHealth, EngineStats, GenerateDelta, GenerateRequest, LoadedFormat, PromptTokenLogprob, RequestTiming } from './types.js';
 import { createLogger } from '../common/log.js';
 import { GrammarService } from '../structured/grammar-service.js';
 import { checkJsonSchema } from '../structured/json-schema.js';
@@ -97,6 +97,7 @@ export class Engine implements EngineClient {
   private readonly states = new Map<string, RequestState>();
   /** Where tokenizer.json is (the grammar engine's vocabulary); set by create(). */
   modelDir: string | null = null;
+  format?: LoadedFormat;
   private grammarService: GrammarService | null = null;
   private loopRunning = false;
   private accepting = true;
@@ -159,13 +160,15 @@ export class Engine implements EngineClient {
         kv,
       );
       const name = options.modelName ?? options.modelDir.replace(/\/+$/, '').split('/').pop() ?? 'model';
+      const format: LoadedFormat = { weights: describeWeightFormat(config.quantization, options.dtype), kvCacheDtype: runnerOptions.kvCacheDtype };
       log.info(
         `model=${name} arch=${config.hfArchitecture} layers=${config.numLayers} tp=${runner.shards.length}${placements ? ' (worker processes)' : ''} dtype=${options.dtype} ` +
-          `weights=${describeWeightFormat(config.quantization, options.dtype)} ` +
-          `kv_blocks=${runner.numBlocks}x${options.blockSize} kv_dtype=${runnerOptions.kvCacheDtype} session_len=${sessionLen} max_tokens_per_step=${runner.maxTokensPerStep}`,
+          `weights=${format.weights} ` +
+          `kv_blocks=${runner.numBlocks}x${options.blockSize} kv_dtype=${format.kvCacheDtype} session_len=${sessionLen} max_tokens_per_step=${runner.maxTokensPerStep}`,
       );
       const engine = new Engine(name, sessionLen, config, tokenizer, runner, kv, scheduler, devices);
       engine.modelDir = options.modelDir;
+      engine.format = format;
       if (options.generationConfig === 'auto') {
         engine.generationDefaults = await requestDefaults(options.modelDir);
         log.info(describeRequestDefaults(engine.generationDefaults));

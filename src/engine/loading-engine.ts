@@ -2,7 +2,7 @@
 // /health answers 503 "loading" (what Kubernetes readiness probes want) and every model route 503s,
 // until ready() hands over the real engine. Loading failures keep /health at 503 with the reason.
 import { EngineUnavailableError } from '../common/errors.js';
-import type { EngineClient, EngineHealth, EngineStats, GenerateDelta, GenerateRequest } from './types.js';
+import type { EngineClient, EngineHealth, EngineStats, GenerateDelta, GenerateRequest, LoadedFormat } from './types.js';
 import type { TextCodec } from '../common/types.js';
 import type { SamplingParams } from '../sampling/params.js';
 
@@ -47,6 +47,10 @@ export class LoadingEngine implements EngineClient {
 
   get codec(): TextCodec {
     return this.current.codec;
+  }
+
+  get format(): LoadedFormat | undefined {
+    return this.engine?.format;
   }
 
   get generationDefaults(): Readonly<Partial<SamplingParams>> {

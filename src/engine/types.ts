@@ -1,5 +1,5 @@
 // The engine as every layer above it sees it: submit a request, iterate its deltas, abort it.
-import type { FinishReason, TextCodec } from '../common/types.js';
+import type { FinishReason, KvCacheDtype, TextCodec } from '../common/types.js';
 import type { SamplingParams } from '../sampling/params.js';
 import type { GrammarSpec, StructuralTagFormat } from '../structured/types.js';
 
@@ -121,6 +121,13 @@ export interface EngineStats {
   requestsFinishedTotal: number;
 }
 
+/** What was loaded, as the startup log line says it. */
+export interface LoadedFormat {
+  /** e.g. `f16`, `awq-int4 g128`, `gptq-int4 g32` (checkpoint/quantization.ts describeWeightFormat). */
+  weights: string;
+  kvCacheDtype: KvCacheDtype;
+}
+
 export interface EngineHealth {
   ready: boolean;
   /** Why not ready: "loading", or the device-loss message. */
@@ -134,6 +141,8 @@ export interface EngineClient {
   readonly codec: TextCodec;
   /** Request defaults from the model's generation_config.json (serve --generation-config auto); absent: none. */
   readonly generationDefaults?: Readonly<Partial<SamplingParams>>;
+  /** The weight and KV cache formats; absent until a model is loaded. */
+  readonly format?: LoadedFormat;
   generate(request: GenerateRequest, signal?: AbortSignal): AsyncIterable<GenerateDelta>;
   abort(requestId: string): void;
   stats(): EngineStats;

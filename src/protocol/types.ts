@@ -307,6 +307,10 @@ export interface ServerStatus {
   kv_cache_usage: number;
   num_kv_blocks: number;
   num_free_kv_blocks: number;
+  /** The weight format as the startup log says it (`f16`, `awq-int4 g128`); null while loading. */
+  weights: string | null;
+  /** The KV cache element type (`f16`, `int8` for --quant-policy 8, `int4` for 4); null while loading. */
+  kv_cache_dtype: string | null;
   /** Whether /v1/* needs an API key (the chat page then asks for one). */
   auth_required: boolean;
   version: string;

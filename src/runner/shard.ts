@@ -13,6 +13,7 @@ import { KvCacheKernel } from '../kernels/kv-cache.js';
 import { MatmulKernels } from '../kernels/matmul.js';
 import { RmsNormKernel } from '../kernels/rmsnorm.js';
 import { RotaryKernel } from '../kernels/rotary.js';
+import { HadamardKernel } from '../kernels/hadamard.js';
 import { destroyWeight } from '../kernels/weight.js';
 import type { ModelConfig } from '../checkpoint/config.js';
 import { dynamicNtkRows, ropeInvFreq } from '../checkpoint/rope.js';
@@ -112,6 +113,8 @@ export interface ShardKernels {
   act: ActivationKernel;
   embed: EmbeddingKernel;
   rotary: RotaryKernel;
+  /** Quantized KV caches only: rotates q and k after RoPE so that k quantizes with less error; null otherwise. */
+  hadamard: HadamardKernel | null;
   kv: KvCacheKernel;
   attn: AttentionKernel;
 }
@@ -193,16 +196,17 @@ export class Shard implements ShardHandle {
 
   /** q4: also compile the 4-bit matmul kernels (a checkpoint with quantization_config). */
   static async createKernels(gpu: GpuDevice, kvCacheDtype: KvCacheDtype = 'f32', q4 = false): Promise<ShardKernels> {
-    const [matmul, norm, act, embed, rotary, kv, attn] = await Promise.all([
+    const [matmul, norm, act, embed, rotary, hadamard, kv, attn] = await Promise.all([
       MatmulKernels.create(gpu, { q4 }),
       RmsNormKernel.create(gpu),
       ActivationKernel.create(gpu),
       EmbeddingKernel.create(gpu),
       RotaryKernel.create(gpu),
+      isQuantizedKvCache(kvCacheDtype) ? HadamardKernel.create(gpu) : null,
       KvCacheKernel.create(gpu, { dtype: kvCacheDtype }),
       AttentionKernel.create(gpu, { kvCacheDtype }),
     ]);
-    return { matmul, norm, act, embed, rotary, kv, attn };
+    return { matmul, norm, act, embed, rotary, hadamard, kv, attn };
   }
 
   /** Makes this shard the one that samples (rank 0): a GPU sampler, plus a full-vocab logits buffer when tp > 1. */
@@ -365,6 +369,17 @@ export class Shard implements ShardHandle {
       tokenSeq: b.tokenSeq,
       perSequenceFreq: this.dynamicNtk !== null,
       attentionScaling: this.attentionScaling,
+    });
+    // A quantized cache stores k in the Hadamard basis (q follows, so scores are unchanged).
+    k.hadamard?.apply(this.p, u, {
+      qkv: b.qkv,
+      numTokens: T,
+      rowStride,
+      qOffset: 0,
+      numHeads: layout.numHeads,
+      kOffset,
+      numKvHeads: layout.numKvHeads,
+      headDim: hd,
     });
     k.kv.write(this.p, u, {
       qkv: b.qkv,

@@ -113,6 +113,8 @@ export function statusRoute(ctx: Context, deps: ServerDeps, extra: { devices: ()
     kv_cache_usage: stats.kvCacheUsage,
     num_kv_blocks: stats.numKvBlocks,
     num_free_kv_blocks: stats.numFreeKvBlocks,
+    weights: deps.engine.format?.weights ?? null,
+    kv_cache_dtype: deps.engine.format?.kvCacheDtype ?? null,
     auth_required: extra.authRequired,
     version: extra.version,
   };

@@ -198,7 +198,7 @@ if (!existsSync(CHROMIUM) && process.env.CI) {
     const stats = await page.locator('.msg.assistant .stats').textContent();
     assert.match(stats ?? '', /[\d.]+ tok\/s · TTFT \d+ ms · 48 tokens · finish_reason: length/);
     await page.waitForFunction(() => /running 0/.test(document.getElementById('status')?.textContent ?? ''));
-    assert.match((await page.locator('#status').textContent()) ?? '', /stories260K.*devices gpu0.*KV cache [\d.]+%/);
+    assert.match((await page.locator('#status').textContent()) ?? '', /stories260K.*devices gpu0.*weights f32.*KV cache [\d.]+% f32/);
   });
 
   test(TESTS[1]!, async () => {

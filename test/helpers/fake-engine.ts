@@ -4,7 +4,7 @@
 // checked by the real engine's checkRequest, so the server sees the same 400s (and the same
 // max_tokens cap) as in production. It counts live requests so tests can prove that aborted and
 // disconnected requests are released.
-import type { EngineClient, EngineHealth, EngineStats, GenerateDelta, GenerateRequest, TokenLogprob } from '../../src/engine/types.js';
+import type { EngineClient, EngineHealth, EngineStats, GenerateDelta, GenerateRequest, LoadedFormat, TokenLogprob } from '../../src/engine/types.js';
 import type { ChatMessage, ChatTemplateOptions, TextCodec } from '../../src/common/types.js';
 import type { SamplingParams } from '../../src/sampling/params.js';
 import { EngineOverloadedError, EngineUnavailableError } from '../../src/common/errors.js';
@@ -86,6 +86,7 @@ export class FakeEngine implements EngineClient {
   readonly codec = new ToyCodec();
   /** What generation_config.json would give (serve --generation-config auto). */
   generationDefaults: Partial<SamplingParams> = {};
+  format?: LoadedFormat;
   readonly story: string;
   tokenDelayMs: number;
   maxLive: number;

@@ -72,6 +72,30 @@ export function dequantize(code: number, scale: number, min: number): number {
   return f(f(code * scale) + min);
 }
 
+/** The n x n Sylvester Hadamard matrix (entries +-1): H_1 = [1], H_2n = [[H_n, H_n], [H_n, -H_n]]. */
+export function sylvester(n: number): number[][] {
+  let h = [[1]];
+  while (h.length < n) h = [...h.map((row) => [...row, ...row]), ...h.map((row) => [...row, ...row.map((v) => -v)])];
+  return h;
+}
+
+/**
+ * In place: each block of `block` elements (default: the largest power of two dividing the row's
+ * length, as the runner picks it) becomes H x / sqrt(block), by the explicit matrix product in float64.
+ */
+export function hadamardRotate(row: Float32Array, block = row.length & -row.length): void {
+  const h = sylvester(block);
+  const x = new Float64Array(block);
+  for (let b0 = 0; b0 < row.length; b0 += block) {
+    for (let j = 0; j < block; j++) x[j] = row[b0 + j]!;
+    for (let i = 0; i < block; i++) {
+      let sum = 0;
+      for (let j = 0; j < block; j++) sum += h[i]![j]! * x[j]!;
+      row[b0 + i] = sum / Math.sqrt(block);
+    }
+  }
+}
+
 /** A whole cache ([rows, headDim] float values) quantized row by row, as the GPU would hold it. */
 export interface QuantizedCache {
   /** Packed codes, [rows, headDim * bits / 32] words. */

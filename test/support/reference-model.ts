@@ -12,6 +12,16 @@ import { loadModelConfig, type ModelConfig } from '../../src/checkpoint/config.j
 import { ropeInvFreq } from '../../src/checkpoint/rope.js';
 import { SafetensorsReader } from '../../src/checkpoint/safetensors.js';
 import { loadCanonicalTensors } from '../../src/checkpoint/weights.js';
+import { dequantize, hadamardRotate, quantizeRow, type KvQuantBits } from './kv-quant.js';
+
+export interface ReferenceOptions {
+  /**
+   * Store K and V as a quantized cache would (test/support/kv-quant.ts: per token and kv head), and
+   * with rotateKeys rotate q and k by the block Hadamard matrix first (what the runner does for
+   * quantized caches). Default: f32 cache, no rotation.
+   */
+  kvCache?: { bits: KvQuantBits; rotateKeys: boolean };
+}
 
 interface LayerCache {
   keys: Float32Array; // [capacity, numKvHeads * headDim]
@@ -27,6 +37,7 @@ export class ReferenceModel {
   private constructor(
     readonly config: ModelConfig,
     private readonly weights: ReadonlyMap<string, Float32Array>,
+    private readonly options: ReferenceOptions,
   ) {
     const rope = ropeInvFreq(config.rope);
     this.invFreq = rope.invFreq;
@@ -35,7 +46,7 @@ export class ReferenceModel {
   }
 
   /** Loads all weights as f32 into memory: meant for small models. */
-  static async load(modelDir: string): Promise<ReferenceModel> {
+  static async load(modelDir: string, options: ReferenceOptions = {}): Promise<ReferenceModel> {
     const config = await loadModelConfig(modelDir);
     const reader = await SafetensorsReader.open(modelDir);
     const weights = new Map<string, Float32Array>();
@@ -46,7 +57,7 @@ export class ReferenceModel {
     } finally {
       await reader.close();
     }
-    return new ReferenceModel(config, weights);
+    return new ReferenceModel(config, weights, options);
   }
 
   /** Number of tokens in the KV cache (the position of the next token). */
@@ -114,6 +125,20 @@ export class ReferenceModel {
     for (let t = 0; t < numNew; t++) {
       for (let hq = 0; hq < numHeads; hq++) this.rotate(q, (t * numHeads + hq) * headDim, start + t);
       for (let hk = 0; hk < numKvHeads; hk++) this.rotate(k, (t * numKvHeads + hk) * headDim, start + t);
+    }
+    const quant = this.options.kvCache;
+    if (quant) {
+      if (quant.rotateKeys) {
+        for (let r = 0; r < numNew * numHeads; r++) hadamardRotate(q.subarray(r * headDim, (r + 1) * headDim));
+        for (let r = 0; r < numNew * numKvHeads; r++) hadamardRotate(k.subarray(r * headDim, (r + 1) * headDim));
+      }
+      for (const x of [k, v]) {
+        for (let r = 0; r < numNew * numKvHeads; r++) {
+          const row = x.subarray(r * headDim, (r + 1) * headDim);
+          const qr = quantizeRow(row, quant.bits);
+          for (let d = 0; d < headDim; d++) row[d] = dequantize(qr.codes[d]!, qr.scale, qr.min);
+        }
+      }
     }
     const cache = this.layerCaches[layer]!;
     cache.keys.set(k, start * kvDim);

@@ -32,6 +32,16 @@ test('GET /status: model, devices, queue and KV cache, without an API key', asyn
   assert.ok(body.kv_cache_usage >= 0 && body.kv_cache_usage <= 1);
   assert.is(body.auth_required, true);
   assert.type(body.version, 'string');
+  assert.is(body.weights, null, 'no format reported: null, not a guess');
+  assert.is(body.kv_cache_dtype, null);
+  server.engine.format = { weights: 'awq-int4 g128', kvCacheDtype: 'int8' };
+  try {
+    const loaded = (await (await fetch(`${server.url}/status`)).json()) as ServerStatus;
+    assert.is(loaded.weights, 'awq-int4 g128');
+    assert.is(loaded.kv_cache_dtype, 'int8');
+  } finally {
+    server.engine.format = undefined;
+  }
   const doc = (await (await fetch(`${server.url}/openapi.json`)).json()) as {
     paths: Record<string, unknown>;
     components: { schemas: Record<string, unknown> };

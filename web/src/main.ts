@@ -597,9 +597,11 @@ function renderStatus(error?: string): void {
   const items: [string, string][] = [
     ['model', status.model],
     ['devices', status.devices.join(', ') || '–'],
+    // Absent from servers older than these fields (webui can point anywhere): shown only when known.
+    ...(status.weights ? [['weights', status.weights] as [string, string]] : []),
     ['running', String(status.num_requests_running)],
     ['waiting', String(status.num_requests_waiting)],
-    ['KV cache', `${(status.kv_cache_usage * 100).toFixed(1)}%`],
+    ['KV cache', `${(status.kv_cache_usage * 100).toFixed(1)}%${status.kv_cache_dtype ? ` ${status.kv_cache_dtype}` : ''}`],
   ];
   const spans = items.map(([k, v]) => {
     const span = document.createElement('span');
