@@ -111,6 +111,22 @@ for (const { name, o } of cases) {
   });
 }
 
+// What people download besides Llama: Qwen2 AWQ (q/k/v biases stay 16-bit beside 4-bit weights, tied
+// embeddings), Qwen3 GPTQ (q_norm/k_norm between the 4-bit projection and RoPE) and InternLM2 AWQ
+// (LMDeploy's own: the fused, head-grouped wqkv is quantized as one linear and split after unpacking).
+const architectures: { name: string; options: SyntheticModelOptions; o: QuantizeOptions }[] = [
+  { name: 'Qwen2 AWQ g64 (qkv bias, tied embeddings)', options: { ...model, architecture: 'qwen2', tieWordEmbeddings: true }, o: { format: 'awq', groupSize: 64 } },
+  { name: 'Qwen3 GPTQ v1 sym g32 (q_norm / k_norm)', options: { ...model, architecture: 'qwen3' }, o: { format: 'gptq-v1', groupSize: 32, symmetric: true } },
+  { name: 'InternLM2 AWQ g128 (fused wqkv)', options: { ...model, architecture: 'internlm2' }, o: { format: 'awq', groupSize: 128 } },
+];
+
+for (const { name, options, o } of architectures) {
+  test(`${name}: GPU greedy tokens equal the CPU reference on the dequantized weights`, async () => {
+    const [quant, deq] = await prepare(name.replace(/\W+/g, '-'), o, options);
+    assert.equal((await expectReferenceTokens(quant, deq)).formats, ['q4', 'q4', 'q4', 'q4']);
+  });
+}
+
 test('4-bit tp 2 gives the tp 1 tokens and logits; a tp split that cuts groups fails naming tp and group size', async () => {
   const [quant] = await prepare('tp', { format: 'gptq-v2', groupSize: 32, symmetric: false });
   const base = await greedyLogits(quant, { tp: 1 }, PROMPT, STEPS);
