@@ -110,6 +110,10 @@ await yargs(hideBin(process.argv))
         .option('calib-data', { type: 'string', describe: 'awq: a UTF-8 text file to calibrate on (default: a built-in English text)' })
         .option('calib-samples', { type: 'number', describe: 'awq: calibration sequences (default 4)' })
         .option('calib-seqlen', { type: 'number', describe: 'awq: tokens per calibration sequence (default 128)' })
+        .option('duo-scaling', {
+          type: 'boolean',
+          describe: "awq: AutoAWQ's duo_scaling, scales from activation and weight magnitudes (default true; --no-duo-scaling: activations alone)",
+        })
         .option('device', { type: 'number', describe: 'awq: adapter index to run the calibration on (see `devices`; default 0)' })
         .option('log-level', { choices: ['debug', 'info', 'warn', 'error'] as const, describe: 'stderr log level' }),
     async (argv) => {

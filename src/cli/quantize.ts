@@ -14,6 +14,8 @@ export interface QuantizeArgs {
   calibData?: string;
   calibSamples?: number;
   calibSeqlen?: number;
+  /** Unset unless given, so that --method rtn can refuse it; the quantizer defaults it to true. */
+  duoScaling?: boolean;
   device?: number;
   logLevel?: LogLevel;
 }
@@ -22,9 +24,10 @@ export async function runQuantize(args: QuantizeArgs): Promise<void> {
   if (args.logLevel) setLogLevel(args.logLevel);
   if (args.method === 'rtn') {
     // Round-to-nearest reads no activations: calibration flags would be accepted and ignored.
-    const awqOnly = (['calibData', 'calibSamples', 'calibSeqlen', 'device'] as const).filter((k) => args[k] !== undefined);
+    const awqOnly = (['calibData', 'calibSamples', 'calibSeqlen', 'duoScaling', 'device'] as const).filter((k) => args[k] !== undefined);
     if (awqOnly.length) {
-      const flags = awqOnly.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
+      // A boolean turned off was typed as --no-<flag>: name it the way the user wrote it.
+      const flags = awqOnly.map((k) => `--${args[k] === false ? 'no-' : ''}${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
       throw new Error(`${flags.join(', ')} only apply to --method awq (rtn quantizes without calibration)`);
     }
   }
@@ -39,6 +42,7 @@ export async function runQuantize(args: QuantizeArgs): Promise<void> {
     calibText,
     calibSamples: args.calibSamples ?? QUANTIZE_DEFAULTS.calibSamples,
     calibSeqlen: args.calibSeqlen ?? QUANTIZE_DEFAULTS.calibSeqlen,
+    duoScaling: args.duoScaling ?? QUANTIZE_DEFAULTS.duoScaling,
     gpu,
     progress: true,
     log: (line) => process.stderr.write(`${line}\n`),
@@ -49,7 +53,11 @@ export async function runQuantize(args: QuantizeArgs): Promise<void> {
       (g) => g.rtnLoss,
       (g) => g.loss,
     );
-    process.stderr.write(`[quantize] AWQ: summed linear-group output MSE on the calibration tokens ${gain.toFixed(2)}x lower than RTN's\n`);
+    const mode = (args.duoScaling ?? QUANTIZE_DEFAULTS.duoScaling) ? 'duo scaling' : 'x_mean scaling (no duo scaling)';
+    const keptRtn = result.searches.filter((g) => g.ratio === null).length;
+    process.stderr.write(
+      `[quantize] AWQ: summed linear-group output MSE on the calibration tokens ${gain.toFixed(2)}x lower than RTN's (${mode}; plain RTN scored best in ${keptRtn} of ${result.searches.length} groups)\n`,
+    );
   }
   if (result.clips.length) {
     const gain = sumRatio(

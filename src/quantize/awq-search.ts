@@ -1,11 +1,19 @@
-// AWQ's activation-aware scale search (AutoAWQ AwqQuantizer._search_best_scale, duo_scaling off, i.e.
-// llm-awq's original grid): for a group of linears that read the same input x, with x_mean = mean |x|
-// per input channel, try s = x_mean^ratio for ratio = 0, 1/20, .., 19/20, each normalised by
-// sqrt(max(s) * min(s)), quantize W * s group-wise (RTN) and score the group's output
-// ||Q(W s)(x / s) - W x||^2 / numel; keep the best s. ratio 0 is s = 1, plain RTN, so the chosen
-// scales never score worse than RTN on the calibration tokens. AutoAWQ scores q/k/v by the attention
-// block's output and gate/up by the MLP's; here every group is scored by its own linear outputs, which
-// needs no attention or activation on the host and keeps one code path for all four groups.
+// AWQ's activation-aware scale search (AutoAWQ AwqQuantizer._search_best_scale / _compute_best_scale):
+// for a group of linears that read the same input x, with x_mean = mean |x| per input channel, try for
+// ratio = 0, 1/20, .., 19/20
+//   duo scaling (AutoAWQ's default): s = max(x_mean^ratio / (w_mean^(1 - ratio) + 1e-4), 1e-4), where
+//     w_mean is the group's stacked weights' |w| / (max |w| of its quantization group + 1e-6), averaged
+//     over the output rows (one value per input channel): channels with small weights relative to their
+//     group get scaled up more;
+//   duo scaling off (llm-awq's original grid): s = max(x_mean^ratio, 1e-4);
+// each normalised by sqrt(max(s) * min(s)), quantize W * s group-wise (RTN) and score the group's output
+// ||Q(W s)(x / s) - W x||^2 / numel; keep the best s. s = 1 (plain RTN) is always scored as well: it is
+// ratio 0 of the grid without duo scaling, but not with it (ratio 0 then scales by 1 / w_mean), so the
+// candidates are a superset of AutoAWQ's and the chosen scales never score worse than RTN on the
+// calibration tokens (one extra GEMM per group). AutoAWQ scores q/k/v by the attention block's output and
+// gate/up by the MLP's; here every group is scored by its own linear outputs, which needs no attention or
+// activation on the host and keeps one code path for all four groups. w_mean and the scales are computed
+// in f32 (AutoAWQ: in the model's f16).
 //
 // The outputs are computed by the project's matmul kernel on the captured activations where they
 // already are (the GPU): on lavapipe a 512-token GEMM runs some 20x faster than a JavaScript loop.
@@ -17,11 +25,17 @@ import { fakeQuantizeScaled } from './rtn.js';
 
 export const AWQ_GRID = 20;
 
+export interface ScaleSearchOptions {
+  /** AutoAWQ's duo_scaling: divide by w_mean^(1 - ratio) as well (its default); false is x_mean^ratio alone. */
+  duoScaling: boolean;
+}
+
 export interface ScaleSearchResult {
-  /** Per input channel; all ones when the best ratio is 0. */
+  /** Per input channel; all ones when plain RTN scored best. */
   scales: Float32Array;
-  bestRatio: number;
-  /** Output MSE with the chosen scales, and with plain RTN (ratio 0). */
+  /** The grid ratio of the chosen scales; null when plain RTN (s = 1) scored best. */
+  bestRatio: number | null;
+  /** Output MSE with the chosen scales, and with plain RTN (s = 1). */
   loss: number;
   rtnLoss: number;
 }
@@ -38,13 +52,41 @@ export function meanAbsPerColumn(x: Float32Array, numRows: number, cols: number)
   return out;
 }
 
-/** s = x_mean^ratio clamped at 1e-4, over sqrt(max * min), non-finite entries set to 1 (AutoAWQ). */
-export function awqScales(xMean: Float32Array, ratio: number): Float32Array {
+/**
+ * AutoAWQ's w_mean for duo scaling: `w` [rows, cols] cut into groups of `groupSize` inputs per row, each
+ * |w| / (max |w| of its group + 1e-6), then the mean over the rows of every input channel.
+ */
+export function weightMeanPerColumn(w: Float32Array, rows: number, cols: number, groupSize: number): Float32Array {
+  if (w.length !== rows * cols) throw new Error(`awq search: weight has ${w.length} values, expected ${rows} x ${cols}`);
+  if (!(Number.isInteger(groupSize) && groupSize >= 1 && cols % groupSize === 0))
+    throw new Error(`awq search: in features ${cols} are not a multiple of the group size ${groupSize}`);
+  const acc = new Float64Array(cols);
+  for (let r = 0; r < rows; r++) {
+    for (let g = 0; g < cols; g += groupSize) {
+      const base = r * cols + g;
+      let max = 0;
+      for (let j = 0; j < groupSize; j++) max = Math.max(max, Math.abs(w[base + j]!));
+      const inv = 1 / (max + 1e-6);
+      for (let j = 0; j < groupSize; j++) acc[g + j]! += Math.abs(w[base + j]!) * inv;
+    }
+  }
+  const out = new Float32Array(cols);
+  for (let k = 0; k < cols; k++) out[k] = acc[k]! / rows;
+  return out;
+}
+
+/**
+ * AutoAWQ's candidate scales for one grid ratio: s = x_mean^ratio, divided by (w_mean^(1 - ratio) + 1e-4)
+ * when `wMean` is given (duo scaling), clamped at 1e-4, over sqrt(max * min), non-finite entries set to 1.
+ */
+export function awqScales(xMean: Float32Array, ratio: number, wMean: Float32Array | null = null): Float32Array {
+  if (wMean && wMean.length !== xMean.length) throw new Error(`awq search: w_mean has ${wMean.length} channels, x_mean ${xMean.length}`);
   const s = new Float32Array(xMean.length);
   let max = -Infinity;
   let min = Infinity;
   for (let k = 0; k < s.length; k++) {
-    const v = Math.max(xMean[k]! ** ratio, 1e-4);
+    const x = xMean[k]! ** ratio;
+    const v = Math.max(wMean ? x / (wMean[k]! ** (1 - ratio) + 1e-4) : x, 1e-4);
     s[k] = v;
     if (v > max) max = v;
     if (v < min) min = v;
@@ -118,19 +160,25 @@ export async function searchScales(
   x: GPUBuffer,
   numTokens: number,
   xMean: Float32Array,
+  options: ScaleSearchOptions,
 ): Promise<ScaleSearchResult> {
+  const wMean = options.duoScaling ? weightMeanPerColumn(w, rows, cols, groupSize) : null;
   const reference = await outputs.compute(w, rows, cols, x, numTokens);
   const fake = new Float32Array(rows * cols);
-  let best: ScaleSearchResult | null = null;
-  let rtnLoss = Infinity;
-  for (let i = 0; i < AWQ_GRID; i++) {
-    const ratio = i / AWQ_GRID;
-    const s = awqScales(xMean, ratio);
+  const score = async (s: Float32Array) => {
     // Q(W s) / s applied to x equals Q(W s) applied to x / s.
     fakeQuantizeScaled(w, rows, cols, groupSize, s, fake);
-    const loss = mse(await outputs.compute(fake, rows, cols, x, numTokens), reference);
-    if (i === 0) rtnLoss = loss;
-    if (!best || loss < best.loss) best = { scales: s, bestRatio: ratio, loss, rtnLoss };
+    return mse(await outputs.compute(fake, rows, cols, x, numTokens), reference);
+  };
+  const rtnLoss = await score(new Float32Array(cols).fill(1));
+  // Scored first, so plain RTN wins ties, as ratio 0 does in AutoAWQ's grid without duo scaling.
+  let best: ScaleSearchResult = { scales: new Float32Array(cols).fill(1), bestRatio: null, loss: rtnLoss, rtnLoss };
+  // Without duo scaling ratio 0 is s = 1, already scored.
+  for (let i = wMean ? 0 : 1; i < AWQ_GRID; i++) {
+    const ratio = i / AWQ_GRID;
+    const s = awqScales(xMean, ratio, wMean);
+    const loss = await score(s);
+    if (loss < best.loss) best = { scales: s, bestRatio: ratio, loss, rtnLoss };
   }
-  return { ...best!, rtnLoss };
+  return best;
 }

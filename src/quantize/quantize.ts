@@ -53,6 +53,8 @@ export interface QuantizeOptions {
   maxShardBytes?: number;
   /** awq: the device to calibrate on (default: adapter 0). */
   gpu?: GpuDevice;
+  /** awq: AutoAWQ's duo_scaling, scales from x_mean and w_mean (default QUANTIZE_DEFAULTS.duoScaling: true, as AutoAWQ); false: x_mean alone. */
+  duoScaling?: boolean;
   /** awq: weight dtype of the calibration forward (default f16, as AutoAWQ). */
   calibrationDtype?: 'f16' | 'f32';
   /** A progress bar per layer on stderr. */
@@ -64,7 +66,8 @@ export interface QuantizeOptions {
 export interface GroupSearch {
   layer: number;
   group: string;
-  ratio: number;
+  /** The chosen grid ratio; null when plain RTN (s = 1) scored best. */
+  ratio: number | null;
   loss: number;
   rtnLoss: number;
 }
@@ -90,7 +93,7 @@ export interface QuantizeResult {
   seconds: number;
 }
 
-export const QUANTIZE_DEFAULTS = { method: 'awq' as QuantizeMethod, groupSize: 128, calibSamples: 4, calibSeqlen: 128 };
+export const QUANTIZE_DEFAULTS = { method: 'awq' as QuantizeMethod, groupSize: 128, calibSamples: 4, calibSeqlen: 128, duoScaling: true };
 
 const WEIGHT_FILE = /\.(safetensors|bin|pt|pth|gguf|msgpack|h5)$/;
 const NOT_COPIED = new Set(['config.json', 'quant_config.json', 'model.safetensors.index.json', 'pytorch_model.bin.index.json']);
@@ -109,7 +112,7 @@ export async function quantizeModel(o: QuantizeOptions): Promise<QuantizeResult>
   let calibration: Calibration | null = null;
   try {
     if (o.method === 'awq' && plan.quantized.size > 0) calibration = await Calibration.start(o, config, log);
-    const layers = new LayerQuantizer(config, plan, reader, o.method, calibration);
+    const layers = new LayerQuantizer(config, plan, reader, o.method, calibration, o.duoScaling ?? QUANTIZE_DEFAULTS.duoScaling);
     const specs = outputSpecs(reader, config, plan);
     const bar = o.progress ? new ProgressBar({ label: '[quantize]' }) : null;
     bar?.start(layers.sourceBytes);
@@ -212,7 +215,8 @@ class Calibration {
     });
     const outputs = new GroupOutputs(gpu, await MatmulKernels.create(gpu));
     const numTokens = sequences.reduce((n, s) => n + s.length, 0);
-    log(`[quantize] calibrating on ${sequences.length} x ${o.calibSeqlen} tokens`);
+    const duo = o.duoScaling ?? QUANTIZE_DEFAULTS.duoScaling;
+    log(`[quantize] calibrating on ${sequences.length} x ${o.calibSeqlen} tokens; scale search ${duo ? 'with' : 'without'} duo scaling`);
     return new Calibration(runner, outputs, runner.layerInputs(sequences), numTokens);
   }
 
@@ -274,6 +278,7 @@ class LayerQuantizer {
     private readonly reader: SafetensorsReader,
     private readonly method: QuantizeMethod,
     private readonly calibration: Calibration | null,
+    private readonly duoScaling: boolean,
   ) {
     let bytes = 0;
     for (const info of reader.tensors.values()) if (layerOf(info.name) !== null) bytes += info.byteLength;
@@ -375,7 +380,7 @@ class LayerQuantizer {
         stacked.set(w, offset);
         offset += w.length;
       }
-      const found = await searchScales(cal.outputs, stacked, rows, cols, this.plan.groupSize, x, inputs.numTokens, xMean);
+      const found = await searchScales(cal.outputs, stacked, rows, cols, this.plan.groupSize, x, inputs.numTokens, xMean, { duoScaling: this.duoScaling });
       this.searches.push({ layer, group: group.join('/'), ratio: found.bestRatio, loss: found.loss, rtnLoss: found.rtnLoss });
       applied.push({ group, scales: found.scales, prev });
     }

@@ -1,5 +1,5 @@
 // `node dist/cli.js quantize` as a user runs it (needs the build): flags reach the quantizer, the
-// folder is written, and a bad flag exits 1 with an error naming it.
+// folder is written (with and without duo scaling), and a bad flag exits 1 with an error naming it.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync } from 'node:fs';
@@ -23,11 +23,23 @@ test('quantize --method awq --group-size 64 writes an AWQ folder', async () => {
     timeoutMs: 60_000,
   });
   assert.is(r.code, 0, r.stderr);
-  assert.match(r.stderr, /AWQ: summed linear-group output MSE/);
+  assert.match(r.stderr, /scale search with duo scaling/);
+  assert.match(r.stderr, /AWQ: summed linear-group output MSE .* \(duo scaling; plain RTN scored best in \d+ of 5 groups\)/);
   const config = JSON.parse(await readFile(join(out, 'config.json'), 'utf8'));
   assert.equal([config.quantization_config.quant_method, config.quantization_config.group_size], ['awq', 64]);
   assert.ok(existsSync(join(out, 'model.safetensors')));
   assert.ok(existsSync(join(out, 'tokenizer.json')));
+});
+
+test('quantize --no-duo-scaling runs the x_mean-only grid', async () => {
+  const out = join(root, 'awq-no-duo');
+  const r = await runCli(['quantize', STORIES, '--out', out, '--group-size', '32', '--calib-samples', '1', '--calib-seqlen', '32', '--no-duo-scaling'], {
+    timeoutMs: 60_000,
+  });
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stderr, /scale search without duo scaling/);
+  assert.match(r.stderr, /\(x_mean scaling \(no duo scaling\); plain RTN scored best in \d+ of 5 groups\)/);
+  assert.ok(existsSync(join(out, 'model.safetensors')));
 });
 
 test('a bad --group-size, a missing --calib-data file or a calibration flag with --method rtn exits 1 naming the flag', async () => {
@@ -41,6 +53,12 @@ test('a bad --group-size, a missing --calib-data file or a calibration flag with
   assert.is(rtnCalib.code, 1);
   assert.match(rtnCalib.stderr, /--calib-seqlen, --device only apply to --method awq/);
   assert.not.ok(existsSync(join(root, 'bad3')));
+  for (const flag of ['--no-duo-scaling', '--duo-scaling']) {
+    const rtnDuo = await runCli(['quantize', STORIES, '--out', join(root, 'bad4'), '--method', 'rtn', flag]);
+    assert.is(rtnDuo.code, 1);
+    assert.match(rtnDuo.stderr, new RegExp(`${flag} only apply to --method awq`));
+    assert.not.ok(existsSync(join(root, 'bad4')));
+  }
 });
 
 test.run();

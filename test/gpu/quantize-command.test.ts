@@ -3,7 +3,8 @@
 // (multi-head attention, so AWQ also scales o_proj through v_proj), with --method rtn and awq. The
 // folders are checked against the AutoAWQ layout, unpacked by the independent reader in
 // test/support/awq-reference.ts, and run on the CPU reference model: AWQ's output error on the
-// calibration text must not be worse than RTN's.
+// calibration text must not be worse than RTN's. The scale search alone (duo scaling on and off) is
+// checked against an independent CPU scoring of every candidate.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { existsSync } from 'node:fs';
@@ -13,10 +14,15 @@ import { join } from 'node:path';
 import { Tokenizer } from '../../src/tokenizer/tokenizer.js';
 import { BUILTIN_CALIBRATION_TEXT } from '../../src/quantize/calibration-text.js';
 import { calibrationSequences, quantizeModel, type QuantizeMethod, type QuantizeResult } from '../../src/quantize/quantize.js';
+import { AWQ_GRID, GroupOutputs, meanAbsPerColumn, searchScales } from '../../src/quantize/awq-search.js';
+import { dequantize, quantizeRtn } from '../../src/quantize/rtn.js';
+import { MatmulKernels } from '../../src/kernels/matmul.js';
+import { f16BitsToF32, f32ToF16Bits } from '../../src/kernels/weight.js';
+import { referenceMatmul } from '../support/reference-matmul.js';
 import { dequantizeAwqFolder, readRawFolder } from '../support/awq-reference.js';
 import { ReferenceModel } from '../support/reference-model.js';
 import { STORIES260K_DIR, writeSyntheticModel } from '../support/synthetic-model.js';
-import { testDevice } from '../helpers/gpu.js';
+import { randomF32, testDevice } from '../helpers/gpu.js';
 import { collect, openEngine, request } from '../helpers/engine.js';
 import { argmax } from '../helpers/runner.js';
 
@@ -79,6 +85,65 @@ async function compareMethods(modelDir: string, tag: string, groupSize: number) 
   }
   return { rtn, awq, errors };
 }
+
+/** Output MSE of Q(W s) / s against W on x, on the CPU, with the weights rounded to f16 as the search uploads them. */
+function cpuScaledLoss(w: Float32Array, rows: number, cols: number, G: number, x: Float32Array, T: number, s: Float32Array | null): number {
+  const f16 = (a: Float32Array) => f16BitsToF32(f32ToF16Bits(a));
+  const want = referenceMatmul(x, f16(w), T, rows, cols);
+  const got = referenceMatmul(x, f16(dequantize(quantizeRtn(w, rows, cols, G, s), s)), T, rows, cols);
+  let sum = 0;
+  for (let i = 0; i < want.length; i++) sum += (got[i]! - want[i]!) ** 2;
+  return sum / want.length;
+}
+
+test('scale search, duo scaling on and off: the pick scores as the CPU says, no candidate beats it, never worse than RTN', async () => {
+  const gpu = await testDevice();
+  const rows = 16,
+    cols = 64,
+    G = 32,
+    T = 48;
+  const w = randomF32(rows * cols, 31, 0.1);
+  // Activations with a few large channels, the case AWQ exists for.
+  const x = randomF32(T * cols, 32);
+  for (let t = 0; t < T; t++) for (const k of [3, 17, 40]) x[t * cols + k]! *= 12;
+  const xMean = meanAbsPerColumn(x, T, cols);
+  // AutoAWQ's w_mean and candidate scales, written out independently of src/quantize/awq-search.ts.
+  const wMean = new Float64Array(cols);
+  for (let r = 0; r < rows; r++)
+    for (let g = 0; g < cols; g += G) {
+      const max = Math.max(...w.subarray(r * cols + g, r * cols + g + G).map(Math.abs));
+      for (let j = 0; j < G; j++) wMean[g + j]! += Math.abs(w[r * cols + g + j]!) / (max + 1e-6) / rows;
+    }
+  const candidate = (ratio: number, duo: boolean) => {
+    const raw = [...xMean].map((m, k) => Math.max(duo ? m ** ratio / (wMean[k]! ** (1 - ratio) + 1e-4) : m ** ratio, 1e-4));
+    const norm = Math.sqrt(Math.max(...raw) * Math.min(...raw));
+    return Float32Array.from(raw, (v) => v / norm);
+  };
+  const rtnCpu = cpuScaledLoss(w, rows, cols, G, x, T, null);
+  const outputs = new GroupOutputs(gpu, await MatmulKernels.create(gpu));
+  const xb = gpu.upload('x', x);
+  try {
+    for (const duoScaling of [true, false]) {
+      const r = await searchScales(outputs, w, rows, cols, G, xb, T, xMean, { duoScaling });
+      const tag = duoScaling ? 'duo' : 'x_mean only';
+      const close = (a: number, b: number) => Math.abs(a - b) <= 2e-3 * b;
+      assert.ok(close(r.rtnLoss, rtnCpu), `${tag}: rtnLoss ${r.rtnLoss} vs CPU ${rtnCpu}`);
+      assert.ok(close(r.loss, cpuScaledLoss(w, rows, cols, G, x, T, r.bestRatio === null ? null : r.scales)), `${tag}: loss of the pick`);
+      assert.ok(r.loss <= r.rtnLoss, `${tag}: ${r.loss} > RTN ${r.rtnLoss}`);
+      assert.ok(r.loss < 0.8 * r.rtnLoss, `${tag}: outlier channels should make scaling pay (${r.loss} vs ${r.rtnLoss})`);
+      assert.ok(r.bestRatio !== null && Number.isInteger(r.bestRatio * AWQ_GRID));
+      const want = candidate(r.bestRatio, duoScaling);
+      for (let k = 0; k < cols; k++) assert.ok(Math.abs(r.scales[k]! - want[k]!) <= 1e-5 * want[k]!, `${tag}: s[${k}]`);
+      for (let i = 0; i < AWQ_GRID; i++) {
+        const loss = cpuScaledLoss(w, rows, cols, G, x, T, candidate(i / AWQ_GRID, duoScaling));
+        assert.ok(r.loss <= loss * (1 + 2e-3), `${tag}: ratio ${i / AWQ_GRID} scores ${loss} on the CPU, below the pick ${r.loss}`);
+      }
+    }
+  } finally {
+    xb.destroy();
+    outputs.destroy();
+  }
+});
 
 test('stories260K at group 32: attention projections in 4 bits, MLPs listed in modules_to_not_convert; AWQ beats RTN', async () => {
   const { rtn, awq, errors } = await compareMethods(STORIES260K_DIR, 'stories', 32);

@@ -12,7 +12,7 @@ import { writeSafetensorsFolder } from '../../src/checkpoint/safetensors-writer.
 import { f16ToNumber, f32ToF16, f32ToF16Bits } from '../../src/common/half.js';
 import { packAwq, packAwqTransposed } from '../../src/quantize/awq-pack.js';
 import { clipWeights, groupGrams } from '../../src/quantize/awq-clip.js';
-import { awqScales, meanAbsPerColumn } from '../../src/quantize/awq-search.js';
+import { awqScales, meanAbsPerColumn, weightMeanPerColumn } from '../../src/quantize/awq-search.js';
 import { awqQuantizationConfig, planQuantization } from '../../src/quantize/plan.js';
 import { calibrationSequences } from '../../src/quantize/quantize.js';
 import { dequantize, fakeQuantizeScaled, quantizeRtn, roundHalfEven } from '../../src/quantize/rtn.js';
@@ -115,6 +115,33 @@ test('AWQ scale grid: ratio 0 is RTN; scales are normalised by sqrt(max * min)',
   const fake = fakeQuantizeScaled(w, 8, 64, 32, sc, new Float32Array(8 * 64));
   const ref = dequantize(quantizeRtn(w, 8, 64, 32, sc), sc);
   for (let i = 0; i < fake.length; i++) assert.ok(Math.abs(fake[i]! - ref[i]!) <= 1e-6 * Math.max(1, Math.abs(ref[i]!)));
+});
+
+test('AWQ duo scaling: w_mean from group-normalised |w|, s = x_mean^r / (w_mean^(1-r) + 1e-4), by hand', () => {
+  // W [2, 4], group 2. Groups |w| / max: row 0 [1,-2] -> [1/2, 1], [4, 0] -> [1, 0]; row 1 [-3, 3] -> [1, 1],
+  // [1, 2] -> [1/2, 1]. Mean over the rows: w_mean = [3/4, 1, 3/4, 1/2] (less the 1e-6 in each max).
+  const w = Float32Array.from([1, -2, 4, 0, -3, 3, 1, 2]);
+  const wMean = weightMeanPerColumn(w, 2, 4, 2);
+  [0.75, 1, 0.75, 0.5].forEach((v, k) => assert.ok(Math.abs(wMean[k]! - v) < 1e-6, `w_mean[${k}] ${wMean[k]} vs ${v}`));
+  const xMean = Float32Array.from([4, 1, 0.25, 1]);
+  // r = 1/2: x^(1/2) / w^(1/2) = [2/sqrt(3/4), 1, (1/2)/sqrt(3/4), 1/sqrt(1/2)] = [2.3094, 1, 0.57735, 1.41421];
+  // max * min = 4/3, so over sqrt(4/3): [2, sqrt(3)/2, 1/2, sqrt(3/2)] (the +1e-4 moves them by < 2e-4).
+  const half = awqScales(xMean, 0.5, wMean);
+  [2, Math.sqrt(3) / 2, 0.5, Math.sqrt(1.5)].forEach((v, k) => assert.ok(Math.abs(half[k]! - v) < 2e-4, `s[${k}] ${half[k]} vs ${v}`));
+  // r = 0 is not RTN with duo scaling: s = 1 / (w_mean + 1e-4) = [4/3, 1, 4/3, 2] over sqrt(2).
+  const zero = awqScales(xMean, 0, wMean);
+  [4 / 3, 1, 4 / 3, 2].forEach((v, k) => assert.ok(Math.abs(zero[k]! - v / Math.SQRT2) < 2e-4, `s0[${k}] ${zero[k]}`));
+  // The same with the epsilons exactly, from a plain loop written from AutoAWQ's formula.
+  for (const ratio of [0, 0.35, 0.5, 0.95]) {
+    const raw = [...xMean].map((x, k) => Math.max(x ** ratio / (wMean[k]! ** (1 - ratio) + 1e-4), 1e-4));
+    const norm = Math.sqrt(Math.max(...raw) * Math.min(...raw));
+    const got = awqScales(xMean, ratio, wMean);
+    raw.forEach((v, k) => assert.ok(Math.abs(got[k]! - v / norm) <= 1e-6 * (v / norm), `ratio ${ratio} s[${k}] ${got[k]} vs ${v / norm}`));
+  }
+  // Without w_mean it is the x_mean-only grid.
+  assert.equal([...awqScales(xMean, 0.5, null)], [...awqScales(xMean, 0.5)]);
+  assert.throws(() => awqScales(xMean, 0.5, Float32Array.from([1, 1])), /w_mean has 2 channels/);
+  assert.throws(() => weightMeanPerColumn(w, 2, 4, 3), /group size 3/);
 });
 
 test('AWQ clipping: errors from the Gram matrices match the direct sums; never worse than unclipped RTN', () => {
