@@ -293,6 +293,23 @@ export function splitPackedQkv<T extends Float32Array | Uint16Array>(packed: T, 
   return [q, k, v];
 }
 
+/** The inverse of splitPackedQkv: q, k and v (heads in natural order) packed per kv head as InternLM2 stores wqkv. */
+export function packQkv<T extends Float32Array | Uint16Array>(q: T, k: T, v: T, config: ModelConfig, rowLength: number): T {
+  const { numHeads, numKvHeads, headDim } = config;
+  const group = numHeads / numKvHeads;
+  const headSize = headDim * rowLength;
+  assert.equal(q.length, numHeads * headSize, 'q size must match the config');
+  assert.ok(k.length === numKvHeads * headSize && v.length === k.length, 'k and v sizes must match the config');
+  const packed = new (q.constructor as { new (n: number): T })((group + 2) * numKvHeads * headSize);
+  for (let h = 0; h < numKvHeads; h++) {
+    const base = h * (group + 2) * headSize;
+    packed.set(q.subarray(h * group * headSize, (h + 1) * group * headSize), base);
+    packed.set(k.subarray(h * headSize, (h + 1) * headSize), base + group * headSize);
+    packed.set(v.subarray(h * headSize, (h + 1) * headSize), base + (group + 1) * headSize);
+  }
+  return packed;
+}
+
 /** splitPackedQkv for a 4-bit wqkv: the same per-kv-head row order, as Q4Matrix row slices. */
 function splitPackedQkvQ4(packed: Q4Matrix, config: ModelConfig): [Q4Matrix, Q4Matrix, Q4Matrix] {
   const { numHeads, numKvHeads, headDim } = config;

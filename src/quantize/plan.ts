@@ -1,7 +1,9 @@
 // What a 4-bit AWQ checkpoint of a model holds: which linears are quantized (in features a multiple
 // of the group size, out features a multiple of 8; the projections vLLM fuses, q/k/v and gate/up, all
 // or none, since vLLM's loader refuses a fused layer that is half quantized), the names of the rest
-// for quantization_config.modules_to_not_convert, and the quantization_config itself.
+// for quantization_config.modules_to_not_convert, and the quantization_config itself. Module names
+// follow the architecture: Llama's (and its relatives') or InternLM2's, whose packed attention.wqkv
+// is quantized as one linear, as `lmdeploy lite auto_awq` writes it.
 import type { ModelConfig } from '../checkpoint/config.js';
 
 /** The HF module names of one decoder layer's linears (Llama, Mistral, Qwen2, Qwen3, InternLM3). */
@@ -17,8 +19,58 @@ export const LINEARS = {
 
 export type LinearKey = keyof typeof LINEARS;
 
-export const INPUT_NORM = 'input_layernorm';
-export const POST_NORM = 'post_attention_layernorm';
+/** Where one decoder layer's weights live in an architecture's checkpoint. */
+export interface LayerNames {
+  /** Module name of each linear; InternLM2's q, k and v all name the packed attention.wqkv. */
+  linears: Record<LinearKey, string>;
+  inputNorm: string;
+  postNorm: string;
+  /** InternLM2: the module holding q, k and v packed per kv head (checkpoint/weights.ts splitPackedQkv); null elsewhere. */
+  packedQkv: string | null;
+}
+
+const LLAMA_NAMES: LayerNames = { linears: LINEARS, inputNorm: 'input_layernorm', postNorm: 'post_attention_layernorm', packedQkv: null };
+
+const INTERNLM2_NAMES: LayerNames = {
+  linears: {
+    q: 'attention.wqkv',
+    k: 'attention.wqkv',
+    v: 'attention.wqkv',
+    o: 'attention.wo',
+    gate: 'feed_forward.w1',
+    up: 'feed_forward.w3',
+    down: 'feed_forward.w2',
+  },
+  inputNorm: 'attention_norm',
+  postNorm: 'ffn_norm',
+  packedQkv: 'attention.wqkv',
+};
+
+export function layerNames(config: ModelConfig): LayerNames {
+  return config.architecture === 'internlm2' ? INTERNLM2_NAMES : LLAMA_NAMES;
+}
+
+/** One linear module of the checkpoint: its name, the linears it holds, and its [out, in]. */
+export interface LinearModule {
+  name: string;
+  keys: LinearKey[];
+  shape: [number, number];
+}
+
+/** The checkpoint's linear modules of one layer, in LINEARS order (InternLM2's wqkv once, holding q, k and v). */
+export function linearModules(config: ModelConfig): LinearModule[] {
+  const names = layerNames(config);
+  const shapes = linearShapes(config);
+  const modules: LinearModule[] = [];
+  for (const key of Object.keys(LINEARS) as LinearKey[]) {
+    const existing = modules.find((m) => m.name === names.linears[key]);
+    if (existing) {
+      existing.keys.push(key);
+      existing.shape[0] += shapes[key][0];
+    } else modules.push({ name: names.linears[key], keys: [key], shape: [...shapes[key]] });
+  }
+  return modules;
+}
 
 /** The linears that read one input, quantized together. */
 export const LINEAR_GROUPS: readonly (readonly LinearKey[])[] = [['q', 'k', 'v'], ['o'], ['gate', 'up'], ['down']];
@@ -50,11 +102,6 @@ export interface QuantPlan {
 }
 
 export function planQuantization(config: ModelConfig, groupSize: number): QuantPlan {
-  if (config.architecture === 'internlm2') {
-    throw new Error(
-      'quantize: InternLM2 checkpoints pack q/k/v into one attention.wqkv tensor, which this command does not quantize; supported: Llama, Mistral, Qwen2, Qwen3, InternLM3',
-    );
-  }
   if (!(Number.isInteger(groupSize) && groupSize >= 8 && (groupSize & (groupSize - 1)) === 0)) {
     throw new Error(`--group-size must be a power of two >= 8 (AWQ checkpoints use 32, 64 or 128), got ${groupSize}`);
   }
@@ -64,7 +111,7 @@ export function planQuantization(config: ModelConfig, groupSize: number): QuantP
   for (const group of LINEAR_GROUPS) if (group.every(fits)) for (const key of group) quantized.add(key);
   const modulesToNotConvert: string[] = [];
   for (let l = 0; l < config.numLayers; l++) {
-    for (const key of Object.keys(LINEARS) as LinearKey[]) if (!quantized.has(key)) modulesToNotConvert.push(`${layerPrefix(l)}${LINEARS[key]}`);
+    for (const m of linearModules(config)) if (!quantized.has(m.keys[0]!)) modulesToNotConvert.push(`${layerPrefix(l)}${m.name}`);
   }
   return { groupSize, quantized, modulesToNotConvert };
 }

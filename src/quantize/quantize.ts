@@ -10,6 +10,7 @@
 import { chmod, copyFile, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { loadModelConfig, type ModelConfig } from '../checkpoint/config.js';
+import { packQkv, splitPackedQkv } from '../checkpoint/weights.js';
 import { SafetensorsReader } from '../checkpoint/safetensors.js';
 import { writeSafetensorsFolder, type TensorData, type TensorSpec } from '../checkpoint/safetensors-writer.js';
 import { f32ToF16Bits } from '../common/half.js';
@@ -25,13 +26,12 @@ import { BUILTIN_CALIBRATION_TEXT } from './calibration-text.js';
 import {
   autoAwqQuantConfig,
   awqQuantizationConfig,
-  INPUT_NORM,
   LINEAR_GROUPS,
-  LINEARS,
+  layerNames,
   layerPrefix,
+  linearModules,
   linearShapes,
   planQuantization,
-  POST_NORM,
   type LinearKey,
   type QuantPlan,
 } from './plan.js';
@@ -158,16 +158,15 @@ function layerOf(name: string): number | null {
 
 /** Every source tensor, quantized linears as qweight/qzeros/scales, the rest f16; layer by layer, then the others. */
 function outputSpecs(reader: SafetensorsReader, config: ModelConfig, plan: QuantPlan): TensorSpec[] {
-  const shapes = linearShapes(config);
-  const quantizedNames = new Map<string, LinearKey>();
+  const quantizedShapes = new Map<string, [number, number]>();
   for (let l = 0; l < config.numLayers; l++) {
-    for (const key of Object.keys(LINEARS) as LinearKey[]) {
-      const name = `${layerPrefix(l)}${LINEARS[key]}.weight`;
+    for (const m of linearModules(config)) {
+      const name = `${layerPrefix(l)}${m.name}.weight`;
       if (!reader.tensors.has(name)) throw new Error(`quantize: tensor "${name}" is missing from ${reader.modelDir}`);
       const shape = reader.tensors.get(name)!.shape;
-      if (shape.length !== 2 || shape[0] !== shapes[key][0] || shape[1] !== shapes[key][1])
-        throw new Error(`quantize: tensor "${name}" has shape [${shape.join(', ')}], config.json implies [${shapes[key].join(', ')}]`);
-      if (plan.quantized.has(key)) quantizedNames.set(name, key);
+      if (shape.length !== 2 || shape[0] !== m.shape[0] || shape[1] !== m.shape[1])
+        throw new Error(`quantize: tensor "${name}" has shape [${shape.join(', ')}], config.json implies [${m.shape.join(', ')}]`);
+      if (plan.quantized.has(m.keys[0]!)) quantizedShapes.set(name, m.shape);
     }
   }
   const names = [...reader.tensors.keys()].sort((a, b) => {
@@ -178,12 +177,12 @@ function outputSpecs(reader: SafetensorsReader, config: ModelConfig, plan: Quant
   const G = plan.groupSize;
   const specs: TensorSpec[] = [];
   for (const name of names) {
-    const key = quantizedNames.get(name);
-    if (!key) {
+    const shape = quantizedShapes.get(name);
+    if (!shape) {
       specs.push({ name, dtype: 'F16', shape: reader.tensors.get(name)!.shape });
       continue;
     }
-    const [out, inF] = shapes[key];
+    const [out, inF] = shape;
     const base = name.slice(0, -'.weight'.length);
     specs.push({ name: `${base}.qweight`, dtype: 'I32', shape: [inF, out / 8] });
     specs.push({ name: `${base}.qzeros`, dtype: 'I32', shape: [inF / G, out / 8] });
@@ -305,26 +304,61 @@ class LayerQuantizer {
       weights.set(info.name, await this.reader.read(info.name, 'f32'));
       bytes += info.byteLength;
     }
-    const linear = (key: LinearKey) => `${prefix}${LINEARS[key]}.weight`;
-    if (this.method === 'awq' && this.calibration) await this.applyAwqScales(layer, weights, linear);
+    // InternLM2's packed wqkv is searched and scaled as q, k and v (entries "<wqkv>#q" etc. meanwhile),
+    // then packed again and quantized as the one linear its checkpoint holds.
+    const names = layerNames(this.config);
+    const packed = names.packedQkv && `${prefix}${names.packedQkv}`;
+    const moduleName = (key: LinearKey) => (packed && (key === 'q' || key === 'k' || key === 'v') ? `${packed}#${key}` : `${prefix}${names.linears[key]}`);
+    if (packed) this.splitQkv(weights, packed, moduleName);
+    if (this.method === 'awq' && this.calibration) await this.applyAwqScales(layer, weights, moduleName);
+    if (packed) this.packQkv(weights, packed, moduleName);
 
     const tensors = new Map<string, TensorData>();
-    const shapes = linearShapes(this.config);
-    const quantizedNames = new Set([...this.plan.quantized].map(linear));
+    const quantizedShapes = new Map<string, [number, number]>();
+    for (const m of linearModules(this.config)) if (this.plan.quantized.has(m.keys[0]!)) quantizedShapes.set(`${prefix}${m.name}.weight`, m.shape);
     for (const [name, data] of weights) {
-      if (!quantizedNames.has(name)) {
+      const shape = quantizedShapes.get(name);
+      if (!shape) {
         tensors.set(name, f32ToF16Bits(data));
         continue;
       }
-      const key = (Object.keys(LINEARS) as LinearKey[]).find((k) => linear(k) === name)!;
-      const [rows, cols] = shapes[key];
-      const packed = packAwq(quantizeRtn(data, rows, cols, this.plan.groupSize));
+      const [rows, cols] = shape;
+      const packedWeights = packAwq(quantizeRtn(data, rows, cols, this.plan.groupSize));
       const base = name.slice(0, -'.weight'.length);
-      tensors.set(`${base}.qweight`, packed.qweight);
-      tensors.set(`${base}.qzeros`, packed.qzeros);
-      tensors.set(`${base}.scales`, packed.scales);
+      tensors.set(`${base}.qweight`, packedWeights.qweight);
+      tensors.set(`${base}.qzeros`, packedWeights.qzeros);
+      tensors.set(`${base}.scales`, packedWeights.scales);
     }
     return { layer, tensors, bytes, fresh: true };
+  }
+
+  /** Replaces the packed wqkv weight (and bias) by q, k and v entries under moduleName('q' | 'k' | 'v'). */
+  private splitQkv(weights: Map<string, Float32Array>, packed: string, moduleName: (key: LinearKey) => string): void {
+    for (const [suffix, rowLength] of [
+      ['.weight', this.config.hiddenSize],
+      ['.bias', 1],
+    ] as const) {
+      const data = weights.get(packed + suffix);
+      if (!data) continue;
+      const [q, k, v] = splitPackedQkv(data, this.config, rowLength);
+      weights.delete(packed + suffix);
+      weights.set(moduleName('q') + suffix, q);
+      weights.set(moduleName('k') + suffix, k);
+      weights.set(moduleName('v') + suffix, v);
+    }
+  }
+
+  /** The inverse of splitQkv, after the scales are folded in. */
+  private packQkv(weights: Map<string, Float32Array>, packed: string, moduleName: (key: LinearKey) => string): void {
+    for (const [suffix, rowLength] of [
+      ['.weight', this.config.hiddenSize],
+      ['.bias', 1],
+    ] as const) {
+      const [q, k, v] = (['q', 'k', 'v'] as const).map((key) => weights.get(moduleName(key) + suffix));
+      if (!q || !k || !v) continue;
+      for (const key of ['q', 'k', 'v'] as const) weights.delete(moduleName(key) + suffix);
+      weights.set(packed + suffix, packQkv(q, k, v, this.config, rowLength));
+    }
   }
 
   /**
@@ -332,28 +366,30 @@ class LayerQuantizer {
    * original weights first, then folded in: W[:, k] *= s[k] on the group's linears, and the
    * preceding op's output divided by s (the norm weight, or the rows and bias of v_proj / up_proj).
    */
-  private async applyAwqScales(layer: number, weights: Map<string, Float32Array>, linear: (key: LinearKey) => string): Promise<void> {
+  private async applyAwqScales(layer: number, weights: Map<string, Float32Array>, moduleName: (key: LinearKey) => string): Promise<void> {
     const cal = this.calibration!;
     const inputs = await cal.next(layer);
     const shapes = linearShapes(this.config);
     const prefix = layerPrefix(layer);
-    const applied: { group: readonly LinearKey[]; scales: Float32Array; prev: { name: string; rowLength: number }[] }[] = [];
+    const names = layerNames(this.config);
+    const linear = (key: LinearKey) => `${moduleName(key)}.weight`;
+    const applied: { group: readonly LinearKey[]; scales: Float32Array; prev: FoldTarget[] }[] = [];
     /** Each group's input on the host, keyed by the group's first linear. */
     const hostInputs = new Map<LinearKey, Float32Array>();
     for (const group of LINEAR_GROUPS) {
       if (!this.plan.quantized.has(group[0]!)) continue;
       const cols = shapes[group[0]!][1];
       let x: GPUBuffer;
-      let prev: { name: string; rowLength: number }[];
-      const biasOf = (key: LinearKey) => `${prefix}${LINEARS[key]}.bias`;
+      let prev: FoldTarget[];
+      const biasOf = (key: LinearKey) => `${moduleName(key)}.bias`;
       const rowsAndBias = (key: LinearKey) => [
-        { name: linear(key), rowLength: shapes[key][1] },
-        { name: biasOf(key), rowLength: 1 },
+        { name: linear(key), rowLength: shapes[key][1], optional: false },
+        { name: biasOf(key), rowLength: 1, optional: true },
       ];
       switch (group[0]) {
         case 'q':
           x = inputs.qkv;
-          prev = [{ name: `${prefix}${INPUT_NORM}.weight`, rowLength: 1 }];
+          prev = [{ name: `${prefix}${names.inputNorm}.weight`, rowLength: 1, optional: false }];
           break;
         case 'o':
           // AutoAWQ scales o_proj by v_proj only when their shapes match (no grouped-query attention).
@@ -363,7 +399,7 @@ class LayerQuantizer {
           break;
         case 'gate':
           x = inputs.gateUp;
-          prev = [{ name: `${prefix}${POST_NORM}.weight`, rowLength: 1 }];
+          prev = [{ name: `${prefix}${names.postNorm}.weight`, rowLength: 1, optional: false }];
           break;
         default:
           x = inputs.down;
@@ -389,7 +425,7 @@ class LayerQuantizer {
       for (const p of prev) {
         const data = weights.get(p.name);
         if (data) divideRows(data, scales, p.rowLength);
-        else if (p.rowLength !== 1 || p.name.endsWith('layernorm.weight')) throw new Error(`quantize: tensor "${p.name}" is missing`);
+        else if (!p.optional) throw new Error(`quantize: tensor "${p.name}" is missing`);
       }
       // The clip search sees the inputs as the scaled weights will: x / s.
       const x = hostInputs.get(group[0]!)!;
@@ -429,6 +465,14 @@ class LayerQuantizer {
       this.clips.push({ layer, linear: key, rtnError: r.rtnError, clippedError: r.clippedError, clippedGroups: r.clippedGroups, groups: (rows * cols) / G });
     }
   }
+}
+
+/** Where a group's scales are folded in: a tensor whose rows (rowLength values each) are divided by s. */
+interface FoldTarget {
+  name: string;
+  rowLength: number;
+  /** A bias the checkpoint may not have. */
+  optional: boolean;
 }
 
 /** w [rows, s.length]: w[r, k] *= s[k]. */

@@ -1,6 +1,7 @@
 // The quantize command end to end: stories260K (hidden 64, intermediate 172: only the attention
-// projections quantize at group 32) and a random model whose every linear quantizes at group 128
-// (multi-head attention, so AWQ also scales o_proj through v_proj), with --method rtn and awq. The
+// projections quantize at group 32), a random model whose every linear quantizes at group 128
+// (multi-head attention, so AWQ also scales o_proj through v_proj) and a random InternLM2 (packed wqkv),
+// with --method rtn and awq. The
 // folders are checked against the AutoAWQ layout, unpacked by the independent reader in
 // test/support/awq-reference.ts, and run on the CPU reference model: AWQ's output error on the
 // calibration text must not be worse than RTN's. The scale search alone (duo scaling on and off) is
@@ -219,6 +220,50 @@ test('a random model with every linear quantizable at group 128: nothing left in
   for (const s of awq.searches) assert.ok(s.loss <= s.rtnLoss, `layer ${s.layer} ${s.group}: ${s.loss} > ${s.rtnLoss}`);
   assert.is(awq.clips.length, 2 * 5);
   assert.ok(errors.awq <= errors.rtn, `AWQ logit MSE ${errors.awq} > RTN ${errors.rtn}`);
+});
+
+test('InternLM2 (packed wqkv with bias, multi-head): wqkv searched as q/k/v, o scaled through v, written as one 4-bit wqkv', async () => {
+  const dir = await writeSyntheticModel(join(root, 'internlm2-src'), {
+    architecture: 'internlm2',
+    hiddenSize: 128,
+    numLayers: 2,
+    numHeads: 4,
+    numKvHeads: 4,
+    intermediateSize: 256,
+    qkvBias: true,
+    dtype: 'F16',
+    seed: 9,
+  });
+  const { awq, errors } = await compareMethods(dir, 'internlm2', 128);
+  const tensors = await readRawFolder(awq.outDir);
+  // wqkv: (1 q head + k + v) per kv head x 4 kv heads x 32 = 384 rows, packed along the outputs.
+  assert.equal(tensors.get('model.layers.0.attention.wqkv.qweight')?.shape, [128, 48]);
+  assert.equal(tensors.get('model.layers.0.attention.wqkv.bias')?.dtype, 'F16');
+  assert.equal(tensors.get('model.layers.1.feed_forward.w2.qweight')?.shape, [256, 16]);
+  assert.ok(!tensors.has('model.layers.0.attention.wqkv.weight') && !tensors.has('model.layers.0.attention.wqkv#q.weight'));
+  assert.equal(
+    awq.searches.map((s) => `${s.layer}:${s.group}`),
+    ['0:q/k/v', '0:o', '0:gate/up', '0:down', '1:q/k/v', '1:o', '1:gate/up', '1:down'],
+  );
+  assert.ok(errors.awq <= errors.rtn, `AWQ logit MSE ${errors.awq} > RTN ${errors.rtn}`);
+  // A misplaced row block of wqkv (k and v swapped) gives ~2 here; 4-bit rounding ~0.1.
+  assert.ok(errors.rtn > 0 && errors.rtn < 0.5, `RTN logit MSE ${errors.rtn}`);
+  // The server loads the folder (wqkv split after unpacking) and decodes what the CPU reference decodes.
+  const engine = await openEngine({ modelDir: awq.outDir, dtype: 'f32' });
+  let tokens: number[];
+  try {
+    tokens = (await collect(engine.generate(request([1, 40, 50], { maxTokens: 12, ignoreEos: true })))).tokenIds;
+  } finally {
+    await engine.shutdown();
+  }
+  const reference = await ReferenceModel.load(join(root, 'internlm2-awq-dequantized'));
+  let logits: Float32Array = reference.forward([1, 40, 50]).slice(2 * reference.config.vocabSize);
+  const expected: number[] = [];
+  for (let i = 0; i < 12; i++) {
+    expected.push(argmax(logits));
+    logits = reference.forward([expected[i]!]);
+  }
+  assert.equal(tokens, expected);
 });
 
 test('the engine loads the AWQ folder and greedy-decodes what the CPU reference decodes from its dequantized weights', async () => {

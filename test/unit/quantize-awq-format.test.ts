@@ -13,7 +13,7 @@ import { f16ToNumber, f32ToF16, f32ToF16Bits } from '../../src/common/half.js';
 import { packAwq, packAwqTransposed } from '../../src/quantize/awq-pack.js';
 import { clipWeights, groupGrams } from '../../src/quantize/awq-clip.js';
 import { awqScales, meanAbsPerColumn, weightMeanPerColumn } from '../../src/quantize/awq-search.js';
-import { awqQuantizationConfig, planQuantization } from '../../src/quantize/plan.js';
+import { awqQuantizationConfig, linearModules, planQuantization } from '../../src/quantize/plan.js';
 import { calibrationSequences } from '../../src/quantize/quantize.js';
 import { dequantize, fakeQuantizeScaled, quantizeRtn, roundHalfEven } from '../../src/quantize/rtn.js';
 import { dequantizeAwqLinear, unpackAwqWords, type RawTensor } from '../support/awq-reference.js';
@@ -189,7 +189,17 @@ test('plan: stories260K shapes keep the MLPs in f16 and list them in modules_to_
     { quant_method: 'awq', bits: 4, group_size: 32, zero_point: true, version: 'gemm' },
   );
   assert.throws(() => planQuantization(config, 48), /power of two/);
-  assert.throws(() => planQuantization({ ...config, architecture: 'internlm2' }, 32), /InternLM2/);
+  // InternLM2: the same linears under its own names, wqkv once (q, k and v packed in one module).
+  const internlm2 = planQuantization({ ...config, architecture: 'internlm2' }, 32);
+  assert.equal(internlm2.modulesToNotConvert.slice(0, 3), [
+    'model.layers.0.feed_forward.w1',
+    'model.layers.0.feed_forward.w3',
+    'model.layers.0.feed_forward.w2',
+  ]);
+  assert.equal(
+    linearModules({ ...config, architecture: 'internlm2' }).map((m) => `${m.name}:${m.keys.join('/')}:${m.shape.join('x')}`),
+    ['attention.wqkv:q/k/v:128x64', 'attention.wo:o:64x64', 'feed_forward.w1:gate:172x64', 'feed_forward.w3:up:172x64', 'feed_forward.w2:down:64x172'],
+  );
 });
 
 test('calibration sequences: paragraphs tokenized, concatenated, cut into seqLen blocks', () => {
