@@ -10,10 +10,13 @@
 // ||Q(W s)(x / s) - W x||^2 / numel; keep the best s. s = 1 (plain RTN) is always scored as well: it is
 // ratio 0 of the grid without duo scaling, but not with it (ratio 0 then scales by 1 / w_mean), so the
 // candidates are a superset of AutoAWQ's and the chosen scales never score worse than RTN on the
-// calibration tokens (one extra GEMM per group). AutoAWQ scores q/k/v by the attention block's output and
-// gate/up by the MLP's; here every group is scored by its own linear outputs, which needs no attention or
-// activation on the host and keeps one code path for all four groups. w_mean and the scales are computed
-// in f32 (AutoAWQ: in the model's f16).
+// calibration tokens (one extra GEMM per group). What is scored is AutoAWQ's module2inspect output where
+// it is cheap to form: gate/up by the MLP's output, down(silu(gate x) * up x) with down_proj unquantized
+// (`blockOutput`: the activation on the host, down_proj on the GPU); o_proj and down_proj by their own
+// outputs (their module2inspect is the linear itself); q/k/v by their own linear outputs, where AutoAWQ
+// runs the attention block: that would need RoPE, the causal softmax and o_proj per candidate, a second
+// attention implementation on the host. w_mean and the scales are computed in f32 (AutoAWQ: in the
+// model's f16).
 //
 // The outputs are computed by the project's matmul kernel on the captured activations where they
 // already are (the GPU): on lavapipe a 512-token GEMM runs some 20x faster than a JavaScript loop.
@@ -28,6 +31,11 @@ export const AWQ_GRID = 20;
 export interface ScaleSearchOptions {
   /** AutoAWQ's duo_scaling: divide by w_mean^(1 - ratio) as well (its default); false is x_mean^ratio alone. */
   duoScaling: boolean;
+  /**
+   * Maps the group's linear outputs [numTokens, rows] to the output the candidates are scored on
+   * (AutoAWQ's module2inspect); default: the linear outputs themselves.
+   */
+  blockOutput?: (linearOutputs: Float32Array) => Promise<Float32Array>;
 }
 
 export interface ScaleSearchResult {
@@ -99,10 +107,26 @@ export function awqScales(xMean: Float32Array, ratio: number, wMean: Float32Arra
   return s;
 }
 
+/** silu(gate) * up of a fused [numTokens, 2 * intermediate] gate/up output, as the MLP computes it. */
+export function siluAndMul(gateUp: Float32Array, numTokens: number, intermediate: number): Float32Array {
+  if (gateUp.length !== numTokens * 2 * intermediate)
+    throw new Error(`awq search: gate/up output has ${gateUp.length} values, expected ${numTokens} x 2 x ${intermediate}`);
+  const out = new Float32Array(numTokens * intermediate);
+  for (let t = 0; t < numTokens; t++) {
+    const row = t * 2 * intermediate;
+    for (let j = 0; j < intermediate; j++) {
+      const g = gateUp[row + j]!;
+      out[t * intermediate + j] = (g / (1 + Math.exp(-g))) * gateUp[row + intermediate + j]!;
+    }
+  }
+  return out;
+}
+
 /** Evaluates a linear group's output on captured activations, on the GPU. */
 export class GroupOutputs {
   private readonly uniforms: UniformArena;
   private out: GPUBuffer | null = null;
+  private input: GPUBuffer | null = null;
 
   constructor(
     private readonly gpu: GpuDevice,
@@ -132,7 +156,18 @@ export class GroupOutputs {
     }
   }
 
+  /** compute() for an input that is on the host: x f32 [numTokens, cols]. */
+  async computeFromHost(w: Float32Array, rows: number, cols: number, x: Float32Array, numTokens: number): Promise<Float32Array> {
+    if (!this.input || this.input.size < x.byteLength) {
+      this.input?.destroy();
+      this.input = this.gpu.createBuffer('awq.inputs', x.byteLength, storageUsage());
+    }
+    this.gpu.device.queue.writeBuffer(this.input, 0, x);
+    return this.compute(w, rows, cols, this.input, numTokens);
+  }
+
   destroy(): void {
+    this.input?.destroy();
     this.out?.destroy();
     this.uniforms.destroy();
   }
@@ -163,12 +198,13 @@ export async function searchScales(
   options: ScaleSearchOptions,
 ): Promise<ScaleSearchResult> {
   const wMean = options.duoScaling ? weightMeanPerColumn(w, rows, cols, groupSize) : null;
-  const reference = await outputs.compute(w, rows, cols, x, numTokens);
+  const block = options.blockOutput ?? (async (y: Float32Array) => y);
+  const reference = await block(await outputs.compute(w, rows, cols, x, numTokens));
   const fake = new Float32Array(rows * cols);
   const score = async (s: Float32Array) => {
     // Q(W s) / s applied to x equals Q(W s) applied to x / s.
     fakeQuantizeScaled(w, rows, cols, groupSize, s, fake);
-    return mse(await outputs.compute(fake, rows, cols, x, numTokens), reference);
+    return mse(await block(await outputs.compute(fake, rows, cols, x, numTokens)), reference);
   };
   const rtnLoss = await score(new Float32Array(cols).fill(1));
   // Scored first, so plain RTN wins ties, as ratio 0 does in AutoAWQ's grid without duo scaling.

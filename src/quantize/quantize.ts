@@ -21,7 +21,7 @@ import { CalibrationRunner, type LayerInputs } from '../runner/calibration.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 import { packAwq } from './awq-pack.js';
 import { clipWeights, groupGrams } from './awq-clip.js';
-import { GroupOutputs, meanAbsPerColumn, searchScales } from './awq-search.js';
+import { GroupOutputs, meanAbsPerColumn, searchScales, siluAndMul } from './awq-search.js';
 import { BUILTIN_CALIBRATION_TEXT } from './calibration-text.js';
 import {
   autoAwqQuantConfig,
@@ -416,7 +416,18 @@ class LayerQuantizer {
         stacked.set(w, offset);
         offset += w.length;
       }
-      const found = await searchScales(cal.outputs, stacked, rows, cols, this.plan.groupSize, x, inputs.numTokens, xMean, { duoScaling: this.duoScaling });
+      // AutoAWQ's module2inspect for gate/up is the MLP: scored through silu * up and the unquantized down_proj.
+      const [hidden, intermediate] = shapes.down;
+      const down = weights.get(linear('down'))!;
+      const blockOutput =
+        group[0] === 'gate'
+          ? (gateUp: Float32Array) =>
+              cal.outputs.computeFromHost(down, hidden, intermediate, siluAndMul(gateUp, inputs.numTokens, intermediate), inputs.numTokens)
+          : undefined;
+      const found = await searchScales(cal.outputs, stacked, rows, cols, this.plan.groupSize, x, inputs.numTokens, xMean, {
+        duoScaling: this.duoScaling,
+        blockOutput,
+      });
       this.searches.push({ layer, group: group.join('/'), ratio: found.bestRatio, loss: found.loss, rtnLoss: found.rtnLoss });
       applied.push({ group, scales: found.scales, prev });
     }

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { Tokenizer } from '../../src/tokenizer/tokenizer.js';
 import { BUILTIN_CALIBRATION_TEXT } from '../../src/quantize/calibration-text.js';
 import { calibrationSequences, quantizeModel, type QuantizeMethod, type QuantizeResult } from '../../src/quantize/quantize.js';
-import { AWQ_GRID, GroupOutputs, meanAbsPerColumn, searchScales } from '../../src/quantize/awq-search.js';
+import { AWQ_GRID, GroupOutputs, meanAbsPerColumn, searchScales, siluAndMul } from '../../src/quantize/awq-search.js';
 import { dequantize, quantizeRtn } from '../../src/quantize/rtn.js';
 import { MatmulKernels } from '../../src/kernels/matmul.js';
 import { f16BitsToF32, f32ToF16Bits } from '../../src/kernels/weight.js';
@@ -139,6 +139,58 @@ test('scale search, duo scaling on and off: the pick scores as the CPU says, no 
         const loss = cpuScaledLoss(w, rows, cols, G, x, T, candidate(i / AWQ_GRID, duoScaling));
         assert.ok(r.loss <= loss * (1 + 2e-3), `${tag}: ratio ${i / AWQ_GRID} scores ${loss} on the CPU, below the pick ${r.loss}`);
       }
+    }
+  } finally {
+    xb.destroy();
+    outputs.destroy();
+  }
+});
+
+test('gate/up are scored on the MLP output (silu(gate) * up through the unquantized down_proj), as AutoAWQ module2inspect', async () => {
+  const gpu = await testDevice();
+  const I = 16,
+    rows = 2 * I,
+    cols = 64,
+    H = 24,
+    G = 32,
+    T = 40;
+  const w = randomF32(rows * cols, 41, 0.1);
+  const down = randomF32(H * I, 42, 0.2);
+  const x = randomF32(T * cols, 43);
+  for (let t = 0; t < T; t++) for (const k of [5, 33]) x[t * cols + k]! *= 10;
+  const xMean = meanAbsPerColumn(x, T, cols);
+  const f16 = (a: Float32Array) => f16BitsToF32(f32ToF16Bits(a));
+  // The MLP on the CPU: [gate | up] rows of w, SwiGLU written out here, then down_proj.
+  const mlp = (wGateUp: Float32Array) => {
+    const gu = referenceMatmul(x, f16(wGateUp), T, rows, cols);
+    const act = new Float32Array(T * I);
+    for (let t = 0; t < T; t++)
+      for (let j = 0; j < I; j++) {
+        const g = gu[t * rows + j]!;
+        act[t * I + j] = (g * gu[t * rows + I + j]!) / (1 + Math.exp(-g));
+      }
+    return referenceMatmul(act, f16(down), T, H, I);
+  };
+  const want = mlp(w);
+  const mlpLoss = (s: Float32Array | null) => {
+    const got = mlp(dequantize(quantizeRtn(w, rows, cols, G, s), s));
+    let sum = 0;
+    for (let i = 0; i < want.length; i++) sum += (got[i]! - want[i]!) ** 2;
+    return sum / want.length;
+  };
+  const outputs = new GroupOutputs(gpu, await MatmulKernels.create(gpu));
+  const xb = gpu.upload('x', x);
+  try {
+    const blockOutput = (gateUp: Float32Array) => outputs.computeFromHost(down, H, I, siluAndMul(gateUp, T, I), T);
+    const r = await searchScales(outputs, w, rows, cols, G, xb, T, xMean, { duoScaling: false, blockOutput });
+    const close = (a: number, b: number) => Math.abs(a - b) <= 2e-3 * b;
+    assert.ok(close(r.rtnLoss, mlpLoss(null)), `rtnLoss ${r.rtnLoss} vs the CPU MLP's ${mlpLoss(null)}`);
+    assert.ok(close(r.loss, mlpLoss(r.bestRatio === null ? null : r.scales)), 'loss of the pick, on the MLP output');
+    for (let i = 0; i < AWQ_GRID; i++) {
+      const raw = [...xMean].map((m) => Math.max(m ** (i / AWQ_GRID), 1e-4));
+      const norm = Math.sqrt(Math.max(...raw) * Math.min(...raw));
+      const loss = mlpLoss(Float32Array.from(raw, (v) => v / norm));
+      assert.ok(r.loss <= loss * (1 + 2e-3), `ratio ${i / AWQ_GRID} scores ${loss} on the CPU MLP, below the pick ${r.loss}`);
     }
   } finally {
     xb.destroy();
