@@ -10,13 +10,11 @@
 // ||Q(W s)(x / s) - W x||^2 / numel; keep the best s. s = 1 (plain RTN) is always scored as well: it is
 // ratio 0 of the grid without duo scaling, but not with it (ratio 0 then scales by 1 / w_mean), so the
 // candidates are a superset of AutoAWQ's and the chosen scales never score worse than RTN on the
-// calibration tokens (one extra GEMM per group). What is scored is AutoAWQ's module2inspect output where
-// it is cheap to form: gate/up by the MLP's output, down(silu(gate x) * up x) with down_proj unquantized
-// (`blockOutput`: the activation on the host, down_proj on the GPU); o_proj and down_proj by their own
-// outputs (their module2inspect is the linear itself); q/k/v by their own linear outputs, where AutoAWQ
-// runs the attention block: that would need RoPE, the causal softmax and o_proj per candidate, a second
-// attention implementation on the host. w_mean and the scales are computed in f32 (AutoAWQ: in the
-// model's f16).
+// calibration tokens (one extra GEMM per group). What is scored is AutoAWQ's module2inspect output
+// (`blockOutput`): q/k/v by the attention block's output (quantize/attention-block.ts on the host, then
+// the unquantized o_proj on the GPU), gate/up by the MLP's, down(silu(gate x) * up x) with down_proj
+// unquantized; o_proj and down_proj by their own outputs (their module2inspect is the linear itself).
+// w_mean and the scales are computed in f32 (AutoAWQ: in the model's f16).
 //
 // The outputs are computed by the project's matmul kernel on the captured activations where they
 // already are (the GPU): on lavapipe a 512-token GEMM runs some 20x faster than a JavaScript loop.

@@ -22,6 +22,7 @@ import { Tokenizer } from '../tokenizer/tokenizer.js';
 import { packAwq } from './awq-pack.js';
 import { clipWeights, groupGrams } from './awq-clip.js';
 import { GroupOutputs, meanAbsPerColumn, searchScales, siluAndMul } from './awq-search.js';
+import { AttentionBlock } from './attention-block.js';
 import { BUILTIN_CALIBRATION_TEXT } from './calibration-text.js';
 import {
   autoAwqQuantConfig,
@@ -198,6 +199,8 @@ class Calibration {
     readonly outputs: GroupOutputs,
     private readonly inputs: AsyncGenerator<LayerInputs>,
     readonly numTokens: number,
+    /** Tokens per calibration sequence (every sequence is whole). */
+    readonly seqLen: number,
   ) {}
 
   static async start(o: QuantizeOptions, config: ModelConfig, log: (line: string) => void): Promise<Calibration> {
@@ -216,7 +219,7 @@ class Calibration {
     const numTokens = sequences.reduce((n, s) => n + s.length, 0);
     const duo = o.duoScaling ?? QUANTIZE_DEFAULTS.duoScaling;
     log(`[quantize] calibrating on ${sequences.length} x ${o.calibSeqlen} tokens; scale search ${duo ? 'with' : 'without'} duo scaling`);
-    return new Calibration(runner, outputs, runner.layerInputs(sequences), numTokens);
+    return new Calibration(runner, outputs, runner.layerInputs(sequences), numTokens, o.calibSeqlen);
   }
 
   async next(layer: number): Promise<LayerInputs> {
@@ -416,14 +419,12 @@ class LayerQuantizer {
         stacked.set(w, offset);
         offset += w.length;
       }
-      // AutoAWQ's module2inspect for gate/up is the MLP: scored through silu * up and the unquantized down_proj.
-      const [hidden, intermediate] = shapes.down;
-      const down = weights.get(linear('down'))!;
       const blockOutput =
-        group[0] === 'gate'
-          ? (gateUp: Float32Array) =>
-              cal.outputs.computeFromHost(down, hidden, intermediate, siluAndMul(gateUp, inputs.numTokens, intermediate), inputs.numTokens)
-          : undefined;
+        group[0] === 'q'
+          ? await this.attentionOutput(layer, weights, moduleName, stacked, x, inputs)
+          : group[0] === 'gate'
+            ? this.mlpOutput(weights, linear('down'), inputs.numTokens)
+            : undefined;
       const found = await searchScales(cal.outputs, stacked, rows, cols, this.plan.groupSize, x, inputs.numTokens, xMean, {
         duoScaling: this.duoScaling,
         blockOutput,
@@ -443,6 +444,59 @@ class LayerQuantizer {
       for (let i = 0; i < x.length; i += scales.length) for (let k = 0; k < scales.length; k++) x[i + k]! /= scales[k]!;
     }
     await this.clip(layer, weights, linear, inputs, hostInputs);
+  }
+
+  /**
+   * AutoAWQ's module2inspect for q/k/v, the attention block: the host attention over the candidate's
+   * q/k/v outputs, then the unquantized o_proj on the GPU. Checked first against the attention output
+   * the engine computed for the same tokens, so the search never scores against the wrong function.
+   */
+  private async attentionOutput(
+    layer: number,
+    weights: Map<string, Float32Array>,
+    moduleName: (key: LinearKey) => string,
+    qkvWeights: Float32Array,
+    x: GPUBuffer,
+    inputs: LayerInputs,
+  ): Promise<(qkv: Float32Array) => Promise<Float32Array>> {
+    const cal = this.calibration!;
+    const c = this.config;
+    const prefix = layerPrefix(layer);
+    const attention = new AttentionBlock(
+      c,
+      {
+        qBias: weights.get(`${moduleName('q')}.bias`),
+        kBias: weights.get(`${moduleName('k')}.bias`),
+        vBias: weights.get(`${moduleName('v')}.bias`),
+        qNorm: weights.get(`${prefix}self_attn.q_norm.weight`),
+        kNorm: weights.get(`${prefix}self_attn.k_norm.weight`),
+      },
+      cal.seqLen,
+    );
+    const T = inputs.numTokens;
+    const [hidden, width] = linearShapes(c).o;
+    const ours = attention.attend(await cal.outputs.compute(qkvWeights, (c.numHeads + 2 * c.numKvHeads) * c.headDim, c.hiddenSize, x, T), T);
+    const engine = await cal.readInput(inputs.o, T, width);
+    let maxDiff = 0;
+    let maxAbs = 0;
+    for (let i = 0; i < engine.length; i++) {
+      maxDiff = Math.max(maxDiff, Math.abs(ours[i]! - engine[i]!));
+      maxAbs = Math.max(maxAbs, Math.abs(engine[i]!));
+    }
+    if (!(maxDiff <= 1e-2 * maxAbs)) {
+      throw new Error(
+        `quantize: layer ${layer}: the host attention block differs from the engine's attention output (max |diff| ${maxDiff} of max |x| ${maxAbs})`,
+      );
+    }
+    const o = weights.get(`${moduleName('o')}.weight`)!;
+    return (qkv) => cal.outputs.computeFromHost(o, hidden, width, attention.attend(qkv, T), T);
+  }
+
+  /** AutoAWQ's module2inspect for gate/up, the MLP: silu(gate) * up, then the unquantized down_proj on the GPU. */
+  private mlpOutput(weights: Map<string, Float32Array>, downName: string, numTokens: number): (gateUp: Float32Array) => Promise<Float32Array> {
+    const [hidden, intermediate] = linearShapes(this.config).down;
+    const down = weights.get(downName)!;
+    return (gateUp) => this.calibration!.outputs.computeFromHost(down, hidden, intermediate, siluAndMul(gateUp, numTokens, intermediate), numTokens);
   }
 
   /**

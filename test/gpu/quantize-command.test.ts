@@ -318,6 +318,33 @@ test('InternLM2 (packed wqkv with bias, multi-head): wqkv searched as q/k/v, o s
   assert.equal(tokens, expected);
 });
 
+test('q/k/v are scored through the attention block (host attention checked against the engine): Qwen2 biases, Qwen3 q/k norm', async () => {
+  for (const [architecture, extra] of [
+    ['qwen2', {}],
+    ['qwen3', { headDim: 32 }],
+  ] as const) {
+    const dir = await writeSyntheticModel(join(root, `${architecture}-src`), {
+      architecture,
+      hiddenSize: 128,
+      numLayers: 2,
+      numHeads: 4,
+      numKvHeads: 2,
+      intermediateSize: 256,
+      dtype: 'F16',
+      seed: 11,
+      ...extra,
+    });
+    // The search throws when its attention block disagrees with the engine's attention output.
+    const { awq, errors } = await compareMethods(dir, architecture, 64);
+    assert.equal(
+      awq.searches.map((s) => s.group),
+      ['q/k/v', 'gate/up', 'down', 'q/k/v', 'gate/up', 'down'],
+    );
+    for (const s of awq.searches) assert.ok(s.loss <= s.rtnLoss, `${architecture} layer ${s.layer} ${s.group}`);
+    assert.ok(errors.awq <= errors.rtn, `${architecture}: AWQ logit MSE ${errors.awq} > RTN ${errors.rtn}`);
+  }
+});
+
 test('the engine loads the AWQ folder and greedy-decodes what the CPU reference decodes from its dequantized weights', async () => {
   const awqDir = join(root, 'stories-awq');
   const engine = await openEngine({ modelDir: awqDir, dtype: 'f16' });
