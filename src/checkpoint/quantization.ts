@@ -17,6 +17,12 @@ export interface QuantizationConfig {
   groupSize: number | null;
   /** No stored zero points: every zero is 8 (compressed-tensors symmetric; GPTQ sym still stores its zeros). */
   symmetric: boolean;
+  /**
+   * GPTQ desc_act / compressed-tensors actorder "group": groups may gather scattered inputs (a permuted
+   * g_idx per tensor), so the runner keeps a buffer to gather activations into. Only a hint: each
+   * tensor's g_idx decides (static_groups keeps desc_act checkpoints in order).
+   */
+  activationOrder: boolean;
   /** GPTQ checkpoint_format 'gptq' (v1): qzeros hold zero - 1 (4-bit wrapped); 'gptq_v2' and the others hold the zero. */
   zerosMinusOne: boolean;
   /** AWQ modules_to_not_convert: a linear whose full module name contains one of these stays 16-bit. */
@@ -91,6 +97,7 @@ function parseAwq(q: Record<string, unknown>): QuantizationConfig {
     bits: 4,
     groupSize: parseGroupSize(q.group_size ?? q.q_group_size, `${where}.group_size`),
     symmetric: false,
+    activationOrder: false,
     zerosMinusOne: false,
     modulesToNotConvert: notConvert as string[],
     modulesInBlockToQuantize: null,
@@ -127,7 +134,8 @@ function parseGptq(q: Record<string, unknown>): QuantizationConfig {
     }
     inBlock = flat as string[];
   }
-  // desc_act is checked per tensor: g_idx must still be trivially ordered (quantized.ts), as LMDeploy needs.
+  const descAct = q.desc_act ?? false;
+  if (typeof descAct !== 'boolean') throw new Error(`config.json: ${where}.desc_act must be true or false, got ${JSON.stringify(descAct)}`);
   const sym = q.sym ?? true;
   if (typeof sym !== 'boolean') throw new Error(`config.json: ${where}.sym must be true or false, got ${JSON.stringify(sym)}`);
   return {
@@ -136,6 +144,7 @@ function parseGptq(q: Record<string, unknown>): QuantizationConfig {
     groupSize: parseGroupSize(q.group_size, `${where}.group_size`),
     // GPTQ stores qzeros even when sym (all 8): the reader uses them, so the checkpoint is the truth.
     symmetric: false,
+    activationOrder: descAct,
     zerosMinusOne: format === 'gptq',
     modulesToNotConvert: [],
     modulesInBlockToQuantize: inBlock,
@@ -166,7 +175,7 @@ function parseCompressedTensors(q: Record<string, unknown>): QuantizationConfig 
   const groups = asObject(q.config_groups, `${where}.config_groups`);
   const names = Object.keys(groups);
   if (names.length === 0) throw new Error(`config.json: ${where}.config_groups is empty`);
-  let shared: { groupSize: number | null; symmetric: boolean } | null = null;
+  let shared: ReturnType<typeof parseCtWeights> | null = null;
   const targets: string[] = [];
   for (const name of names) {
     const at = `${where}.config_groups.${name}`;
@@ -180,7 +189,7 @@ function parseCompressedTensors(q: Record<string, unknown>): QuantizationConfig 
     }
     const w = asObject(scheme.weights, `${at}.weights`);
     const args = parseCtWeights(w, `${at}.weights`);
-    if (shared && (shared.groupSize !== args.groupSize || shared.symmetric !== args.symmetric)) {
+    if (shared && (shared.groupSize !== args.groupSize || shared.symmetric !== args.symmetric || shared.activationOrder !== args.activationOrder)) {
       throw new Error(
         `config.json: ${where}.config_groups mix weight schemes (${JSON.stringify(shared)} vs ${JSON.stringify(args)}); one int4 scheme for every group is supported`,
       );
@@ -197,6 +206,7 @@ function parseCompressedTensors(q: Record<string, unknown>): QuantizationConfig 
     bits: 4,
     groupSize: shared!.groupSize,
     symmetric: shared!.symmetric,
+    activationOrder: shared!.activationOrder,
     zerosMinusOne: false,
     modulesToNotConvert: [],
     modulesInBlockToQuantize: null,
@@ -205,29 +215,28 @@ function parseCompressedTensors(q: Record<string, unknown>): QuantizationConfig 
   };
 }
 
-function parseCtWeights(w: Record<string, unknown>, at: string): { groupSize: number | null; symmetric: boolean } {
+function parseCtWeights(w: Record<string, unknown>, at: string): { groupSize: number | null; symmetric: boolean; activationOrder: boolean } {
   checkBits(w.num_bits, `${at}.num_bits`);
   if ((w.type ?? 'int') !== 'int') throw new Error(`config.json: ${at}.type ${JSON.stringify(w.type)} is not supported; only int`);
   if (w.dynamic !== undefined && w.dynamic !== false)
     throw new Error(`config.json: ${at}.dynamic ${JSON.stringify(w.dynamic)} is not supported; only static weight scales`);
   if (w.block_structure !== undefined && w.block_structure !== null) throw new Error(`config.json: ${at}.block_structure is not supported`);
-  // 'group' activation order permutes the groups (a non-trivial g_idx); 'weight' keeps them in order.
+  // 'group' activation order permutes the groups (weight_g_idx, gathered at run time); 'weight' keeps them in order.
   const actorder = w.actorder ?? null;
-  if (actorder !== null && actorder !== false && actorder !== 'weight') {
-    throw new Error(
-      `config.json: ${at}.actorder ${JSON.stringify(actorder)} is not supported: activation-ordered groups need a g_idx gather (only null or "weight")`,
-    );
+  if (actorder !== null && actorder !== false && actorder !== 'weight' && actorder !== 'group') {
+    throw new Error(`config.json: ${at}.actorder ${JSON.stringify(actorder)} is not supported (null, "weight" or "group")`);
   }
   const symmetric = w.symmetric ?? true;
   if (typeof symmetric !== 'boolean') throw new Error(`config.json: ${at}.symmetric must be true or false`);
   const strategy = w.strategy;
-  if (strategy === 'channel') return { groupSize: null, symmetric };
+  const activationOrder = actorder === 'group';
+  if (strategy === 'channel') return { groupSize: null, symmetric, activationOrder };
   if (strategy !== 'group') throw new Error(`config.json: ${at}.strategy ${JSON.stringify(strategy)} is not supported; only group (or channel)`);
   const g = w.group_size;
   if (!Number.isInteger(g) || (g as number) < 8 || ((g as number) & ((g as number) - 1)) !== 0) {
     throw new Error(`config.json: ${at}.group_size ${JSON.stringify(g)} is not supported; a power of two >= 8`);
   }
-  return { groupSize: g as number, symmetric };
+  return { groupSize: g as number, symmetric, activationOrder };
 }
 
 function checkBits(bits: unknown, field: string): void {

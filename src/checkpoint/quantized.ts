@@ -9,13 +9,16 @@
 // - GPTQ (AutoGPTQ QuantLinear.pack / the torch dequantize path in qlinear_cuda_old.py; GPTQModel):
 //   qweight int32 [in/8, out] packed along in, natural order; qzeros int32 [in/G, out/8] packed along
 //   out, natural order, holding zero - 1 in the v1 format (read back as (stored + 1) & 15, as AutoGPTQ's
-//   dequantize does) and the zero in gptq_v2; scales f16 [in/G, out]; g_idx int32 [in], which must be
-//   k / G (desc_act without static groups permutes it: refused, as LMDeploy refuses desc_act).
+//   dequantize does) and the zero in gptq_v2; scales f16 [in/G, out]; g_idx int32 [in], input k's group:
+//   k / G, or with desc_act (act-order, without static groups) a permutation of that, G inputs per group;
+//   then the columns are sorted by group and Q4Matrix.inputPerm records the order (vLLM also sorts by
+//   g_idx and gathers the activations; LMDeploy refuses desc_act).
 // - compressed-tensors pack-quantized (compressors/quantized_compressors/pack_quantized.py pack_to_int32):
 //   weight_packed int32 [out, in/8], natural order along in, each value stored as q + 8 (q in -8..7);
 //   weight_scale [out, in/G]; weight_zero_point, when asymmetric, int32 [ceil(out/8), in/G] packed along
 //   out (packed_dim=0) with the same + 8 offset; weight_shape [2] = [out, in]. W = (q - zp) * s, which is
 //   (q + 8) - (zp + 8): both stored nibbles are already the Q4Matrix values (symmetric: zero 8).
+//   weight_g_idx (actorder "group") as GPTQ's g_idx.
 import { f16BitsToF32 } from '../common/half.js';
 import type { Q4Matrix } from '../common/q4.js';
 import type { QuantizationConfig } from './quantization.js';
@@ -164,17 +167,6 @@ async function readGptq(reader: SafetensorsReader, q: QuantizationConfig, prefix
   const words = cols / 8;
   const groups = cols / groupSize;
   const out8 = rows / 8;
-  if (reader.has(`${prefix}.g_idx`)) {
-    const gIdx = await reader.readInt(`${prefix}.g_idx`);
-    for (let k = 0; k < cols; k++) {
-      if (Number(gIdx[k]) !== Math.floor(k / groupSize)) {
-        throw new Error(
-          `tensor "${prefix}.g_idx" is not in group order (g_idx[${k}] = ${gIdx[k]}, expected ${Math.floor(k / groupSize)}): ` +
-            'a desc_act checkpoint with permuted groups is not supported (as in LMDeploy); re-quantize with desc_act false, or with static_groups',
-        );
-      }
-    }
-  }
   // Word (k8, n) already holds inputs 8*k8 .. 8*k8 + 7 of column n in natural order: only the word grid is transposed.
   const qweight = new Uint32Array(transpose(await readInt32(reader, `${prefix}.qweight`), words, rows));
   const qzeros = await readInt32(reader, `${prefix}.qzeros`);
@@ -187,7 +179,7 @@ async function readGptq(reader: SafetensorsReader, q: QuantizationConfig, prefix
     }
   }
   const scales = transpose(await reader.read(`${prefix}.scales`, 'f16'), groups, rows);
-  return { rows, cols, groupSize, qweight, scales, zeros };
+  return withActivationOrder(reader, `${prefix}.g_idx`, { rows, cols, groupSize, qweight, scales, zeros });
 }
 
 async function readCompressedTensors(
@@ -202,14 +194,6 @@ async function readCompressedTensors(
   const shape = Array.from(await reader.readInt(`${prefix}.weight_shape`), Number);
   if (shape[0] !== rows || shape[1] !== cols) {
     throw new Error(`tensor "${prefix}.weight_shape" says [${shape.join(', ')}], but config.json implies [${rows}, ${cols}]`);
-  }
-  if (reader.has(`${prefix}.weight_g_idx`)) {
-    const gIdx = await reader.readInt(`${prefix}.weight_g_idx`);
-    for (let k = 0; k < cols; k++) {
-      if (Number(gIdx[k]) !== Math.floor(k / groupSize)) {
-        throw new Error(`tensor "${prefix}.weight_g_idx" is not in group order (entry ${k} is ${gIdx[k]}): activation-ordered groups are not supported`);
-      }
-    }
   }
   const qweight = (await readInt32(reader, `${prefix}.weight_packed`)).slice();
   const scales = await reader.read(`${prefix}.weight_scale`, 'f16');
@@ -229,7 +213,41 @@ async function readCompressedTensors(
       }
     }
   }
-  return { rows, cols, groupSize, qweight, scales, zeros };
+  return withActivationOrder(reader, `${prefix}.weight_g_idx`, { rows, cols, groupSize, qweight, scales, zeros });
+}
+
+/**
+ * Applies a g_idx tensor (input k -> its group), when the checkpoint has one: in group order (k / G)
+ * nothing changes; an activation order (GPTQ desc_act, compressed-tensors actorder "group": each group's
+ * G inputs scattered over the row) sorts the columns by group, stably, and records the order in inputPerm.
+ */
+async function withActivationOrder(reader: SafetensorsReader, name: string, m: Q4Matrix): Promise<Q4Matrix> {
+  if (!reader.has(name)) return m;
+  const gIdx = Array.from(await reader.readInt(name), Number);
+  const { rows, cols, groupSize } = m;
+  const groups = cols / groupSize;
+  if (gIdx.every((g, k) => g === Math.floor(k / groupSize))) return m;
+  const members: number[][] = Array.from({ length: groups }, () => []);
+  for (const [k, g] of gIdx.entries()) {
+    if (!(Number.isInteger(g) && g >= 0 && g < groups)) throw new Error(`tensor "${name}" holds ${g} at ${k}, outside the ${groups} groups`);
+    members[g]!.push(k);
+  }
+  const uneven = members.findIndex((m) => m.length !== groupSize);
+  if (uneven >= 0) {
+    throw new Error(`tensor "${name}" puts ${members[uneven]!.length} inputs in group ${uneven}; an activation order must give every group ${groupSize}`);
+  }
+  const inputPerm = Uint32Array.from(members.flat());
+  const words = cols / 8;
+  const qweight = new Uint32Array(m.qweight.length);
+  for (let r = 0; r < rows; r++) {
+    const row = r * words;
+    for (let j = 0; j < cols; j++) {
+      const k = inputPerm[j]!;
+      const q = (m.qweight[row + (k >> 3)]! >>> (4 * (k & 7))) & 15;
+      qweight[row + (j >> 3)] = qweight[row + (j >> 3)]! | (q << (4 * (j & 7)));
+    }
+  }
+  return { ...m, qweight, inputPerm };
 }
 
 async function readInt32(reader: SafetensorsReader, name: string): Promise<Uint32Array> {
@@ -258,7 +276,7 @@ export function dequantizeQ4(m: Q4Matrix): Float32Array {
     for (let k = 0; k < m.cols; k++) {
       const g = r * groups + Math.floor(k / m.groupSize);
       const q = (m.qweight[r * words + (k >> 3)]! >>> (4 * (k & 7))) & 15;
-      out[r * m.cols + k] = (q - m.zeros[g]!) * scale[g]!;
+      out[r * m.cols + (m.inputPerm ? m.inputPerm[k]! : k)] = (q - m.zeros[g]!) * scale[g]!;
     }
   }
   return out;

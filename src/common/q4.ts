@@ -3,7 +3,10 @@
 // the checkpoint, runner and kernel layers share it without importing each other.
 //
 // Semantics: W[r, k] = (q[r, k] - zero[r, g]) * scale[r, g] with g = floor(k / groupSize), in the HF
-// [out, in] orientation the f16 path uses (r < rows = out features, k < cols = in features).
+// [out, in] orientation the f16 path uses (r < rows = out features, k < cols = in features). An
+// activation-ordered checkpoint (GPTQ desc_act: groups of scattered inputs) is held with its columns
+// sorted by group and `inputPerm` saying where each came from: y = W x[inputPerm], the gather done
+// before the matmul.
 
 export interface Q4Matrix {
   /** Out features. */
@@ -18,6 +21,8 @@ export interface Q4Matrix {
   scales: Uint16Array;
   /** [rows, cols / groupSize], the zero point itself (0..16: GPTQ's v1 format can yield 16). */
   zeros: Uint8Array;
+  /** Activation order only: column k multiplies input element inputPerm[k] (a permutation of 0..cols-1). */
+  inputPerm?: Uint32Array;
 }
 
 /** Throws naming what is wrong when m's arrays do not match its shape. */
@@ -31,7 +36,18 @@ export function checkQ4Matrix(m: Q4Matrix, label = 'q4 matrix'): void {
   const groups = rows * Math.floor(cols / g);
   if (m.scales.length !== groups) problems.push(`scales has ${m.scales.length} entries, expected ${groups}`);
   if (m.zeros.length !== groups) problems.push(`zeros has ${m.zeros.length} entries, expected ${groups}`);
+  if (m.inputPerm && !isPermutation(m.inputPerm, cols)) problems.push(`inputPerm is not a permutation of 0..${cols - 1}`);
   if (problems.length) throw new Error(`${label}: ${problems.join('; ')}`);
+}
+
+function isPermutation(p: Uint32Array, n: number): boolean {
+  if (p.length !== n) return false;
+  const seen = new Uint8Array(n);
+  for (const i of p) {
+    if (i >= n || seen[i]) return false;
+    seen[i] = 1;
+  }
+  return true;
 }
 
 /** Bytes the packed form takes (weights, scales and zeros), for memory accounting and logs. */
@@ -59,6 +75,7 @@ export function q4SliceRows(m: Q4Matrix, start: number, count: number): Q4Matrix
     qweight: m.qweight.subarray(start * words, (start + count) * words),
     scales: m.scales.subarray(start * groups, (start + count) * groups),
     zeros: m.zeros.subarray(start * groups, (start + count) * groups),
+    ...(m.inputPerm ? { inputPerm: m.inputPerm } : {}),
   };
 }
 
@@ -69,6 +86,13 @@ export function q4SliceRows(m: Q4Matrix, start: number, count: number): Q4Matrix
 export function q4SliceCols(m: Q4Matrix, start: number, count: number): Q4Matrix {
   const g = m.groupSize;
   checkRange('q4SliceCols: columns', start, count, m.cols);
+  if (m.inputPerm) {
+    // Each shard holds a contiguous part of the input; sorted columns would need inputs from every shard.
+    throw new Error(
+      `a 4-bit weight with activation-ordered groups (GPTQ desc_act, a permuted g_idx) cannot be split along its ${m.cols} in features: ` +
+        'run it on one device (tp 1), or use a checkpoint quantized with desc_act false or static_groups',
+    );
+  }
   if (start % g !== 0 || count % g !== 0) {
     throw new Error(
       `a 4-bit weight with ${m.cols} in features and group size ${g} cannot be split at columns [${start}, ${start + count}): ` +
@@ -106,6 +130,12 @@ export function q4ConcatRows(parts: readonly Q4Matrix[]): Q4Matrix {
           'fused projections (q/k/v, gate/up) must share in features and group size',
       );
     }
+    if (!samePermutation(p.inputPerm, first.inputPerm)) {
+      throw new Error(
+        'cannot fuse 4-bit weights whose activation orders differ (GPTQ desc_act with different g_idx): ' +
+          'fused projections (q/k/v, gate/up) read one input and must share its order',
+      );
+    }
   }
   const cat = <T extends Uint32Array | Uint16Array | Uint8Array>(arrays: T[]): T => {
     const out = new (arrays[0]!.constructor as { new (n: number): T })(arrays.reduce((n, a) => n + a.length, 0));
@@ -123,7 +153,13 @@ export function q4ConcatRows(parts: readonly Q4Matrix[]): Q4Matrix {
     qweight: cat(parts.map((p) => p.qweight)),
     scales: cat(parts.map((p) => p.scales)),
     zeros: cat(parts.map((p) => p.zeros)),
+    ...(first.inputPerm ? { inputPerm: first.inputPerm } : {}),
   };
+}
+
+function samePermutation(a: Uint32Array | undefined, b: Uint32Array | undefined): boolean {
+  if (!a || !b) return a === b;
+  return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
 /** The rows of a q/k/v-shaped matrix for the given heads (headDim rows each). */

@@ -58,6 +58,11 @@ export interface Q4GpuWeight extends GpuWeightBase {
   /** Input elements per scale/zero: a power of two >= 8. */
   groupSize: number;
   scaleChunks: GPUBuffer[];
+  /**
+   * Activation order (Q4Matrix.inputPerm): u32 [cols], column k multiplies input element inputPerm[k];
+   * whoever runs the matmul gathers the input by it first (kernels/permute.ts). null: inputs in order.
+   */
+  inputPerm: GPUBuffer | null;
 }
 
 export type GpuWeight = DenseGpuWeight | Q4GpuWeight;
@@ -154,8 +159,9 @@ export function uploadQ4Weight(
     chunks.push(uploadWords(gpu, `${label}[${i}]`, m.qweight, row0, numRows, cols / 8, layout));
     scaleChunks.push(uploadWords(gpu, `${label}.scales[${i}]`, scaleZeros, row0, numRows, cols / groupSize, layout));
   }
-  const byteLength = [...chunks, ...scaleChunks].reduce((sum, b) => sum + b.size, 0);
-  return { label, rows, cols, dtype: 'q4', layout, chunks, rowsPerChunk, rowStride: cols, byteLength, groupSize, scaleChunks };
+  const inputPerm = m.inputPerm ? gpu.upload(`${label}.input_perm`, m.inputPerm) : null;
+  const byteLength = [...chunks, ...scaleChunks, ...(inputPerm ? [inputPerm] : [])].reduce((sum, b) => sum + b.size, 0);
+  return { label, rows, cols, dtype: 'q4', layout, chunks, rowsPerChunk, rowStride: cols, byteLength, groupSize, scaleChunks, inputPerm };
 }
 
 /** One u32 per (row, group): f16 scale bits low, zero point in bits 16..23 (the kernels' scale/zero word). */
@@ -265,6 +271,8 @@ export function destroyWeight(w: GpuWeight): void {
   if (w.dtype === 'q4') {
     for (const chunk of w.scaleChunks) chunk.destroy();
     w.scaleChunks.length = 0;
+    w.inputPerm?.destroy();
+    w.inputPerm = null;
   }
 }
 

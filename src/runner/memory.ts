@@ -91,7 +91,9 @@ export function planMemory(config: ModelConfig, layout: ShardLayout, gpu: GpuDev
   // Every activation buffer must fit one storage binding.
   const maxTokensPerStep = Math.max(1, Math.min(options.maxNumBatchedTokens, Math.floor(maxBinding / (4 * widest))));
   const weightBytes = estimateWeightBytes(config, layout, options.dtype);
-  const perToken = 4 * (3 * H + qkvWidth + layout.numHeads * hd + 3 * layout.intermediate + 4);
+  // + the gather buffer of activation-ordered 4-bit weights (shard.ts ShardBuffers.permuted).
+  const permuted = config.quantization?.activationOrder ? Math.max(H, layout.numHeads * hd, layout.intermediate) : 0;
+  const perToken = 4 * (3 * H + qkvWidth + layout.numHeads * hd + 3 * layout.intermediate + 4 + permuted);
   const vocabShard = layout.vocabEnd - layout.vocabStart;
   const activationBytes = maxTokensPerStep * perToken + options.maxNumSeqs * 4 * (H + vocabShard * (layout.tp > 1 ? 2 : 1));
   const kvDtype = options.kvCacheDtype ?? 'f32';

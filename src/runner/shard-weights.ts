@@ -135,6 +135,12 @@ export class ShardWeightBuilder {
   private rowParallel(label: string, data: AnyMatrix, rows: number, cols: number, start: number, count: number): GpuWeight {
     if (!isQ4(data)) return this.matrix(label, this.layout.tp === 1 ? data : sliceCols(data, rows, cols, start, count), rows, count);
     if (this.layout.tp === 1) return this.q4Matrix(label, data);
+    if (data.inputPerm) {
+      throw new Error(
+        `cannot split this model over ${this.layout.tp} devices: the 4-bit ${label} has activation-ordered groups (GPTQ desc_act, a permuted g_idx), ` +
+          "whose sorted inputs come from every shard's part of the activation; run it on one device, or use a checkpoint quantized with desc_act false or static_groups",
+      );
+    }
     if (start % data.groupSize !== 0 || count % data.groupSize !== 0) {
       throw new Error(
         `cannot split this model over ${this.layout.tp} devices: the 4-bit ${label} has ${cols} in features in groups of ${data.groupSize} ` +

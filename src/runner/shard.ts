@@ -14,7 +14,8 @@ import { MatmulKernels } from '../kernels/matmul.js';
 import { RmsNormKernel } from '../kernels/rmsnorm.js';
 import { RotaryKernel } from '../kernels/rotary.js';
 import { HadamardKernel } from '../kernels/hadamard.js';
-import { destroyWeight } from '../kernels/weight.js';
+import { PermuteKernel } from '../kernels/permute.js';
+import { destroyWeight, type GpuWeight } from '../kernels/weight.js';
 import type { ModelConfig } from '../checkpoint/config.js';
 import { dynamicNtkRows, ropeInvFreq } from '../checkpoint/rope.js';
 import { KV_QUANT_PARAM_BYTES, kvCacheDataBytesPerTokenHead } from './memory.js';
@@ -103,6 +104,8 @@ export interface ShardBuffers {
   proj: GPUBuffer; // f32 [maxTokens, hidden]: o_proj / down_proj output (partial sums when tp > 1)
   gateUp: GPUBuffer; // f32 [maxTokens, 2 * intermediate]
   act: GPUBuffer; // f32 [maxTokens, intermediate]
+  /** Activation-ordered 4-bit weights (GPTQ desc_act): a matmul's input gathered by the weight's inputPerm; null otherwise. */
+  permuted: GPUBuffer | null; // f32 [maxTokens, max(hidden, heads * headDim, intermediate)]
   lastHidden: GPUBuffer; // f32 [maxSeqs, hidden]
   logits: GPUBuffer; // f32 [maxSeqs, shard vocab]
 }
@@ -115,6 +118,8 @@ export interface ShardKernels {
   rotary: RotaryKernel;
   /** Quantized KV caches only: rotates q and k after RoPE so that k quantizes with less error; null otherwise. */
   hadamard: HadamardKernel | null;
+  /** 4-bit models: gathers a matmul's input for activation-ordered weights; null otherwise. */
+  permute: PermuteKernel | null;
   kv: KvCacheKernel;
   attn: AttentionKernel;
 }
@@ -196,17 +201,18 @@ export class Shard implements ShardHandle {
 
   /** q4: also compile the 4-bit matmul kernels (a checkpoint with quantization_config). */
   static async createKernels(gpu: GpuDevice, kvCacheDtype: KvCacheDtype = 'f32', q4 = false): Promise<ShardKernels> {
-    const [matmul, norm, act, embed, rotary, hadamard, kv, attn] = await Promise.all([
+    const [matmul, norm, act, embed, rotary, hadamard, permute, kv, attn] = await Promise.all([
       MatmulKernels.create(gpu, { q4 }),
       RmsNormKernel.create(gpu),
       ActivationKernel.create(gpu),
       EmbeddingKernel.create(gpu),
       RotaryKernel.create(gpu),
       isQuantizedKvCache(kvCacheDtype) ? HadamardKernel.create(gpu) : null,
+      q4 ? PermuteKernel.create(gpu) : null,
       KvCacheKernel.create(gpu, { dtype: kvCacheDtype }),
       AttentionKernel.create(gpu, { kvCacheDtype }),
     ]);
-    return { matmul, norm, act, embed, rotary, hadamard, kv, attn };
+    return { matmul, norm, act, embed, rotary, hadamard, permute, kv, attn };
   }
 
   /** Makes this shard the one that samples (rank 0): a GPU sampler, plus a full-vocab logits buffer when tp > 1. */
@@ -335,7 +341,7 @@ export class Shard implements ShardHandle {
     } else {
       k.norm.addNorm(this.p, u, { x: b.proj, residual: b.residual, weight: w.inputNorm, out: b.normed, numRows: T, dim: c.hiddenSize, eps });
     }
-    k.matmul.matmul(this.p, u, b.normed, w.qkv, b.qkv, T, w.qkvBias ?? undefined);
+    k.matmul.matmul(this.p, u, this.matmulInput(b.normed, w.qkv, T), w.qkv, b.qkv, T, w.qkvBias ?? undefined);
     this.captureInput(l, 'qkv', b.normed, T * c.hiddenSize);
     const hd = c.headDim;
     const rowStride = (layout.numHeads + 2 * layout.numKvHeads) * hd;
@@ -416,7 +422,7 @@ export class Shard implements ShardHandle {
       slidingWindow: c.slidingWindow ?? 0,
       maxContextLen: s.maxContextLen,
     });
-    k.matmul.matmul(this.p, u, b.attnOut, w.o, b.proj, T, w.oBias ?? undefined);
+    k.matmul.matmul(this.p, u, this.matmulInput(b.attnOut, w.o, T), w.o, b.proj, T, w.oBias ?? undefined);
     this.captureInput(l, 'o', b.attnOut, T * layout.numHeads * hd);
   }
 
@@ -426,11 +432,21 @@ export class Shard implements ShardHandle {
     const w = this.weights.layers[l]!;
     const T = s.numTokens;
     k.norm.addNorm(this.p, u, { x: b.proj, residual: b.residual, weight: w.postNorm, out: b.normed, numRows: T, dim: c.hiddenSize, eps: c.rmsNormEps });
-    k.matmul.matmul(this.p, u, b.normed, w.gateUp, b.gateUp, T);
+    k.matmul.matmul(this.p, u, this.matmulInput(b.normed, w.gateUp, T), w.gateUp, b.gateUp, T);
     this.captureInput(l, 'gateUp', b.normed, T * c.hiddenSize);
     k.act.siluAndMul(this.p, u, { gateUp: b.gateUp, out: b.act, numRows: T, intermediate: layout.intermediate });
-    k.matmul.matmul(this.p, u, b.act, w.down, b.proj, T);
+    k.matmul.matmul(this.p, u, this.matmulInput(b.act, w.down, T), w.down, b.proj, T);
     this.captureInput(l, 'down', b.act, T * layout.intermediate);
+  }
+
+  /** x itself, or for an activation-ordered 4-bit weight x's columns gathered into its input order. */
+  private matmulInput(x: GPUBuffer, w: GpuWeight, numRows: number): GPUBuffer {
+    if (w.dtype !== 'q4' || !w.inputPerm) return x;
+    const { permute } = this.kernels;
+    const out = this.buffers.permuted;
+    if (!permute || !out) throw new Error(`shard: ${w.label} has activation-ordered groups but the shard has no gather buffer`);
+    permute.gatherColumns(this.p, this.uniforms, { x, perm: w.inputPerm, out, numRows, cols: w.cols });
+    return out;
   }
 
   /** With a capture of layer `l` set, copies `count` floats of `src` aside (a copy is an encoder command, so the pass is ended and reopened). */
@@ -466,7 +482,7 @@ export class Shard implements ShardHandle {
     this.sampler?.destroy();
     this.scorer?.destroy();
     this.fullLogits?.destroy();
-    for (const buf of [...this.kCaches, ...this.vCaches, ...(this.kvParams ?? []), ...Object.values(this.buffers)]) buf.destroy();
+    for (const buf of [...this.kCaches, ...this.vCaches, ...(this.kvParams ?? []), ...Object.values(this.buffers)]) buf?.destroy();
     const w = this.weights;
     destroyWeight(w.embed);
     if (w.lmHead.chunks !== w.embed.chunks) destroyWeight(w.lmHead);
@@ -500,7 +516,9 @@ export interface ShardBuildOptions {
 /** Kernels, activation buffers and (rank 0) the sampler around uploaded weights: the same in-process and in a worker. */
 export async function createShard(gpu: GpuDevice, config: ModelConfig, layout: ShardLayout, weights: ShardWeights, o: ShardBuildOptions): Promise<Shard> {
   const kernels = await Shard.createKernels(gpu, o.kvCacheDtype, config.quantization !== null);
-  const buffers = allocateBuffers(gpu, config, layout, o.maxTokensPerStep, o.maxNumSeqs, o.maxBlocksPerSeq, o.invFreq);
+  // The weights decide (each g_idx does), not config.json's desc_act: static groups keep inputs in order.
+  const gathers = weights.layers.some((l) => [l.qkv, l.o, l.gateUp, l.down].some((w) => w.dtype === 'q4' && w.inputPerm !== null));
+  const buffers = allocateBuffers(gpu, config, layout, o.maxTokensPerStep, o.maxNumSeqs, o.maxBlocksPerSeq, o.invFreq, gathers);
   const shard = new Shard(gpu, layout, config, weights, kernels, buffers, o.blockSize, o.numBlocks, o.attentionScaling);
   if (layout.rank === 0) await shard.enableSampling(o.maxNumSeqs);
   return shard;
@@ -525,6 +543,7 @@ function allocateBuffers(
   maxSeqs: number,
   maxBlocksPerSeq: number,
   invFreq: Float32Array,
+  gathers: boolean,
 ): ShardBuffers {
   const f32 = (label: string, n: number) => gpu.createBuffer(label, n * 4, storageUsage());
   const H = config.hiddenSize;
@@ -545,6 +564,7 @@ function allocateBuffers(
     proj: f32('proj', maxTokens * H),
     gateUp: f32('gate_up', maxTokens * 2 * layout.intermediate),
     act: f32('act', maxTokens * layout.intermediate),
+    permuted: gathers ? f32('permuted', maxTokens * Math.max(H, layout.numHeads * hd, layout.intermediate)) : null,
     lastHidden: f32('last_hidden', maxSeqs * H),
     logits: f32('logits', maxSeqs * (layout.vocabEnd - layout.vocabStart)),
   };

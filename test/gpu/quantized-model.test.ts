@@ -111,11 +111,38 @@ for (const { name, o } of cases) {
   });
 }
 
+// Activation order (GPTQ desc_act without static groups, compressed-tensors actorder "group"): every
+// linear's groups gather scattered inputs; the loader sorts the columns and the runner gathers its inputs.
+const actOrderCases: { name: string; o: QuantizeOptions }[] = [
+  { name: 'GPTQ v1 sym g32 desc_act (permuted g_idx)', o: { format: 'gptq-v1', groupSize: 32, symmetric: true, actOrder: true } },
+  { name: 'compressed-tensors asym g64 actorder "group" (weight_g_idx)', o: { format: 'compressed-tensors', groupSize: 64, symmetric: false, actOrder: true } },
+];
+
+for (const { name, o } of actOrderCases) {
+  test(`${name}: GPU greedy tokens equal the CPU reference on the dequantized weights`, async () => {
+    const [quant, deq] = await prepare(name.replace(/\W+/g, '-'), o);
+    const got = await expectReferenceTokens(quant, deq);
+    assert.equal(got.formats, ['q4', 'q4', 'q4', 'q4']);
+  });
+}
+
+test('activation-ordered 4-bit weights on 2 devices fail at startup naming desc_act', async () => {
+  const [quant] = await prepare('act-order-tp', { format: 'gptq-v2', groupSize: 32, symmetric: false, actOrder: true });
+  await assertRejects(
+    openEngine({ modelDir: quant, devices: [0, 0], allowRepeatedDevices: true }),
+    /cannot split this model over 2 devices: .*activation-ordered groups \(GPTQ desc_act/,
+  );
+});
+
 // What people download besides Llama: Qwen2 AWQ (q/k/v biases stay 16-bit beside 4-bit weights, tied
 // embeddings), Qwen3 GPTQ (q_norm/k_norm between the 4-bit projection and RoPE) and InternLM2 AWQ
 // (LMDeploy's own: the fused, head-grouped wqkv is quantized as one linear and split after unpacking).
 const architectures: { name: string; options: SyntheticModelOptions; o: QuantizeOptions }[] = [
-  { name: 'Qwen2 AWQ g64 (qkv bias, tied embeddings)', options: { ...model, architecture: 'qwen2', tieWordEmbeddings: true }, o: { format: 'awq', groupSize: 64 } },
+  {
+    name: 'Qwen2 AWQ g64 (qkv bias, tied embeddings)',
+    options: { ...model, architecture: 'qwen2', tieWordEmbeddings: true },
+    o: { format: 'awq', groupSize: 64 },
+  },
   { name: 'Qwen3 GPTQ v1 sym g32 (q_norm / k_norm)', options: { ...model, architecture: 'qwen3' }, o: { format: 'gptq-v1', groupSize: 32, symmetric: true } },
   { name: 'InternLM2 AWQ g128 (fused wqkv)', options: { ...model, architecture: 'internlm2' }, o: { format: 'awq', groupSize: 128 } },
 ];

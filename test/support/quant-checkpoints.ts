@@ -24,6 +24,12 @@ export interface QuantizeOptions {
   keepFloat?: string[];
   /** GPTQ: write desc_act true (with an in-order g_idx, as static_groups gives). */
   descAct?: boolean;
+  /**
+   * Activation order: GPTQ desc_act without static groups / compressed-tensors actorder "group". Each
+   * linear's groups gather scattered inputs (a permuted g_idx / weight_g_idx), one permutation per
+   * layer and input (shared by q/k/v, and by gate/up, as their common input makes it in GPTQ).
+   */
+  actOrder?: boolean;
   /** compressed-tensors weight_scale dtype (default BF16, as llm-compressor saves bf16 models). */
   scaleDtype?: 'F16' | 'BF16';
 }
@@ -74,10 +80,10 @@ function quantizationConfig(o: QuantizeOptions): Record<string, unknown> {
         quant_method: 'gptq',
         bits: 4,
         group_size: o.groupSize,
-        desc_act: o.descAct ?? false,
+        desc_act: (o.descAct ?? false) || (o.actOrder ?? false),
         sym: o.symmetric ?? true,
         true_sequential: true,
-        static_groups: o.descAct ?? false,
+        static_groups: (o.descAct ?? false) && !o.actOrder,
         damp_percent: 0.01,
         checkpoint_format: o.format === 'gptq-v1' ? 'gptq' : 'gptq_v2',
         ...(keep.length ? { modules_in_block_to_quantize: [quantized] } : {}),
@@ -104,7 +110,7 @@ function quantizationConfig(o: QuantizeOptions): Record<string, unknown> {
               strategy: 'group',
               group_size: o.groupSize,
               dynamic: false,
-              actorder: null,
+              actorder: o.actOrder ? 'group' : null,
               block_structure: null,
               observer: 'minmax',
               observer_kwargs: {},
@@ -155,7 +161,15 @@ function quantizeLinear(module: string, w: Float32Array, rows: number, cols: num
   const g = o.groupSize === -1 ? cols : o.groupSize;
   const groups = cols / g;
   const symmetric = o.format === 'awq' ? false : (o.symmetric ?? true);
-  const { q, scales, zeros } = quantizeRtn(w, rows, cols, g, symmetric);
+  // Activation order: quantize the columns in `perm` order (group j = sorted columns j*g ..), store
+  // them in their own order with g_idx[perm[j]] = j / g.
+  const perm = o.actOrder ? activationOrder(module, cols) : null;
+  const sorted = perm ? Float32Array.from({ length: rows * cols }, (_, i) => w[Math.floor(i / cols) * cols + perm[i % cols]!]!) : w;
+  const { q: sortedQ, scales, zeros } = quantizeRtn(sorted, rows, cols, g, symmetric);
+  const q = new Uint8Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let j = 0; j < cols; j++) q[r * cols + (perm ? perm[j]! : j)] = sortedQ[r * cols + j]!;
+  const gIdx = new Int32Array(cols);
+  for (let j = 0; j < cols; j++) gIdx[perm ? perm[j]! : j] = Math.floor(j / g);
   const at = (r: number, k: number) => q[r * cols + k]!;
   switch (o.format) {
     case 'awq': {
@@ -180,7 +194,6 @@ function quantizeLinear(module: string, w: Float32Array, rows: number, cols: num
       const qzeros = new Int32Array(groups * (rows / 8));
       for (let j = 0; j < groups; j++)
         for (let c = 0; c < rows / 8; c++) qzeros[j * (rows / 8) + c] = pack8((i) => (zeros[(8 * c + i) * groups + j]! - minusOne) & 15);
-      const gIdx = Int32Array.from({ length: cols }, (_, k) => Math.floor(k / g));
       return [
         i32(`${module}.qweight`, [cols / 8, rows], qweight),
         i32(`${module}.qzeros`, [groups, rows / 8], qzeros),
@@ -198,6 +211,7 @@ function quantizeLinear(module: string, w: Float32Array, rows: number, cols: num
         i32(`${module}.weight_packed`, [rows, cols / 8], packed),
         raw(`${module}.weight_scale`, scaleDtype, [rows, groups], scaleDtype === 'F16' ? scales : f32ToBf16Bits(scaleF32)),
         raw(`${module}.weight_shape`, 'I64', [2], new BigInt64Array([BigInt(rows), BigInt(cols)])),
+        ...(perm ? [i32(`${module}.weight_g_idx`, [cols], gIdx)] : []),
       ];
       if (!symmetric) {
         const zp = new Int32Array(Math.ceil(rows / 8) * groups);
@@ -208,6 +222,24 @@ function quantizeLinear(module: string, w: Float32Array, rows: number, cols: num
       return tensors;
     }
   }
+}
+
+/**
+ * A shuffled order of `cols` inputs, the same for every linear of a layer that reads the same input
+ * (q/k/v, gate/up), different for o_proj, down_proj and each layer: what GPTQ's act order (inputs by
+ * descending Hessian diagonal) looks like to a loader.
+ */
+function activationOrder(module: string, cols: number): Uint32Array {
+  const layer = Number(/layers\.(\d+)\./.exec(module)?.[1] ?? 0);
+  const input = /(q_proj|k_proj|v_proj|wqkv)$/.test(module) ? 1 : /(gate_proj|up_proj|w1|w3)$/.test(module) ? 2 : /(o_proj|wo)$/.test(module) ? 3 : 4;
+  let state = (layer * 7919 + input * 104729 + cols) >>> 0;
+  const perm = Uint32Array.from({ length: cols }, (_, i) => i);
+  for (let i = cols - 1; i > 0; i--) {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    const j = state % (i + 1);
+    [perm[i], perm[j]] = [perm[j]!, perm[i]!];
+  }
+  return perm;
 }
 
 /** Word with nibble i = nibble(i) (0..15). */

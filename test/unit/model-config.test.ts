@@ -353,6 +353,7 @@ test('quantization_config: AWQ gemm, GPTQ v1/v2 and per-channel, compressed-tens
     bits: 4,
     groupSize: 128,
     symmetric: false,
+    activationOrder: false,
     zerosMinusOne: false,
     modulesToNotConvert: ['mlp.down_proj'],
     modulesInBlockToQuantize: null,
@@ -409,7 +410,9 @@ test('quantization_config refusals name the field', () => {
   refuses(weights({ num_bits: 8 }), /config_groups.group_0.weights.num_bits 8 is not supported/);
   refuses(weights({ type: 'float' }), /weights.type "float" is not supported/);
   refuses(weights({ strategy: 'tensor' }), /weights.strategy "tensor" is not supported/);
-  refuses(weights({ actorder: 'group' }), /weights.actorder "group" is not supported/);
+  refuses(weights({ actorder: 'dynamic' }), /weights.actorder "dynamic" is not supported/);
+  assert.is(quant(weights({ actorder: 'group' }))!.activationOrder, true);
+  assert.is(quant(weights({ actorder: 'weight' }))!.activationOrder, false);
   refuses(weights({ dynamic: true }), /weights.dynamic true/);
   refuses(
     { ...ctConfig, config_groups: { group_0: { ...ctConfig.config_groups.group_0, input_activations: { num_bits: 8 } } } },

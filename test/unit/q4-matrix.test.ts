@@ -83,4 +83,16 @@ test('q4HeadRows picks headDim rows per head in the given order', () => {
   assert.throws(() => q4HeadRows(m, headDim, [5]), /q4SliceRows: rows \[20, 24\)/);
 });
 
+test('activation order: slices and fusion keep inputPerm, fusing different orders or splitting columns throws, a non-permutation is rejected', () => {
+  const perm = Uint32Array.from({ length: 32 }, (_, i) => (i * 7) % 32);
+  const m: Q4Matrix = { ...randomQ4Matrix(16, 32, 8, 3), inputPerm: perm };
+  checkQ4Matrix(m);
+  assert.is(q4SliceRows(m, 8, 8).inputPerm, perm);
+  assert.is(q4ConcatRows([q4SliceRows(m, 0, 8), q4SliceRows(m, 8, 8)]).inputPerm, perm);
+  assert.throws(() => q4ConcatRows([m, { ...m, inputPerm: Uint32Array.from({ length: 32 }, (_, i) => i) }]), /activation orders differ/);
+  assert.throws(() => q4ConcatRows([m, { ...m, inputPerm: undefined }]), /activation orders differ/);
+  assert.throws(() => q4SliceCols(m, 0, 16), /activation-ordered groups .* desc_act/);
+  assert.throws(() => checkQ4Matrix({ ...m, inputPerm: Uint32Array.from({ length: 32 }, () => 0) }), /inputPerm is not a permutation/);
+});
+
 test.run();

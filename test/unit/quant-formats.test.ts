@@ -110,24 +110,36 @@ test('GPTQ: qweight packed along in; v1 zeros are stored minus one ((s + 1) & 15
   await reader.close();
 });
 
-test('GPTQ desc_act: an out-of-order g_idx is refused naming the tensor; in order it loads', async () => {
+test('GPTQ desc_act: a permuted g_idx sorts the columns by group (inputPerm) and dequantizes as the checkpoint says; uneven groups are refused', async () => {
   const q = parseQuantizationConfig({ quant_method: 'gptq', bits: 4, group_size: 8, desc_act: true, sym: true })!;
+  assert.is(q.activationOrder, true);
+  // Inputs 0..7 hold q = 0..7, inputs 8..15 q = 8..15 (every output); zero 8 (v1: stored 7); group 0 scale 1, group 1 scale 2.
   const base = [
-    i32('l.qweight', [2, 8], Array(16).fill(0x11111111)),
+    i32('l.qweight', [2, 8], [...Array(8).fill(0x76543210), ...Array(8).fill(0xfedcba98 | 0)]),
     i32('l.qzeros', [2, 1], [0x77777777, 0x77777777]),
-    f16('l.scales', [2, 8], Array(16).fill(1)),
+    f16('l.scales', [2, 8], [...Array(8).fill(1), ...Array(8).fill(2)]),
   ];
+  // Act order: inputs 0..7 belong to group 1 (scale 2), inputs 8..15 to group 0.
   const permuted = await readerWith('gptq-perm', [...base, i32('l.g_idx', [16], [1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0])]);
+  const m = await readQ4Linear(permuted, q, 'l', 8, 16);
+  assert.equal(Array.from(m.inputPerm ?? []), [8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7]);
+  const row = Array.from({ length: 16 }, (_, k) => (k < 8 ? (k - 8) * 2 : k - 8));
+  assert.equal(Array.from(await loaderWeights(permuted, q, 8, 16)), Array.from({ length: 8 }, () => row).flat());
+  // In group order nothing is permuted.
+  const ordered = await readerWith('gptq-ordered', [...base, i32('l.g_idx', [16], [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1])]);
+  assert.is((await readQ4Linear(ordered, q, 'l', 8, 16)).inputPerm, undefined);
+  const inOrder = Array.from({ length: 16 }, (_, k) => (k < 8 ? k - 8 : (k - 8) * 2));
+  assert.equal(Array.from(await loaderWeights(ordered, q, 8, 16)), Array.from({ length: 8 }, () => inOrder).flat());
+  const uneven = await readerWith('gptq-uneven', [...base, i32('l.g_idx', [16], [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0])]);
   try {
-    await readQ4Linear(permuted, q, 'l', 8, 16);
+    await readQ4Linear(uneven, q, 'l', 8, 16);
     assert.unreachable('should throw');
   } catch (err) {
-    assert.match((err as Error).message, /tensor "l.g_idx" is not in group order .*desc_act/);
+    assert.match((err as Error).message, /tensor "l.g_idx" puts 7 inputs in group 0; an activation order must give every group 8/);
   }
-  const ordered = await readerWith('gptq-ordered', [...base, i32('l.g_idx', [16], [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1])]);
-  assert.equal(Array.from(await loaderWeights(ordered, q, 8, 16)), Array(128).fill(-7));
   await permuted.close();
   await ordered.close();
+  await uneven.close();
 });
 
 test('compressed-tensors: q + 8 along in, zero points packed along out (packed_dim 0) with the same offset', async () => {
