@@ -3,7 +3,8 @@
 // where its per-row range is no longer set by a few dominant channels, and q is rotated alike so that
 // attention scores are unchanged.
 import assert from 'node:assert/strict';
-import { dispatch, grid1d, loadShader, type Binding, type GpuDevice, type UniformArena } from '../gpu/index.js';
+import { dispatch, grid1d, loadShader, type GpuDevice, type UniformArena } from '../gpu/index.js';
+import type { QkHeads } from './rotary.js';
 
 const WORKGROUP_SIZE = 64;
 
@@ -11,17 +12,6 @@ const WORKGROUP_SIZE = 64;
 export function hadamardBlockSize(headDim: number): number {
   assert(Number.isInteger(headDim) && headDim > 0, `hadamard: headDim ${headDim} must be a positive integer`);
   return headDim & -headDim;
-}
-
-export interface HadamardArgs {
-  qkv: Binding;
-  numTokens: number;
-  rowStride: number;
-  qOffset: number;
-  numHeads: number;
-  kOffset: number;
-  numKvHeads: number;
-  headDim: number;
 }
 
 export class HadamardKernel {
@@ -36,7 +26,7 @@ export class HadamardKernel {
   }
 
   /** Rotates every q and k head of every token by the block Hadamard matrix of hadamardBlockSize(headDim). */
-  apply(pass: GPUComputePassEncoder, uniforms: UniformArena, args: HadamardArgs): void {
+  apply(pass: GPUComputePassEncoder, uniforms: UniformArena, args: QkHeads): void {
     const { numTokens, rowStride, qOffset, numHeads, kOffset, numKvHeads, headDim } = args;
     assert(qOffset + numHeads * headDim <= rowStride && kOffset + numKvHeads * headDim <= rowStride, 'hadamard: q or k heads run past rowStride');
     const block = hadamardBlockSize(headDim);

@@ -8,7 +8,8 @@ export interface RotaryOptions {
   workgroupSize?: number;
 }
 
-export interface RotaryArgs {
+/** Where the q and k heads sit in a fused qkv activation (the kernels that rewrite them in place). */
+export interface QkHeads {
   qkv: Binding;
   numTokens: number;
   rowStride: number;
@@ -17,6 +18,9 @@ export interface RotaryArgs {
   kOffset: number;
   numKvHeads: number;
   headDim: number;
+}
+
+export interface RotaryArgs extends QkHeads {
   /** <= headDim, even; dims >= rotaryDim pass through (partial rotary). */
   rotaryDim: number;
   /** u32 [numTokens]: absolute position of each token. */

@@ -12,7 +12,7 @@ import { EmbeddingKernel } from '../kernels/embedding.js';
 import { KvCacheKernel } from '../kernels/kv-cache.js';
 import { MatmulKernels } from '../kernels/matmul.js';
 import { RmsNormKernel } from '../kernels/rmsnorm.js';
-import { RotaryKernel } from '../kernels/rotary.js';
+import { RotaryKernel, type QkHeads } from '../kernels/rotary.js';
 import { HadamardKernel } from '../kernels/hadamard.js';
 import { PermuteKernel } from '../kernels/permute.js';
 import { destroyWeight, type GpuWeight } from '../kernels/weight.js';
@@ -360,7 +360,7 @@ export class Shard implements ShardHandle {
         eps,
       });
     }
-    k.rotary.apply(this.p, u, {
+    const qkHeads: QkHeads = {
       qkv: b.qkv,
       numTokens: T,
       rowStride,
@@ -369,6 +369,9 @@ export class Shard implements ShardHandle {
       kOffset,
       numKvHeads: layout.numKvHeads,
       headDim: hd,
+    };
+    k.rotary.apply(this.p, u, {
+      ...qkHeads,
       rotaryDim: c.rope.rotaryDim,
       positions: b.positions,
       invFreq: b.invFreq,
@@ -377,16 +380,7 @@ export class Shard implements ShardHandle {
       attentionScaling: this.attentionScaling,
     });
     // A quantized cache stores k in the Hadamard basis (q follows, so scores are unchanged).
-    k.hadamard?.apply(this.p, u, {
-      qkv: b.qkv,
-      numTokens: T,
-      rowStride,
-      qOffset: 0,
-      numHeads: layout.numHeads,
-      kOffset,
-      numKvHeads: layout.numKvHeads,
-      headDim: hd,
-    });
+    k.hadamard?.apply(this.p, u, qkHeads);
     k.kv.write(this.p, u, {
       qkv: b.qkv,
       numTokens: T,
