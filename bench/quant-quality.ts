@@ -114,7 +114,7 @@ interface Result {
   meanKl: number;
   maxLogitDiff: number;
   top1Agreement: number;
-  /** AWQ: summed linear-group output MSE of RTN over AWQ's, on the calibration tokens. */
+  /** AWQ: summed scored-block output MSE (attention, MLP, o_proj, down_proj) of RTN over AWQ's, on the calibration tokens. */
   searchGain: number | null;
 }
 

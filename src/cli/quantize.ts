@@ -56,7 +56,7 @@ export async function runQuantize(args: QuantizeArgs): Promise<void> {
     const mode = (args.duoScaling ?? QUANTIZE_DEFAULTS.duoScaling) ? 'duo scaling' : 'x_mean scaling (no duo scaling)';
     const keptRtn = result.searches.filter((g) => g.ratio === null).length;
     process.stderr.write(
-      `[quantize] AWQ: summed linear-group output MSE on the calibration tokens ${gain.toFixed(2)}x lower than RTN's (${mode}; plain RTN scored best in ${keptRtn} of ${result.searches.length} groups)\n`,
+      `[quantize] AWQ: summed output MSE of the scored blocks (attention, MLP, o_proj, down_proj) on the calibration tokens ${gain.toFixed(2)}x lower than RTN's (${mode}; plain RTN scored best in ${keptRtn} of ${result.searches.length} groups)\n`,
     );
   }
   if (result.clips.length) {

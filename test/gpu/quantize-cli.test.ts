@@ -24,7 +24,7 @@ test('quantize --method awq --group-size 64 writes an AWQ folder', async () => {
   });
   assert.is(r.code, 0, r.stderr);
   assert.match(r.stderr, /scale search with duo scaling/);
-  assert.match(r.stderr, /AWQ: summed linear-group output MSE .* \(duo scaling; plain RTN scored best in \d+ of 5 groups\)/);
+  assert.match(r.stderr, /AWQ: summed output MSE of the scored blocks .* \(duo scaling; plain RTN scored best in \d+ of 5 groups\)/);
   const config = JSON.parse(await readFile(join(out, 'config.json'), 'utf8'));
   assert.equal([config.quantization_config.quant_method, config.quantization_config.group_size], ['awq', 64]);
   assert.ok(existsSync(join(out, 'model.safetensors')));
