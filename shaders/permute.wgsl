@@ -2,7 +2,7 @@
 // columns so that its quantization groups are contiguous and records the order as perm, so the reordered
 // weight W' needs its input reordered alike before the matmul: y = W' x', x'[r, j] = x[r, perm[j]].
 // Bindings (group 0): 0 x: array<f32> (read) [num_rows, cols]; 1 perm: array<u32> (read) [cols], a
-//   permutation of 0..cols-1 (the loader checks it: kernels/permute.ts assertColumnPermutation);
+//   permutation of 0..cols-1 (checked on the host: common/q4.ts checkQ4Matrix, Q4Matrix.inputPerm);
 //   2 out: array<f32> (read_write) [num_rows, cols], rows past num_rows untouched; 3 params: uniform.
 //   out[r * cols + j] = x[r * cols + perm[j]] (a copy: bit-exact).
 // Workgroup: WG lanes (override) along a row's output columns, one column each, striding by the grid's
