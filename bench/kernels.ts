@@ -6,6 +6,7 @@
 import { pathToFileURL } from 'node:url';
 import { openDefaultDevice, describeOpened, type GpuDevice } from '../src/gpu/index.js';
 import { MatmulKernels, type MatmulTuning } from '../src/kernels/matmul.js';
+import { PermuteKernel } from '../src/kernels/permute.js';
 import { destroyWeight, uploadQ4Weight, uploadWeight, type WeightDtype } from '../src/kernels/weight.js';
 import { randomQ4Matrix } from '../test/support/q4-reference.js';
 import { attentionDecodeCases } from './attention-cases.js';
@@ -48,18 +49,32 @@ function matmulCase(group: string, name: string, numRows: number, outFeatures: n
  * 4-bit weights (AWQ/GPTQ-style groups): bytes are the packed words plus the scale/zero words, and the
  * streaming read reads exactly those buffers, so "vs stream" is the kernel's share of the bandwidth.
  */
-function q4MatmulCase(name: string, numRows: number, outFeatures: number, inFeatures: number, groupSize: number, samples?: number): KernelCase {
+function q4MatmulCase(
+  name: string,
+  numRows: number,
+  outFeatures: number,
+  inFeatures: number,
+  groupSize: number,
+  samples?: number,
+  actOrder = false,
+): KernelCase {
   return {
     group: 'matmul',
     name,
     samples,
     async setup(gpu, shared) {
       const m = randomQ4Matrix(outFeatures, inFeatures, groupSize, 1);
+      // Activation order: the runner gathers the input by the weight's inputPerm, then runs the same matmul.
+      if (actOrder) m.inputPerm = shuffled(inFeatures, 3);
       const w = uploadQ4Weight(gpu, name, m, undefined, shared.matmul.weightLayout);
       const x = gpu.upload('x', randomHost(numRows * inFeatures, 2));
       const y = gpu.createBuffer('y', numRows * outFeatures * 4, STORAGE_RW());
+      const gather = actOrder ? { kernel: await PermuteKernel.create(gpu), out: gpu.createBuffer('x_perm', numRows * inFeatures * 4, STORAGE_RW()) } : null;
       return {
-        record: (pass, uniforms) => shared.matmul.matmul(pass, uniforms, x, w, y, numRows),
+        record: (pass, uniforms) => {
+          if (gather && w.inputPerm) gather.kernel.gatherColumns(pass, uniforms, { x, perm: w.inputPerm, out: gather.out, numRows, cols: inFeatures });
+          shared.matmul.matmul(pass, uniforms, gather ? gather.out : x, w, y, numRows);
+        },
         bytes: w.byteLength + numRows * inFeatures * 4,
         flops: 2 * numRows * outFeatures * inFeatures,
         streamed: [...w.chunks, ...w.scaleChunks].map((buffer) => ({ buffer, bytes: buffer.size })),
@@ -67,10 +82,23 @@ function q4MatmulCase(name: string, numRows: number, outFeatures: number, inFeat
           destroyWeight(w);
           x.destroy();
           y.destroy();
+          gather?.out.destroy();
         },
       };
     },
   };
+}
+
+/** A seeded shuffle of 0..n-1. */
+function shuffled(n: number, seed: number): Uint32Array {
+  const p = Uint32Array.from({ length: n }, (_, i) => i);
+  let s = seed >>> 0;
+  for (let i = n - 1; i > 0; i--) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    const j = s % (i + 1);
+    [p[i], p[j]] = [p[j]!, p[i]!];
+  }
+  return p;
 }
 
 export const matmulCases: KernelCase[] = [
@@ -107,6 +135,30 @@ interface PairResult {
   f16Gflops: number;
   /** Median over interleaved sample pairs of f16 time / 4-bit time. */
   speedup: number;
+}
+
+/** Activation-ordered 4-bit (gather by inputPerm, then the matmul) against in-order 4-bit, interleaved. */
+interface ActOrderResult {
+  name: string;
+  plainMs: number;
+  actOrderMs: number;
+  /** Median over interleaved sample pairs of act-order time / in-order time. */
+  ratio: number;
+}
+
+async function actOrderVsPlain(gpu: GpuDevice, matmul: MatmulKernels, only: string | undefined, defaultSamples: number): Promise<ActOrderResult[]> {
+  const results: ActOrderResult[] = [];
+  for (const shape of q4VsF16Shapes) {
+    const name = `q4 act-order vs in order ${shape.name}`;
+    if (only && !name.includes(only)) continue;
+    const plain = await q4MatmulCase(name, shape.numRows, 4096, 4096, 128).setup(gpu, { matmul });
+    const act = await q4MatmulCase(name, shape.numRows, 4096, 4096, 128, undefined, true).setup(gpu, { matmul });
+    const [a, b] = await timePasses(gpu, [plain.record, act.record], shape.samples ?? defaultSamples);
+    results.push({ name: shape.name, plainMs: a!.ms, actOrderMs: b!.ms, ratio: median(a!.samples.map((ms, i) => b!.samples[i]! / ms)) });
+    plain.destroy();
+    act.destroy();
+  }
+  return results;
 }
 
 async function q4VsF16(gpu: GpuDevice, matmul: MatmulKernels, only: string | undefined, defaultSamples: number): Promise<PairResult[]> {
@@ -190,7 +242,8 @@ async function main(): Promise<void> {
   }
   stream.destroy();
   const pairs = await q4VsF16(gpu, matmul, only, defaultSamples);
-  report(results, pairs, memcpy, gpu, matmul, json);
+  const actOrder = await actOrderVsPlain(gpu, matmul, only, defaultSamples);
+  report(results, pairs, actOrder, memcpy, gpu, matmul, json);
   matmul.destroy();
   gpu.destroy();
 }
@@ -203,7 +256,15 @@ function gemmOverGemv(results: Result[], r: Result): number | undefined {
   return gemv ? r.bestGflops / gemv.bestGflops : undefined;
 }
 
-function report(results: Result[], pairs: PairResult[], memcpy: number, gpu: GpuDevice, matmul: MatmulKernels, json: boolean): void {
+function report(
+  results: Result[],
+  pairs: PairResult[],
+  actOrder: ActOrderResult[],
+  memcpy: number,
+  gpu: GpuDevice,
+  matmul: MatmulKernels,
+  json: boolean,
+): void {
   const device = describeOpened(gpu).description;
   if (json) {
     const rows = results.map((r) => ({ ...r, vsMemcpy: r.gbps / memcpy, vsGemv: gemmOverGemv(results, r) }));
@@ -217,6 +278,7 @@ function report(results: Result[], pairs: PairResult[], memcpy: number, gpu: Gpu
           weightLayout: matmul.weightLayout,
           results: rows,
           q4VsF16: pairs,
+          actOrderVsInOrder: actOrder,
         },
         null,
         2,
@@ -260,6 +322,10 @@ function report(results: Result[], pairs: PairResult[], memcpy: number, gpu: Gpu
       'f16 GFLOP/s': p.f16Gflops,
       'f16 time / q4 time': `${p.speedup.toFixed(2)}x`,
     })),
+  );
+  printTable(
+    '4-bit with activation order (gather by g_idx order, then the matmul) vs in-order 4-bit (samples interleaved)',
+    actOrder.map((p) => ({ case: p.name, 'in-order ms': p.plainMs, 'act-order ms': p.actOrderMs, 'act-order / in-order time': `${p.ratio.toFixed(2)}x` })),
   );
 }
 
