@@ -48,13 +48,14 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   }
   let end = start + params.head_dim;
   for (var span = 1u; span < params.block; span <<= 1u) {
-    // Pairs (i, i + span) with bit `span` of (i - start) clear.
-    for (var i = start; i < end; i++) {
-      if (((i - start) & span) != 0u) { continue; }
-      let a = qkv[i];
-      let b = qkv[i + span];
-      qkv[i] = a + b;
-      qkv[i + span] = a - b;
+    // Pairs (i, i + span) in each run of 2 * span elements (blocks are whole runs: block % (2 * span) == 0).
+    for (var run = start; run < end; run += 2u * span) {
+      for (var i = run; i < run + span; i++) {
+        let a = qkv[i];
+        let b = qkv[i + span];
+        qkv[i] = a + b;
+        qkv[i + span] = a - b;
+      }
     }
   }
   for (var i = start; i < end; i++) { qkv[i] *= params.scale; }
