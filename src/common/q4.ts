@@ -93,6 +93,7 @@ export function q4SliceCols(m: Q4Matrix, start: number, count: number): Q4Matrix
         'run it on one device (tp 1), or use a checkpoint quantized with desc_act false or static_groups',
     );
   }
+  if (g === m.cols && !(start === 0 && count === m.cols)) return sliceOneGroupCols(m, start, count);
   if (start % g !== 0 || count % g !== 0) {
     throw new Error(
       `a 4-bit weight with ${m.cols} in features and group size ${g} cannot be split at columns [${start}, ${start + count}): ` +
@@ -117,6 +118,23 @@ export function q4SliceCols(m: Q4Matrix, start: number, count: number): Q4Matrix
     out.zeros.set(m.zeros.subarray(r * groups + start / g, r * groups + (start + count) / g), r * outGroups);
   }
   return out;
+}
+
+/**
+ * Columns of a matrix with one group per row (per-channel, group_size -1): each part keeps the row's
+ * scale and zero and becomes one group of `count` inputs, which the kernels need to be a power of two.
+ */
+function sliceOneGroupCols(m: Q4Matrix, start: number, count: number): Q4Matrix {
+  if (start % 8 !== 0 || !(count >= 8 && (count & (count - 1)) === 0)) {
+    throw new Error(
+      `a per-channel 4-bit weight (group_size -1) with ${m.cols} in features cannot be split at columns [${start}, ${start + count}): ` +
+        "each shard's part becomes one group, which the 4-bit kernels need to be a power of two >= 8 (choose a tp degree that gives one)",
+    );
+  }
+  const words = m.cols / 8;
+  const qweight = new Uint32Array((m.rows * count) / 8);
+  for (let r = 0; r < m.rows; r++) qweight.set(m.qweight.subarray(r * words + start / 8, r * words + (start + count) / 8), (r * count) / 8);
+  return { rows: m.rows, cols: count, groupSize: count, qweight, scales: m.scales, zeros: m.zeros };
 }
 
 /** Stacks matrices with the same cols and group size (fused q/k/v, gate/up). */

@@ -141,7 +141,8 @@ export class ShardWeightBuilder {
           "whose sorted inputs come from every shard's part of the activation; run it on one device, or use a checkpoint quantized with desc_act false or static_groups",
       );
     }
-    if (start % data.groupSize !== 0 || count % data.groupSize !== 0) {
+    // One group per row (per-channel): every shard's part shares the row's scale and zero (q4SliceCols).
+    if (data.groupSize !== data.cols && (start % data.groupSize !== 0 || count % data.groupSize !== 0)) {
       throw new Error(
         `cannot split this model over ${this.layout.tp} devices: the 4-bit ${label} has ${cols} in features in groups of ${data.groupSize} ` +
           `(quantization_config group_size), so a shard's ${count} columns are not whole groups; use a tp degree that divides in_features / group_size = ${cols / data.groupSize}`,

@@ -1,6 +1,7 @@
 // Megatron-style tensor-parallel layout: which rows of each canonical tensor a shard holds.
 // q/k/v and gate/up are split by output rows (heads / intermediate rows), o and down by input columns,
-// embedding and lm_head by vocabulary; 4-bit o/down only on group boundaries. Pure functions: no GPU, easy to test.
+// embedding and lm_head by vocabulary; 4-bit o/down only on group boundaries (per-channel ones anywhere
+// that leaves each shard a power-of-two width). Pure functions: no GPU, easy to test.
 import type { ModelConfig } from '../checkpoint/config.js';
 import { q4TensorGroupSizes } from '../checkpoint/weights.js';
 
@@ -66,6 +67,9 @@ function q4SplitProblems(config: ModelConfig, tp: number): string[] {
     const part = name.slice(name.lastIndexOf('.') + 1);
     const cols = part === 'o' ? config.numHeads * config.headDim : part === 'down' ? config.intermediateSize : 0;
     if (cols === 0 || (cols / tp) % g === 0) continue;
+    // One group per row (per-channel): each shard's part becomes one group of its own (common/q4.ts);
+    // in features are then a power of two (q4GroupSize), so any tp that divides them leaves one too.
+    if (g === cols) continue;
     problems.add(
       `the 4-bit ${part === 'o' ? 'o_proj' : 'down_proj'} has ${cols} in features in groups of ${g} (quantization_config group_size), so a shard's ${cols / tp} ` +
         `columns are not whole groups; use a tp degree that divides in_features / group_size = ${cols / g}`,

@@ -154,17 +154,25 @@ for (const { name, options, o } of architectures) {
   });
 }
 
+test('per-channel 4-bit (group_size -1): tp 2 splits o/down inside the one group per row and gives the tp 1 tokens', async () => {
+  const [quant] = await prepare('tp-per-channel', { format: 'gptq-v2', groupSize: -1, symmetric: false });
+  const base = await greedyLogits(quant, { tp: 1 }, PROMPT, STEPS);
+  const two = await greedyLogits(quant, { tp: 2 }, PROMPT, STEPS);
+  assert.equal(two.tokens, base.tokens);
+  two.logits.forEach((l, i) => assert.ok(relativeMaxError(l, base.logits[i]!) < 1e-4, `step ${i}: ${relativeMaxError(l, base.logits[i]!)}`));
+});
+
 test('4-bit tp 2 gives the tp 1 tokens and logits; a tp split that cuts groups fails naming tp and group size', async () => {
   const [quant] = await prepare('tp', { format: 'gptq-v2', groupSize: 32, symmetric: false });
   const base = await greedyLogits(quant, { tp: 1 }, PROMPT, STEPS);
   const two = await greedyLogits(quant, { tp: 2 }, PROMPT, STEPS);
   assert.equal(two.tokens, base.tokens);
   two.logits.forEach((l, i) => assert.ok(relativeMaxError(l, base.logits[i]!) < 1e-4, `step ${i}: ${relativeMaxError(l, base.logits[i]!)}`));
-  // o_proj has 128 in features: with group 128, each of 2 shards would hold half a group.
-  const [g128] = await prepare('tp-g128', { format: 'awq', groupSize: 128 });
+  // o_proj has 128 in features in 2 groups of 64: each of 4 shards would hold half a group.
+  const [g64] = await prepare('tp-g64', { format: 'awq', groupSize: 64 });
   await assertRejects(
-    openEngine({ modelDir: g128, devices: [0, 0], allowRepeatedDevices: true }),
-    /cannot split this model over 2 devices: the 4-bit o_proj has 128 in features in groups of 128 .* use a tp degree that divides in_features \/ group_size = 1/,
+    openEngine({ modelDir: g64, devices: [0, 0, 0, 0], allowRepeatedDevices: true }),
+    /cannot split this model over 4 devices: the 4-bit o_proj has 128 in features in groups of 64 .* use a tp degree that divides in_features \/ group_size = 2/,
   );
 });
 

@@ -95,4 +95,20 @@ test('activation order: slices and fusion keep inputPerm, fusing different order
   assert.throws(() => checkQ4Matrix({ ...m, inputPerm: Uint32Array.from({ length: 32 }, () => 0) }), /inputPerm is not a permutation/);
 });
 
+test('per-channel (one group per row): a column slice keeps each row scale and zero and is one group itself', () => {
+  const m = randomQ4Matrix(5, 64, 64, 9);
+  const w = dequantizeQ4(m);
+  for (const [start, count] of [
+    [0, 32],
+    [32, 32],
+    [16, 16],
+  ] as const) {
+    const s = q4SliceCols(m, start, count);
+    checkQ4Matrix(s);
+    assert.is(s.groupSize, count);
+    assert.equal([...dequantizeQ4(s)], block(w, 64, 0, 5, start, count), `columns [${start}, ${start + count})`);
+  }
+  assert.throws(() => q4SliceCols(m, 0, 24), /per-channel 4-bit weight .* power of two >= 8/);
+});
+
 test.run();

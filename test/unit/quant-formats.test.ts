@@ -309,13 +309,13 @@ test('tensor parallelism: a 4-bit o/down split that cuts groups is refused befor
       quantization_config: { quant_method: 'awq', bits: 4, zero_point: true, version: 'gemm', ...q },
     });
   assert.throws(
-    () => shardLayout(config({ group_size: 128 }), 2, 0),
-    /cannot split this model over 2 devices: the 4-bit o_proj has 128 in features in groups of 128 \(quantization_config group_size\), so a shard's 64 columns are not whole groups; use a tp degree that divides in_features \/ group_size = 1/,
-  );
-  assert.throws(
     () => shardLayout(config({ group_size: 64 }), 4, 0),
-    /4-bit o_proj has 128 in features in groups of 64 .* divides in_features \/ group_size = 2/,
+    /cannot split this model over 4 devices: the 4-bit o_proj has 128 in features in groups of 64 \(quantization_config group_size\), so a shard's 32 columns are not whole groups; use a tp degree that divides in_features \/ group_size = 2/,
   );
+  // One group per row (o_proj's 128 inputs at group 128, or group_size -1): each shard's part is one group of its own.
+  assert.is(shardLayout(config({ group_size: 128 }), 2, 0).tp, 2);
+  assert.is(shardLayout(config({ group_size: -1 }), 4, 0).tp, 4);
+  assert.throws(() => shardLayout(config({ group_size: -1 }), 32, 0), /num_attention_heads 4 is not divisible by tp 32/);
   assert.is(shardLayout(config({ group_size: 64 }), 2, 1).firstIntermediate, 128);
   // o_proj kept in 16 bits: only down (256 / 2 = 128 = one group per shard) is split, which is fine.
   assert.is(shardLayout(config({ group_size: 128, modules_to_not_convert: ['o_proj'] }), 2, 0).tp, 2);
