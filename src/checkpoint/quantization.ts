@@ -23,6 +23,8 @@ export interface QuantizationConfig {
    * tensor's g_idx decides (static_groups keeps desc_act checkpoints in order).
    */
   activationOrder: boolean;
+  /** lm_head is 4-bit too (GPTQModel `lm_head: true`; compressed-tensors targets it and does not ignore it). */
+  lmHead: boolean;
   /** GPTQ checkpoint_format 'gptq' (v1): qzeros hold zero - 1 (4-bit wrapped); 'gptq_v2' and the others hold the zero. */
   zerosMinusOne: boolean;
   /** AWQ modules_to_not_convert: a linear whose full module name contains one of these stays 16-bit. */
@@ -98,6 +100,8 @@ function parseAwq(q: Record<string, unknown>): QuantizationConfig {
     groupSize: parseGroupSize(q.group_size ?? q.q_group_size, `${where}.group_size`),
     symmetric: false,
     activationOrder: false,
+    // AutoAWQ never quantizes lm_head (a checkpoint that did is refused by the loader, naming the tensor).
+    lmHead: false,
     zerosMinusOne: false,
     modulesToNotConvert: notConvert as string[],
     modulesInBlockToQuantize: null,
@@ -120,7 +124,8 @@ function parseGptq(q: Record<string, unknown>): QuantizationConfig {
   if (q.pack_dtype !== undefined && q.pack_dtype !== null && q.pack_dtype !== 'int32') {
     throw new Error(`config.json: ${where}.pack_dtype ${JSON.stringify(q.pack_dtype)} is not supported; 4-bit words must be packed in int32`);
   }
-  if (q.lm_head === true) throw new Error(`config.json: ${where}.lm_head true (a 4-bit lm_head) is not supported; keep lm_head in 16 bits`);
+  const lmHead = q.lm_head ?? false;
+  if (typeof lmHead !== 'boolean') throw new Error(`config.json: ${where}.lm_head must be true or false, got ${JSON.stringify(lmHead)}`);
   if (q.dynamic !== undefined && q.dynamic !== null && Object.keys(asObject(q.dynamic, `${where}.dynamic`)).length > 0) {
     throw new Error(`config.json: ${where}.dynamic (per-module GPTQModel overrides) is not supported`);
   }
@@ -145,6 +150,7 @@ function parseGptq(q: Record<string, unknown>): QuantizationConfig {
     // GPTQ stores qzeros even when sym (all 8): the reader uses them, so the checkpoint is the truth.
     symmetric: false,
     activationOrder: descAct,
+    lmHead,
     zerosMinusOne: format === 'gptq',
     modulesToNotConvert: [],
     modulesInBlockToQuantize: inBlock,
@@ -207,6 +213,7 @@ function parseCompressedTensors(q: Record<string, unknown>): QuantizationConfig 
     groupSize: shared!.groupSize,
     symmetric: shared!.symmetric,
     activationOrder: shared!.activationOrder,
+    lmHead: targets.some((t) => t === 'Linear' || ctMatches(t, 'lm_head')) && !(ignore as string[]).some((t) => ctMatches(t, 'lm_head')),
     zerosMinusOne: false,
     modulesToNotConvert: [],
     modulesInBlockToQuantize: null,

@@ -135,14 +135,14 @@ function checkTensor(reader: SafetensorsReader, config: ModelConfig, read: Plann
   }
   const module = read.hfName.replace(/\.weight$/, '');
   if (q && read.isMatrix && hasQ4Linear(reader, q, module)) {
-    const what =
-      read.outputs[0]!.name === 'embed' || read.outputs[0]!.name === 'lm_head'
-        ? `a 4-bit ${canonical} is not supported`
-        : 'quantization_config leaves it in 16 bits';
-    throw new Error(
-      `"${module}" is stored in 4 bits in ${reader.modelDir}, but ${what}` +
-        (q.method === 'compressed-tensors' ? ' (ignore / targets)' : q.method === 'awq' ? ' (modules_to_not_convert)' : ' (modules_in_block_to_quantize)'),
-    );
+    const name = read.outputs[0]!.name;
+    const where =
+      name === 'embed'
+        ? 'a 4-bit embedding table is not supported'
+        : name === 'lm_head'
+          ? `quantization_config leaves lm_head in 16 bits${q.method === 'gptq' ? ' (lm_head: true would say otherwise)' : q.method === 'awq' ? ' (AWQ keeps lm_head in 16 bits)' : ' (ignore / targets)'}`
+          : `quantization_config leaves it in 16 bits${q.method === 'compressed-tensors' ? ' (ignore / targets)' : q.method === 'awq' ? ' (modules_to_not_convert)' : ' (modules_in_block_to_quantize)'}`;
+    throw new Error(`"${module}" is stored in 4 bits in ${reader.modelDir}, but ${where}`);
   }
   if (!reader.has(read.hfName)) {
     throw new Error(
@@ -214,7 +214,13 @@ function planReads(config: ModelConfig): PlannedRead[] {
     reads.push(linear(one(hf(names.down), c('down'), [h, ffn])));
   }
   reads.push(one(names.norm, 'norm', [h]));
-  if (!config.tieWordEmbeddings) reads.push(one(names.lmHead, 'lm_head', [vocabSize, h]));
+  if (q?.lmHead && config.tieWordEmbeddings) {
+    throw new Error('config.json: quantization_config quantizes lm_head, but tie_word_embeddings is true (lm_head is the 16-bit embedding table)');
+  }
+  if (!config.tieWordEmbeddings) {
+    const lmHead = one(names.lmHead, 'lm_head', [vocabSize, h]);
+    reads.push(q?.lmHead ? { ...lmHead, q4Prefix: names.lmHead.replace(/\.weight$/, '') } : lmHead);
+  }
   return reads;
 }
 

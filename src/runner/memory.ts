@@ -151,6 +151,7 @@ function estimateWeightBytes(config: ModelConfig, layout: ShardLayout, dtype: 'f
       bytes(c('down'), H * layout.intermediate) +
       2 * H * 4;
   }
-  const embed = vocab * H * b * (config.tieWordEmbeddings ? 1 : 2);
-  return layers + embed + H * 4;
+  const embed = vocab * H * b;
+  const lmHead = config.tieWordEmbeddings ? 0 : bytes('lm_head', vocab * H);
+  return layers + embed + lmHead + H * 4;
 }

@@ -69,8 +69,14 @@ export class ShardWeightBuilder {
 
   add(t: CanonicalWeight): void {
     const m = /^layers\.(\d+)\.(.+)$/.exec(t.name);
+    if (t.dtype === 'q4' && t.name === 'lm_head') {
+      // GPTQModel lm_head: true: split by vocabulary rows like a float lm_head.
+      const { vocabStart, vocabEnd } = this.layout;
+      this.lmHead = this.q4Matrix('lm_head', q4SliceRows(t.q4, vocabStart, vocabEnd - vocabStart));
+      return;
+    }
     if (t.dtype === 'q4' && !(m && Q4_PARTS.has(m[2]!)))
-      throw new Error(`a 4-bit ${t.name} is not supported (only the q/k/v/o and MLP projections may be 4-bit)`);
+      throw new Error(`a 4-bit ${t.name} is not supported (only the q/k/v/o and MLP projections and lm_head may be 4-bit)`);
     if (!m) {
       this.addGlobal(t.name, (t as CanonicalTensor).data);
       return;
@@ -119,7 +125,7 @@ export class ShardWeightBuilder {
     }
   }
 
-  /** embed, lm_head and the final norm: always float. */
+  /** embed, a float lm_head and the final norm. */
   private addGlobal(name: string, data: Matrix): void {
     if (name === 'embed') this.addEmbedding(data);
     else if (name === 'lm_head')

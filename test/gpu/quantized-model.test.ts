@@ -70,7 +70,7 @@ async function expectReferenceTokens(
   quant: string,
   deq: string,
   prompt = PROMPT,
-): Promise<{ formats: string[]; weightBytes: number; floatWeightBytes: number }> {
+): Promise<{ formats: string[]; lmHead: string; weightBytes: number; floatWeightBytes: number }> {
   const want = await referenceGreedy(deq, prompt, STEPS);
   const r = await openTestRunner(quant, { dtype: 'f32' });
   try {
@@ -85,7 +85,12 @@ async function expectReferenceTokens(
     const shard = r.runner.shards[0] as Shard;
     const l = shard.weights.layers[0]!;
     const floatPlan = planMemory({ ...r.config, quantization: null }, shard.layout, r.devices[0]!, { ...PLAN_OPTIONS, dtype: 'f32' });
-    return { formats: [l.qkv.dtype, l.o.dtype, l.gateUp.dtype, l.down.dtype], weightBytes: r.runner.plan.weightBytes, floatWeightBytes: floatPlan.weightBytes };
+    return {
+      formats: [l.qkv.dtype, l.o.dtype, l.gateUp.dtype, l.down.dtype],
+      lmHead: shard.weights.lmHead.dtype,
+      weightBytes: r.runner.plan.weightBytes,
+      floatWeightBytes: floatPlan.weightBytes,
+    };
   } finally {
     r.destroy();
   }
@@ -132,6 +137,25 @@ test('activation-ordered 4-bit weights on 2 devices fail at startup naming desc_
     openEngine({ modelDir: quant, devices: [0, 0], allowRepeatedDevices: true }),
     /cannot split this model over 2 devices: .*activation-ordered groups \(GPTQ desc_act/,
   );
+});
+
+test('GPTQ lm_head: true (GPTQModel) and compressed-tensors without lm_head in ignore: a 4-bit lm_head, reference tokens, tp 2 == tp 1', async () => {
+  for (const o of [
+    { format: 'gptq-v2', groupSize: 32, symmetric: false, lmHead: true },
+    { format: 'compressed-tensors', groupSize: 64, symmetric: true, lmHead: true },
+  ] satisfies QuantizeOptions[]) {
+    const [quant, deq] = await prepare(`lm-head-${o.format}`, o);
+    const got = await expectReferenceTokens(quant, deq);
+    assert.equal([...got.formats, got.lmHead], ['q4', 'q4', 'q4', 'q4', 'q4'], o.format);
+    // The memory plan counts the 4-bit lm_head (512 x 128) as 4-bit: 4 - (0.5 + 4 / group) bytes saved per weight on top of the layers.
+    const n = 2 * 128 * (256 + 128 + 3 * 256) + 512 * 128;
+    assert.is(got.floatWeightBytes - got.weightBytes, n * 4 - n * (0.5 + 4 / o.groupSize), o.format);
+  }
+  const [quant] = await prepare('lm-head-tp', { format: 'gptq-v1', groupSize: 32, symmetric: true, lmHead: true });
+  const base = await greedyLogits(quant, { tp: 1 }, PROMPT, STEPS);
+  const two = await greedyLogits(quant, { tp: 2 }, PROMPT, STEPS);
+  assert.equal(two.tokens, base.tokens);
+  two.logits.forEach((l, i) => assert.ok(relativeMaxError(l, base.logits[i]!) < 1e-4, `step ${i}: ${relativeMaxError(l, base.logits[i]!)}`));
 });
 
 // What people download besides Llama: Qwen2 AWQ (q/k/v biases stay 16-bit beside 4-bit weights, tied

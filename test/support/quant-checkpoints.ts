@@ -30,6 +30,8 @@ export interface QuantizeOptions {
    * layer and input (shared by q/k/v, and by gate/up, as their common input makes it in GPTQ).
    */
   actOrder?: boolean;
+  /** Quantize lm_head too (GPTQModel `lm_head: true`; compressed-tensors without lm_head in ignore). */
+  lmHead?: boolean;
   /** compressed-tensors weight_scale dtype (default BF16, as llm-compressor saves bf16 models). */
   scaleDtype?: 'F16' | 'BF16';
 }
@@ -54,7 +56,8 @@ export async function writeQuantizedModel(srcDir: string, dstDir: string, o: Qua
     for (const [name, info] of reader.tensors) {
       const data = await reader.read(name, 'f32');
       const module = name.replace(/\.weight$/, '');
-      if (LINEAR.test(name) && !(o.keepFloat ?? []).some((s) => module.includes(s))) {
+      const quantized = (LINEAR.test(name) && !(o.keepFloat ?? []).some((s) => module.includes(s))) || (o.lmHead && name === 'lm_head.weight');
+      if (quantized) {
         out.push(...quantizeLinear(module, data, info.shape[0]!, info.shape[1]!, o));
       } else {
         out.push(f16Tensor(name, info.shape, data));
@@ -84,6 +87,7 @@ function quantizationConfig(o: QuantizeOptions): Record<string, unknown> {
         sym: o.symmetric ?? true,
         true_sequential: true,
         static_groups: (o.descAct ?? false) && !o.actOrder,
+        lm_head: o.lmHead ?? false,
         damp_percent: 0.01,
         checkpoint_format: o.format === 'gptq-v1' ? 'gptq' : 'gptq_v2',
         ...(keep.length ? { modules_in_block_to_quantize: [quantized] } : {}),
@@ -97,7 +101,7 @@ function quantizationConfig(o: QuantizeOptions): Record<string, unknown> {
         global_compression_ratio: null,
         kv_cache_scheme: null,
         sparsity_config: {},
-        ignore: ['lm_head', ...keep.map((s) => `re:.*${s.replace(/\./g, '\\.')}.*`)],
+        ignore: [...(o.lmHead ? [] : ['lm_head']), ...keep.map((s) => `re:.*${s.replace(/\./g, '\\.')}.*`)],
         config_groups: {
           group_0: {
             targets: ['Linear'],

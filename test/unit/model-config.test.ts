@@ -354,6 +354,7 @@ test('quantization_config: AWQ gemm, GPTQ v1/v2 and per-channel, compressed-tens
     groupSize: 128,
     symmetric: false,
     activationOrder: false,
+    lmHead: false,
     zerosMinusOne: false,
     modulesToNotConvert: ['mlp.down_proj'],
     modulesInBlockToQuantize: null,
@@ -386,6 +387,8 @@ test('which linears are 4-bit: modules_to_not_convert (substring), modules_in_bl
   assert.ok(isQuantizedLinear(ct, 'model.layers.1.self_attn.v_proj'));
   assert.not.ok(isQuantizedLinear(ct, 'model.layers.0.self_attn.v_proj'));
   assert.not.ok(isQuantizedLinear(ct, 'lm_head'));
+  assert.is(ct.lmHead, false);
+  assert.is(quant({ ...ctConfig, ignore: [] })!.lmHead, true);
 });
 
 test('quantization_config refusals name the field', () => {
@@ -396,7 +399,9 @@ test('quantization_config refusals name the field', () => {
   refuses({ ...awqConfig, zero_point: false }, /quantization_config.zero_point false is not supported/);
   refuses({ ...awqConfig, group_size: 100 }, /quantization_config.group_size 100 is not supported/);
   refuses({ ...gptqConfig, checkpoint_format: 'marlin' }, /quantization_config.checkpoint_format "marlin" is not supported/);
-  refuses({ ...gptqConfig, lm_head: true }, /quantization_config.lm_head true/);
+  assert.is(quant({ ...gptqConfig, lm_head: true })!.lmHead, true);
+  assert.is(quant(gptqConfig)!.lmHead, false);
+  refuses({ ...gptqConfig, lm_head: 'yes' }, /quantization_config.lm_head must be true or false/);
   refuses({ ...gptqConfig, pack_dtype: 'int16' }, /quantization_config.pack_dtype "int16" is not supported/);
   refuses({ ...gptqConfig, is_marlin_format: true }, /is_marlin_format true/);
   refuses({ ...gptqConfig, dynamic: { '-:.*down': {} } }, /quantization_config.dynamic/);

@@ -286,6 +286,26 @@ test('checkpoint errors name the tensor: missing scales, wrong shape, 4-bit wher
     assert.match((err as Error).message, /tensor "model.layers.0.mlp.gate_proj.qweight" \(4-bit awq layers.0.gate\) is missing/);
   }
   await r2.close();
+  // A 4-bit lm_head (GPTQModel lm_head: true) read with a config that says 16 bits, and with tied embeddings.
+  const head = await writeQuantizedModel(float, join(root, 'err-h'), { format: 'gptq-v2', groupSize: 32, lmHead: true });
+  const headCfg = await loadModelConfig(head);
+  assert.is(headCfg.quantization!.lmHead, true);
+  const r3 = await SafetensorsReader.open(head);
+  for (const [c, re] of [
+    [
+      { ...headCfg, quantization: { ...headCfg.quantization!, lmHead: false } },
+      /"lm_head" is stored in 4 bits .* leaves lm_head in 16 bits \(lm_head: true would say otherwise\)/,
+    ],
+    [{ ...headCfg, tieWordEmbeddings: true }, /quantizes lm_head, but tie_word_embeddings is true/],
+  ] as const) {
+    try {
+      await loadCanonicalWeights(r3, c, 'f32', () => {});
+      assert.unreachable('should throw');
+    } catch (err) {
+      assert.match((err as Error).message, re);
+    }
+  }
+  await r3.close();
 });
 
 test('group_size -1 needs power-of-two in features; out features must be a multiple of 8', async () => {
