@@ -31,7 +31,8 @@ export interface ScaleSearchOptions {
   duoScaling: boolean;
   /**
    * Maps the group's linear outputs [numTokens, rows] to the output the candidates are scored on
-   * (AutoAWQ's module2inspect); default: the linear outputs themselves.
+   * (AutoAWQ's module2inspect); default: the linear outputs themselves. Its first call is always the
+   * reference, the unquantized weights' outputs.
    */
   blockOutput?: (linearOutputs: Float32Array) => Promise<Float32Array>;
 }

@@ -151,6 +151,13 @@ export async function quantizeModel(o: QuantizeOptions): Promise<QuantizeResult>
   }
 }
 
+/** The full `.weight` names of layer `layer`'s linear modules that the plan quantizes, with their [out, in]. */
+function quantizedWeights(config: ModelConfig, plan: QuantPlan, layer: number): Map<string, [number, number]> {
+  const out = new Map<string, [number, number]>();
+  for (const m of linearModules(config)) if (plan.quantized.has(m.keys[0]!)) out.set(`${layerPrefix(layer)}${m.name}.weight`, m.shape);
+  return out;
+}
+
 /** model.layers.{i}.* -> i; anything else -> null. */
 function layerOf(name: string): number | null {
   const m = /^model\.layers\.(\d+)\./.exec(name);
@@ -159,7 +166,6 @@ function layerOf(name: string): number | null {
 
 /** Every source tensor, quantized linears as qweight/qzeros/scales, the rest f16; layer by layer, then the others. */
 function outputSpecs(reader: SafetensorsReader, config: ModelConfig, plan: QuantPlan): TensorSpec[] {
-  const quantizedShapes = new Map<string, [number, number]>();
   for (let l = 0; l < config.numLayers; l++) {
     for (const m of linearModules(config)) {
       const name = `${layerPrefix(l)}${m.name}.weight`;
@@ -167,9 +173,9 @@ function outputSpecs(reader: SafetensorsReader, config: ModelConfig, plan: Quant
       const shape = reader.tensors.get(name)!.shape;
       if (shape.length !== 2 || shape[0] !== m.shape[0] || shape[1] !== m.shape[1])
         throw new Error(`quantize: tensor "${name}" has shape [${shape.join(', ')}], config.json implies [${m.shape.join(', ')}]`);
-      if (plan.quantized.has(m.keys[0]!)) quantizedShapes.set(name, m.shape);
     }
   }
+  const quantizedShapes = new Map(Array.from({ length: config.numLayers }, (_, l) => [...quantizedWeights(config, plan, l)]).flat());
   const names = [...reader.tensors.keys()].sort((a, b) => {
     const la = layerOf(a) ?? Infinity,
       lb = layerOf(b) ?? Infinity;
@@ -317,8 +323,7 @@ class LayerQuantizer {
     if (packed) this.packQkv(weights, packed, moduleName);
 
     const tensors = new Map<string, TensorData>();
-    const quantizedShapes = new Map<string, [number, number]>();
-    for (const m of linearModules(this.config)) if (this.plan.quantized.has(m.keys[0]!)) quantizedShapes.set(`${prefix}${m.name}.weight`, m.shape);
+    const quantizedShapes = quantizedWeights(this.config, this.plan, layer);
     for (const [name, data] of weights) {
       const shape = quantizedShapes.get(name);
       if (!shape) {
@@ -335,12 +340,17 @@ class LayerQuantizer {
     return { layer, tensors, bytes, fresh: true };
   }
 
-  /** Replaces the packed wqkv weight (and bias) by q, k and v entries under moduleName('q' | 'k' | 'v'). */
-  private splitQkv(weights: Map<string, Float32Array>, packed: string, moduleName: (key: LinearKey) => string): void {
-    for (const [suffix, rowLength] of [
+  /** The tensors of a packed wqkv module: its weight (hidden values per row) and its optional bias. */
+  private get packedQkvParts(): readonly (readonly [suffix: string, rowLength: number])[] {
+    return [
       ['.weight', this.config.hiddenSize],
       ['.bias', 1],
-    ] as const) {
+    ];
+  }
+
+  /** Replaces the packed wqkv weight (and bias) by q, k and v entries under moduleName('q' | 'k' | 'v'). */
+  private splitQkv(weights: Map<string, Float32Array>, packed: string, moduleName: (key: LinearKey) => string): void {
+    for (const [suffix, rowLength] of this.packedQkvParts) {
       const data = weights.get(packed + suffix);
       if (!data) continue;
       const [q, k, v] = splitPackedQkv(data, this.config, rowLength);
@@ -353,10 +363,7 @@ class LayerQuantizer {
 
   /** The inverse of splitQkv, after the scales are folded in. */
   private packQkv(weights: Map<string, Float32Array>, packed: string, moduleName: (key: LinearKey) => string): void {
-    for (const [suffix, rowLength] of [
-      ['.weight', this.config.hiddenSize],
-      ['.bias', 1],
-    ] as const) {
+    for (const [suffix, rowLength] of this.packedQkvParts) {
       const [q, k, v] = (['q', 'k', 'v'] as const).map((key) => weights.get(moduleName(key) + suffix));
       if (!q || !k || !v) continue;
       for (const key of ['q', 'k', 'v'] as const) weights.delete(moduleName(key) + suffix);
@@ -421,7 +428,7 @@ class LayerQuantizer {
       }
       const blockOutput =
         group[0] === 'q'
-          ? await this.attentionOutput(layer, weights, moduleName, stacked, x, inputs)
+          ? await this.attentionOutput(layer, weights, moduleName, inputs)
           : group[0] === 'gate'
             ? this.mlpOutput(weights, linear('down'), inputs.numTokens)
             : undefined;
@@ -448,15 +455,14 @@ class LayerQuantizer {
 
   /**
    * AutoAWQ's module2inspect for q/k/v, the attention block: the host attention over the candidate's
-   * q/k/v outputs, then the unquantized o_proj on the GPU. Checked first against the attention output
+   * q/k/v outputs, then the unquantized o_proj on the GPU. Its first call is the search's reference
+   * (the unquantized weights, searchScales' contract), which is checked against the attention output
    * the engine computed for the same tokens, so the search never scores against the wrong function.
    */
   private async attentionOutput(
     layer: number,
     weights: Map<string, Float32Array>,
     moduleName: (key: LinearKey) => string,
-    qkvWeights: Float32Array,
-    x: GPUBuffer,
     inputs: LayerInputs,
   ): Promise<(qkv: Float32Array) => Promise<Float32Array>> {
     const cal = this.calibration!;
@@ -475,21 +481,17 @@ class LayerQuantizer {
     );
     const T = inputs.numTokens;
     const [hidden, width] = linearShapes(c).o;
-    const ours = attention.attend(await cal.outputs.compute(qkvWeights, (c.numHeads + 2 * c.numKvHeads) * c.headDim, c.hiddenSize, x, T), T);
     const engine = await cal.readInput(inputs.o, T, width);
-    let maxDiff = 0;
-    let maxAbs = 0;
-    for (let i = 0; i < engine.length; i++) {
-      maxDiff = Math.max(maxDiff, Math.abs(ours[i]! - engine[i]!));
-      maxAbs = Math.max(maxAbs, Math.abs(engine[i]!));
-    }
-    if (!(maxDiff <= 1e-2 * maxAbs)) {
-      throw new Error(
-        `quantize: layer ${layer}: the host attention block differs from the engine's attention output (max |diff| ${maxDiff} of max |x| ${maxAbs})`,
-      );
-    }
     const o = weights.get(`${moduleName('o')}.weight`)!;
-    return (qkv) => cal.outputs.computeFromHost(o, hidden, width, attention.attend(qkv, T), T);
+    let checked = false;
+    return (qkv) => {
+      const attended = attention.attend(qkv, T);
+      if (!checked) {
+        checkAttention(layer, attended, engine);
+        checked = true;
+      }
+      return cal.outputs.computeFromHost(o, hidden, width, attended, T);
+    };
   }
 
   /** AutoAWQ's module2inspect for gate/up, the MLP: silu(gate) * up, then the unquantized down_proj on the GPU. */
@@ -529,6 +531,21 @@ class LayerQuantizer {
       const r = clipWeights(weights.get(linear(key))!, rows, cols, G, gram);
       this.clips.push({ layer, linear: key, rtnError: r.rtnError, clippedError: r.clippedError, clippedGroups: r.clippedGroups, groups: (rows * cols) / G });
     }
+  }
+}
+
+/** Throws unless the host attention block reproduced the engine's attention output (within 1% of its largest value). */
+function checkAttention(layer: number, ours: Float32Array, engine: Float32Array): void {
+  let maxDiff = 0;
+  let maxAbs = 0;
+  for (let i = 0; i < engine.length; i++) {
+    maxDiff = Math.max(maxDiff, Math.abs(ours[i]! - engine[i]!));
+    maxAbs = Math.max(maxAbs, Math.abs(engine[i]!));
+  }
+  if (!(maxDiff <= 1e-2 * maxAbs)) {
+    throw new Error(
+      `quantize: layer ${layer}: the host attention block differs from the engine's attention output (max |diff| ${maxDiff} of max |x| ${maxAbs})`,
+    );
   }
 }
 
