@@ -213,7 +213,7 @@ function parseCompressedTensors(q: Record<string, unknown>): QuantizationConfig 
     groupSize: shared!.groupSize,
     symmetric: shared!.symmetric,
     activationOrder: shared!.activationOrder,
-    lmHead: targets.some((t) => t === 'Linear' || ctMatches(t, 'lm_head')) && !(ignore as string[]).some((t) => ctMatches(t, 'lm_head')),
+    lmHead: ctQuantizes(targets, ignore as string[], 'lm_head'),
     zerosMinusOne: false,
     modulesToNotConvert: [],
     modulesInBlockToQuantize: null,
@@ -277,8 +277,13 @@ export function isQuantizedLinear(q: QuantizationConfig, module: string): boolea
     case 'gptq':
       return q.modulesInBlockToQuantize === null || q.modulesInBlockToQuantize.some((m) => module.endsWith(`.${m}`));
     case 'compressed-tensors':
-      return q.targets.some((t) => t === 'Linear' || ctMatches(t, module)) && !q.ignore.some((t) => ctMatches(t, module));
+      return ctQuantizes(q.targets, q.ignore, module);
   }
+}
+
+/** compressed-tensors: a linear is quantized when a target names it (or is 'Linear') and no ignore entry does. */
+function ctQuantizes(targets: readonly string[], ignore: readonly string[], module: string): boolean {
+  return targets.some((t) => t === 'Linear' || ctMatches(t, module)) && !ignore.some((t) => ctMatches(t, module));
 }
 
 function ctMatches(pattern: string, module: string): boolean {
