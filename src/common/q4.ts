@@ -176,7 +176,9 @@ export function q4ConcatRows(parts: readonly Q4Matrix[]): Q4Matrix {
 }
 
 function samePermutation(a: Uint32Array | undefined, b: Uint32Array | undefined): boolean {
-  if (!a || !b) return a === b;
+  // Head slices of one matrix share its inputPerm object: no need to compare cols entries per head.
+  if (a === b) return true;
+  if (!a || !b) return false;
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
