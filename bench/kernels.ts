@@ -9,6 +9,7 @@ import { MatmulKernels, type MatmulTuning } from '../src/kernels/matmul.js';
 import { PermuteKernel } from '../src/kernels/permute.js';
 import { destroyWeight, uploadQ4Weight, uploadWeight, type WeightDtype } from '../src/kernels/weight.js';
 import { randomQ4Matrix } from '../test/support/q4-reference.js';
+import { seededPermutation } from '../test/support/random.js';
 import { attentionDecodeCases } from './attention-cases.js';
 import type { KernelCase } from './kernel-case.js';
 import { median, memcpyGBps, printTable, randomHost, StreamRead, timePasses, wantsJson, argValue, type RecordFn, type Row } from './common.js';
@@ -65,7 +66,7 @@ function q4MatmulCase(
     async setup(gpu, shared) {
       const m = randomQ4Matrix(outFeatures, inFeatures, groupSize, 1);
       // Activation order: the runner gathers the input by the weight's inputPerm, then runs the same matmul.
-      if (actOrder) m.inputPerm = shuffled(inFeatures, 3);
+      if (actOrder) m.inputPerm = seededPermutation(inFeatures, 3);
       const w = uploadQ4Weight(gpu, name, m, undefined, shared.matmul.weightLayout);
       const x = gpu.upload('x', randomHost(numRows * inFeatures, 2));
       const y = gpu.createBuffer('y', numRows * outFeatures * 4, STORAGE_RW());
@@ -87,18 +88,6 @@ function q4MatmulCase(
       };
     },
   };
-}
-
-/** A seeded shuffle of 0..n-1. */
-function shuffled(n: number, seed: number): Uint32Array {
-  const p = Uint32Array.from({ length: n }, (_, i) => i);
-  let s = seed >>> 0;
-  for (let i = n - 1; i > 0; i--) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    const j = s % (i + 1);
-    [p[i], p[j]] = [p[j]!, p[i]!];
-  }
-  return p;
 }
 
 export const matmulCases: KernelCase[] = [

@@ -5,7 +5,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Binding } from '../../src/gpu/index.js';
 import { PermuteKernel } from '../../src/kernels/permute.js';
-import { randomF32, rng, runPass, testDevice } from '../helpers/gpu.js';
+import { randomF32, runPass, testDevice } from '../helpers/gpu.js';
+import { seededPermutation } from '../support/random.js';
 
 function gatherReference(x: Float32Array, perm: Uint32Array, numRows: number): Float32Array {
   const cols = perm.length;
@@ -19,15 +20,8 @@ function gatherReference(x: Float32Array, perm: Uint32Array, numRows: number): F
 type PermKind = 'identity' | 'reversed' | 'random';
 
 function makePerm(kind: PermKind, cols: number, seed: number): Uint32Array {
-  const perm = Uint32Array.from({ length: cols }, (_, j) => (kind === 'reversed' ? cols - 1 - j : j));
-  if (kind === 'random') {
-    const r = rng(seed);
-    for (let j = cols - 1; j > 0; j--) {
-      const k = Math.floor(r() * (j + 1));
-      [perm[j], perm[k]] = [perm[k]!, perm[j]!];
-    }
-  }
-  return perm;
+  if (kind === 'random') return seededPermutation(cols, seed);
+  return Uint32Array.from({ length: cols }, (_, j) => (kind === 'reversed' ? cols - 1 - j : j));
 }
 
 /** Bit patterns, so -0, NaN payloads and denormals would all count as differences. */

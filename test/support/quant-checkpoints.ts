@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { f32ToBf16Bits, f32ToF16Bits, f16BitsToF32 } from '../../src/common/half.js';
 import { SafetensorsReader } from '../../src/checkpoint/safetensors.js';
 import { writeRawSafetensors, type RawTensor } from './quant-safetensors.js';
+import { seededPermutation } from './random.js';
 
 export type QuantFormat = 'awq' | 'gptq-v1' | 'gptq-v2' | 'compressed-tensors';
 
@@ -236,14 +237,7 @@ function quantizeLinear(module: string, w: Float32Array, rows: number, cols: num
 function activationOrder(module: string, cols: number): Uint32Array {
   const layer = Number(/layers\.(\d+)\./.exec(module)?.[1] ?? 0);
   const input = /(q_proj|k_proj|v_proj|wqkv)$/.test(module) ? 1 : /(gate_proj|up_proj|w1|w3)$/.test(module) ? 2 : /(o_proj|wo)$/.test(module) ? 3 : 4;
-  let state = (layer * 7919 + input * 104729 + cols) >>> 0;
-  const perm = Uint32Array.from({ length: cols }, (_, i) => i);
-  for (let i = cols - 1; i > 0; i--) {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    const j = state % (i + 1);
-    [perm[i], perm[j]] = [perm[j]!, perm[i]!];
-  }
-  return perm;
+  return seededPermutation(cols, layer * 7919 + input * 104729 + cols);
 }
 
 /** Word with nibble i = nibble(i) (0..15). */

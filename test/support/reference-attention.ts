@@ -1,6 +1,6 @@
 // Plain-TS references for the rotary, KV-cache write and paged attention kernels, computed in float64,
 // plus a builder for paged batches (shuffled block tables, mixed prefix and query lengths).
-import { rng } from './random.js';
+import { rng, seededPermutation } from './random.js';
 
 export interface RotaryRefArgs {
   numTokens: number;
@@ -177,11 +177,6 @@ export function attentionReference(batch: PagedBatch, a: AttentionRefArgs): Floa
  * shuffle seeded by `seed`), every padEvery-th token `paddingSlot` (written nowhere).
  */
 export function shuffledSlotMapping(numSlots: number, numTokens: number, seed: number, paddingSlot: number, padEvery?: number): Uint32Array {
-  const r = rng(seed);
-  const slots = Array.from({ length: numSlots }, (_, i) => i);
-  for (let i = slots.length - 1; i > 0; i--) {
-    const j = Math.floor(r() * (i + 1));
-    [slots[i], slots[j]] = [slots[j]!, slots[i]!];
-  }
+  const slots = seededPermutation(numSlots, seed);
   return Uint32Array.from({ length: numTokens }, (_, t) => (padEvery && t % padEvery === padEvery - 1 ? paddingSlot : slots[t]!));
 }
