@@ -5,7 +5,7 @@ import { KvCacheKernel } from '../../src/kernels/kv-cache.js';
 import type { KvCacheDtype } from '../../src/common/types.js';
 import { f16BitsToF32, f32ToF16Bits } from '../../src/common/half.js';
 import { assertClose, randomF32, runPass, testDevice } from '../helpers/gpu.js';
-import { attentionReference, buildPagedBatch, type PagedBatch, type PagedBatchSpec } from '../support/reference-attention.js';
+import { attentionReference, buildPagedBatch, oneTokenAttentionArgs, type PagedBatch, type PagedBatchSpec } from '../support/reference-attention.js';
 
 interface Case extends Omit<PagedBatchSpec, 'seed'> {
   slidingWindow?: number;
@@ -283,27 +283,7 @@ test('unsupported shapes are refused with a reason', async () => {
   const gpu = await testDevice();
   const kernel = await AttentionKernel.create(gpu);
   const b = gpu.upload('x', new Float32Array(64));
-  const base = {
-    qkv: b,
-    rowStride: 64,
-    qOffset: 0,
-    out: b,
-    kCache: b,
-    vCache: b,
-    blockTables: b,
-    maxBlocksPerSeq: 1,
-    tokenSeq: b,
-    tokenPos: b,
-    numTokens: 1,
-    numSeqs: 1,
-    numHeads: 2,
-    numKvHeads: 1,
-    headDim: 32,
-    blockSize: 16,
-    scale: 1,
-    slidingWindow: 0,
-    maxContextLen: 1,
-  };
+  const base = { ...oneTokenAttentionArgs(b), numHeads: 2 };
   await runPass(gpu, (pass, u) => {
     assert.throws(() => kernel.attend(pass, u, { ...base, numHeads: 3, numKvHeads: 2 }), /multiple of numKvHeads/);
     assert.throws(() => kernel.attend(pass, u, { ...base, headDim: 30, rowStride: 64 }), /headDim 30/);

@@ -9,7 +9,14 @@ import { f16BitsToF32, f32ToF16Bits } from '../../src/common/half.js';
 import { KV_QUANT_BITS } from '../../src/common/types.js';
 import { kvCacheBytesPerTokenHead } from '../../src/runner/memory.js';
 import { assertClose, randomF32, runPass, testDevice } from '../helpers/gpu.js';
-import { attentionReference, buildPagedBatch, shuffledSlotMapping, type PagedBatch, type PagedBatchSpec } from '../support/reference-attention.js';
+import {
+  attentionReference,
+  buildPagedBatch,
+  oneTokenAttentionArgs,
+  shuffledSlotMapping,
+  type PagedBatch,
+  type PagedBatchSpec,
+} from '../support/reference-attention.js';
 import { dequantizeCache, interleaveParams, packCodes, quantizeCache, quantizeRow, unpackCodes, type KvQuantBits } from '../support/kv-quant.js';
 
 type QuantDtype = keyof typeof KV_QUANT_BITS;
@@ -423,27 +430,7 @@ test('kv write then attend in one pass on int8 and int4 caches (the runner order
 test('kernels refuse a quantized cache without kvParams, kvParams on a float cache, and int4 with head_dim % 8 != 0', async () => {
   const gpu = await testDevice();
   const b = gpu.upload('x', new Float32Array(256));
-  const attnArgs = {
-    qkv: b,
-    rowStride: 64,
-    qOffset: 0,
-    out: b,
-    kCache: b,
-    vCache: b,
-    blockTables: b,
-    maxBlocksPerSeq: 1,
-    tokenSeq: b,
-    tokenPos: b,
-    numTokens: 1,
-    numSeqs: 1,
-    numHeads: 1,
-    numKvHeads: 1,
-    headDim: 32,
-    blockSize: 16,
-    scale: 1,
-    slidingWindow: 0,
-    maxContextLen: 1,
-  };
+  const attnArgs = oneTokenAttentionArgs(b);
   const writeArgs = { qkv: b, numTokens: 1, rowStride: 64, kOffset: 0, vOffset: 32, numKvHeads: 1, headDim: 32, kCache: b, vCache: b, slotMapping: b };
   const int8 = await AttentionKernel.create(gpu, { kvCacheDtype: 'int8' });
   const int4 = await AttentionKernel.create(gpu, { kvCacheDtype: 'int4' });

@@ -1,5 +1,7 @@
 // Plain-TS references for the rotary, KV-cache write and paged attention kernels, computed in float64,
 // plus a builder for paged batches (shuffled block tables, mixed prefix and query lengths).
+import type { Binding } from '../../src/gpu/index.js';
+import type { AttentionArgs } from '../../src/kernels/attention.js';
 import { rng, seededPermutation } from './random.js';
 
 export interface RotaryRefArgs {
@@ -170,6 +172,31 @@ export function attentionReference(batch: PagedBatch, a: AttentionRefArgs): Floa
     }
   }
   return out;
+}
+
+/** Attention arguments for one token, one head of 32 and every buffer `b`: the base of argument-refusal tests. */
+export function oneTokenAttentionArgs(b: Binding): AttentionArgs {
+  return {
+    qkv: b,
+    rowStride: 64,
+    qOffset: 0,
+    out: b,
+    kCache: b,
+    vCache: b,
+    blockTables: b,
+    maxBlocksPerSeq: 1,
+    tokenSeq: b,
+    tokenPos: b,
+    numTokens: 1,
+    numSeqs: 1,
+    numHeads: 1,
+    numKvHeads: 1,
+    headDim: 32,
+    blockSize: 16,
+    scale: 1,
+    slidingWindow: 0,
+    maxContextLen: 1,
+  };
 }
 
 /**
