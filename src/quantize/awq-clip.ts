@@ -8,7 +8,7 @@
 // matrix is built once and every candidate costs G^2 / 2 multiply-adds instead of T * G: 4x less for
 // T = 512 tokens and G = 128, which keeps this on the host (it needs per-group sums, which the GPU
 // matmul, summing all groups, does not give).
-import { Q4_MAX, roundHalfEven, toF16 } from './rtn.js';
+import { groupScaleZero, Q4_MAX, roundHalfEven } from './rtn.js';
 
 export const CLIP_GRID = 20;
 export const CLIP_MAX_SHRINK = 0.5;
@@ -68,8 +68,7 @@ function fakeQuantizeGroup(v: Float64Array, G: number, out: Float64Array): void 
     if (v[j]! < min) min = v[j]!;
     if (v[j]! > max) max = v[j]!;
   }
-  const scale = toF16(Math.max(max - min, 1e-5) / Q4_MAX);
-  const zero = Math.min(Q4_MAX, Math.max(0, roundHalfEven(-min / scale)));
+  const { scale, zero } = groupScaleZero(min, max);
   for (let j = 0; j < G; j++) out[j] = (Math.min(Q4_MAX, Math.max(0, roundHalfEven(v[j]! / scale) + zero)) - zero) * scale;
 }
 

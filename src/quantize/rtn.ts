@@ -31,6 +31,12 @@ export function toF16(x: number): number {
   return f16ToNumber(f32ToF16(x));
 }
 
+/** One group's f16 scale and its zero point from the group's min and max (pseudo_quantize_tensor). */
+export function groupScaleZero(min: number, max: number): { scale: number; zero: number } {
+  const scale = toF16(Math.max(max - min, MIN_SCALE) / Q4_MAX);
+  return { scale, zero: Math.min(Q4_MAX, Math.max(0, roundHalfEven(-min / scale))) };
+}
+
 export function checkGroupShape(rows: number, cols: number, groupSize: number, what = 'matrix'): void {
   if (!(Number.isInteger(groupSize) && groupSize >= 8 && (groupSize & (groupSize - 1)) === 0))
     throw new Error(`group size ${groupSize} is not a power of two >= 8 (AWQ checkpoints use 32, 64 or 128)`);
@@ -56,8 +62,7 @@ export function quantizeRtn(w: Float32Array, rows: number, cols: number, groupSi
         if (x < min) min = x;
         if (x > max) max = x;
       }
-      const scale = toF16(Math.max(max - min, MIN_SCALE) / Q4_MAX);
-      const zero = Math.min(Q4_MAX, Math.max(0, roundHalfEven(-min / scale)));
+      const { scale, zero } = groupScaleZero(min, max);
       scales[r * groups + g] = scale;
       zeros[r * groups + g] = zero;
       for (let j = 0; j < groupSize; j++) q[base + j] = Math.min(Q4_MAX, Math.max(0, roundHalfEven(v[j]! / scale) + zero));
@@ -103,8 +108,7 @@ export function fakeQuantizeScaled(w: Float32Array, rows: number, cols: number, 
         if (x < min) min = x;
         if (x > max) max = x;
       }
-      const scale = toF16(Math.max(max - min, MIN_SCALE) / Q4_MAX);
-      const zero = Math.min(Q4_MAX, Math.max(0, roundHalfEven(-min / scale)));
+      const { scale, zero } = groupScaleZero(min, max);
       for (let j = 0; j < groupSize; j++) {
         const v = (w[base + j]! * s[k0 + j]!) / scale;
         let q = Math.round(v);
