@@ -136,7 +136,8 @@ export class ShardWeightBuilder {
 
   /**
    * A row-parallel projection (o, down) [rows, cols]: this shard's input columns [start, start + count).
-   * 4-bit: whole groups only, else a startup error naming the tp degree and the group size.
+   * 4-bit: whole groups only, which shardLayout has checked from quantization_config before any upload
+   * (q4SliceCols refuses a cut group too); the order of an activation-ordered weight is only known here.
    */
   private rowParallel(label: string, data: AnyMatrix, rows: number, cols: number, start: number, count: number): GpuWeight {
     if (!isQ4(data)) return this.matrix(label, this.layout.tp === 1 ? data : sliceCols(data, rows, cols, start, count), rows, count);
@@ -145,13 +146,6 @@ export class ShardWeightBuilder {
       throw new Error(
         `cannot split this model over ${this.layout.tp} devices: the 4-bit ${label} has activation-ordered groups (GPTQ desc_act, a permuted g_idx), ` +
           "whose sorted inputs come from every shard's part of the activation; run it on one device, or use a checkpoint quantized with desc_act false or static_groups",
-      );
-    }
-    // One group per row (per-channel): every shard's part shares the row's scale and zero (q4SliceCols).
-    if (data.groupSize !== data.cols && (start % data.groupSize !== 0 || count % data.groupSize !== 0)) {
-      throw new Error(
-        `cannot split this model over ${this.layout.tp} devices: the 4-bit ${label} has ${cols} in features in groups of ${data.groupSize} ` +
-          `(quantization_config group_size), so a shard's ${count} columns are not whole groups; use a tp degree that divides in_features / group_size = ${cols / data.groupSize}`,
       );
     }
     return this.q4Matrix(label, q4SliceCols(data, start, count));
